@@ -1,0 +1,47 @@
+"""rlcapture: record what reinforcement-learning agents do, off the critical path.
+
+Subprocess workers render frames into shared-memory rings; one encoder process
+writes one video per recorded (env, episode) and a manifest line per episode.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ClosedError,
+    ConfigError,
+    EncoderError,
+    EnvError,
+    FrameError,
+    OutputError,
+    OutputExistsError,
+    ProcessDiedError,
+    RLCaptureError,
+    StepTimeoutError,
+    WorkerError,
+)
+from .recorder import Recorder
+from .triggers import RecordAll, RecordEvery, RecordNone
+from .vector import CaptureVectorEnv, make_vec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CaptureVectorEnv",
+    "ClosedError",
+    "ConfigError",
+    "EncoderError",
+    "EnvError",
+    "FrameError",
+    "OutputError",
+    "OutputExistsError",
+    "ProcessDiedError",
+    "RLCaptureError",
+    "RecordAll",
+    "RecordEvery",
+    "RecordNone",
+    "Recorder",
+    "StepTimeoutError",
+    "WorkerError",
+    "make_vec",
+    "__version__",
+]

@@ -1,0 +1,188 @@
+"""The ordered message stream between a frame producer and the encoder.
+
+Each producer (a worker, a wrapped env in a foreign runner, a batch submitter)
+holds one Unix stream socket to the encoder. Pixels live in shared memory (see
+``ring.py``); the socket carries everything else, in order:
+
+producer -> encoder
+    ``H`` hello (JSON), ``M`` map a new ring (its descriptor rides along as
+    ``SCM_RIGHTS``), ``F`` a frame is ready in a slot (tags), ``E`` an episode
+    ended (JSON statistics), ``B`` goodbye.
+encoder -> producer
+    ``A`` accepted or ``X`` refused (with the reason), then one ``C`` byte per
+    freed slot.
+
+Why a socket and not semaphores: one encoder waits on many producers with a
+single ``poll``; a dead peer shows as end-of-file instead of a hang; the
+descriptor of anonymous memory can be handed to a process we did not start;
+and the system call on each side orders the pixel writes before the reads on
+every CPU architecture. It costs one small ``send`` per frame.
+
+On Linux the listening socket lives in the abstract namespace (no file, gone
+with the process) and peers are checked to run as the same user; elsewhere it
+is a socket file in a private ``0700`` folder that the encoder removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Endpoint",
+    "MSG_HELLO",
+    "MSG_MAP",
+    "MSG_FRAME",
+    "MSG_END",
+    "MSG_BYE",
+    "FRAME",
+    "MAP",
+    "MessageReader",
+    "listen",
+    "connect",
+    "pack_json",
+    "peer_uid_ok",
+]
+
+MSG_HELLO = ord("H")
+MSG_MAP = ord("M")
+MSG_FRAME = ord("F")
+MSG_END = ord("E")
+MSG_BYE = ord("B")
+
+#: ``F`` body: slot, env, episode, step, height, width, channels.
+FRAME = struct.Struct("<IIIQIII")
+#: ``M`` body: ring id, number of slots, bytes per slot.
+MAP = struct.Struct("<IIQ")
+_LEN = struct.Struct("<I")
+
+_FIXED = {MSG_FRAME: FRAME.size, MSG_MAP: MAP.size, MSG_BYE: 0}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how producers reach a running encoder; small and picklable.
+
+    Attributes:
+        address: The listening socket's address.
+        token: A secret a producer must present in its hello.
+        options: Producer defaults chosen by the recorder (drop mode, ring size).
+    """
+
+    address: str
+    token: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def pack_json(kind: int, payload: dict[str, Any]) -> bytes:
+    """Frame a JSON message: type byte, length, UTF-8 body."""
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
+    return bytes([kind]) + _LEN.pack(len(body)) + body
+
+
+def listen() -> tuple[socket.socket, str, str | None]:
+    """Open the encoder's listening socket.
+
+    Returns:
+        The socket, its address, and a private folder to remove at close (None
+        for an abstract address).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    folder = None
+    try:
+        if sys.platform.startswith("linux"):
+            address = f"\0rlcapture-{os.getpid()}-{secrets.token_hex(8)}"
+        else:
+            folder = tempfile.mkdtemp(prefix="rlcapture-")
+            address = os.path.join(folder, "encoder.sock")
+        sock.bind(address)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return sock, address, folder
+
+
+def connect(address: str, timeout: float) -> socket.socket:
+    """Connect to an encoder; raises ``OSError`` if nothing listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def peer_uid_ok(sock: socket.socket) -> bool:
+    """Whether the peer runs as our user (Linux); True where it cannot be told."""
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:
+        return True  # the socket file's 0700 folder keeps other users out
+    creds = sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+class MessageReader:
+    """Splits a producer's byte stream into messages (encoder side).
+
+    Descriptors received with ``SCM_RIGHTS`` are queued in arrival order and
+    handed to the ``M`` messages in the same order.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.fds: list[int] = []
+
+    def feed(self, data: bytes, fds: list[int]) -> None:
+        self._buf += data
+        self.fds.extend(fds)
+
+    def messages(self) -> list[tuple[int, Any]]:
+        """Return the complete messages received so far, in order.
+
+        Raises:
+            ValueError: On an unknown message type (a corrupt or foreign peer).
+        """
+        out: list[tuple[int, Any]] = []
+        buf = self._buf
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            kind = buf[pos]
+            size = _FIXED.get(kind)
+            if size is not None:
+                if n - pos - 1 < size:
+                    break
+                if kind == MSG_FRAME:
+                    out.append((kind, FRAME.unpack_from(buf, pos + 1)))
+                elif kind == MSG_MAP:
+                    out.append((kind, MAP.unpack_from(buf, pos + 1)))
+                else:
+                    out.append((kind, None))
+                pos += 1 + size
+            elif kind in (MSG_HELLO, MSG_END):
+                if n - pos - 1 < _LEN.size:
+                    break
+                (length,) = _LEN.unpack_from(buf, pos + 1)
+                start = pos + 1 + _LEN.size
+                if n - start < length:
+                    break
+                out.append((kind, json.loads(bytes(buf[start : start + length]))))
+                pos = start + length
+            else:
+                raise ValueError(f"unknown message type {kind!r} from a producer")
+        del buf[:pos]
+        return out

@@ -1,0 +1,335 @@
+"""The encoder process: pulls tagged frames from every ring and writes videos.
+
+One process, one thread, one event loop. It accepts producers on the channel's
+listening socket, maps the rings they send, and takes their messages in order:
+a frame is encoded into the stream of its (env, episode) and its slot freed at
+once; an episode end closes that stream and appends the episode's line to the
+manifest. Producers are served round-robin, one frame each per round, so a busy
+env cannot starve the others.
+
+It ends when the recorder asks it to and every producer has said goodbye (or
+the deadline passes), or when the recorder's process dies; either way it closes
+every open video properly before it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import socket
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from . import channel
+from .manifest import Manifest
+from .ring import Ring
+from .video import EpisodeVideo, VideoOptions
+
+__all__ = ["EncoderConfig", "encoder_main", "video_name"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """What the encoder process needs to know; picklable."""
+
+    out_dir: str
+    video: VideoOptions
+    token: str
+    prefix: str = ""
+    manifest: str = "episodes.jsonl"
+
+
+def video_name(prefix: str, env: int, episode: int) -> str:
+    """The path of a video relative to the output folder."""
+    return f"videos/{prefix}env{env}-episode{episode}.mp4"
+
+
+class _Producer:
+    __slots__ = ("sock", "reader", "name", "envs", "fps", "ring", "queue", "eof", "bye", "hello")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = channel.MessageReader()
+        self.name = "a producer"
+        self.envs: list[int] = []
+        self.fps: float | None = None
+        self.ring: Ring | None = None
+        self.queue: deque[tuple[int, Any]] = deque()
+        self.eof = False
+        self.bye = False
+        self.hello = False
+
+
+class _Encoder:
+    def __init__(self, config: EncoderConfig, control: Any) -> None:
+        self.config = config
+        self.control = control
+        self.sel = selectors.DefaultSelector()
+        self.listener, self.address, self.folder = channel.listen()
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+        self.sel.register(control, selectors.EVENT_READ, "control")
+        self.producers: dict[int, _Producer] = {}
+        self.owner: dict[int, _Producer] = {}
+        self.videos: dict[tuple[int, int], tuple[EpisodeVideo, _Producer]] = {}
+        self.manifest = Manifest(os.path.join(config.out_dir, config.manifest))
+        self.closing = False
+        self.deadline = float("inf")
+        self.frames = 0
+        self.episodes = 0
+        self.video_files = 0
+
+    # -- event loop -----------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.control.send(("ready", self.address))
+        while True:
+            busy = any(p.queue for p in self.producers.values())
+            for key, _ in self.sel.select(0 if busy else 0.25):
+                if key.data == "listen":
+                    self._accept()
+                elif key.data == "control":
+                    self._on_control()
+                else:
+                    self._receive(key.data)
+            self._serve_round()
+            for p in [p for p in self.producers.values() if p.eof and not p.queue]:
+                self._drop_producer(p)
+            if self.closing and (not self.producers or time.monotonic() > self.deadline):
+                break
+        self._finish()
+        return {
+            "frames": self.frames,
+            "episodes": self.episodes,
+            "videos": self.video_files,
+        }
+
+    def _on_control(self) -> None:
+        try:
+            msg = self.control.recv()
+        except (EOFError, OSError):
+            # The recorder's process is gone: producers will follow; finish
+            # what they sent and close every video properly.
+            self.sel.unregister(self.control)
+            self._begin_close(30.0)
+            return
+        if msg[0] == "close":
+            self._begin_close(float(msg[1]))
+
+    def _begin_close(self, timeout: float) -> None:
+        if not self.closing:
+            self.closing = True
+            self.sel.unregister(self.listener)
+            self.listener.close()
+        self.deadline = min(self.deadline, time.monotonic() + timeout)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        if not channel.peer_uid_ok(sock):
+            sock.close()
+            return
+        sock.setblocking(False)
+        p = _Producer(sock)
+        self.producers[sock.fileno()] = p
+        self.sel.register(sock, selectors.EVENT_READ, p)
+
+    def _receive(self, p: _Producer) -> None:
+        try:
+            data, fds, _flags, _ = socket.recv_fds(p.sock, 1 << 16, 16)
+        except BlockingIOError:
+            return
+        except ConnectionResetError:
+            data, fds = b"", []
+        if not data:
+            p.eof = True
+            self.sel.unregister(p.sock)
+            return
+        p.reader.feed(data, fds)
+        for kind, body in p.reader.messages():
+            if kind == channel.MSG_MAP:
+                body = (*body, p.reader.fds.pop(0))
+            if not p.hello:
+                self._hello(p, kind, body)
+            else:
+                p.queue.append((kind, body))
+
+    def _hello(self, p: _Producer, kind: int, body: Any) -> None:
+        def refuse(reason: str) -> None:
+            raw = reason.encode()
+            try:
+                p.sock.send(b"X" + len(raw).to_bytes(4, "little") + raw)
+            except OSError:
+                pass
+            p.eof = True
+            p.envs = []
+
+        if kind != channel.MSG_HELLO or not secrets.compare_digest(
+            str(body.get("token", "")), self.config.token
+        ):
+            refuse("bad hello (wrong token)")
+            return
+        envs = [int(e) for e in body["envs"]]
+        taken = [e for e in envs if e in self.owner]
+        if taken:
+            refuse(
+                f"env index {taken[0]} is already recorded by {self.owner[taken[0]].name}; "
+                "give every env its own index"
+            )
+            return
+        if self.closing:
+            refuse("the recorder is closing")
+            return
+        p.hello = True
+        p.name = str(body.get("name", "a producer"))
+        p.envs = envs
+        p.fps = body.get("fps")
+        for e in envs:
+            self.owner[e] = p
+        p.sock.send(b"A")
+
+    def _serve_round(self) -> None:
+        for p in list(self.producers.values()):
+            queue = p.queue
+            while queue:
+                kind, body = queue.popleft()
+                if kind == channel.MSG_FRAME:
+                    self._frame(p, body)
+                    break  # one frame per producer per round
+                if kind == channel.MSG_END:
+                    self._end(p, body)
+                elif kind == channel.MSG_MAP:
+                    ring_id, slots, slot_bytes, fd = body
+                    if p.ring is not None:
+                        p.ring.close()
+                    p.ring = Ring.attach(fd, slots, slot_bytes)
+                elif kind == channel.MSG_BYE:
+                    p.bye = True
+
+    # -- frames and episodes --------------------------------------------------
+    def _frame(self, p: _Producer, body: tuple[int, ...]) -> None:
+        slot, env, episode, step, h, w, c = body
+        entry = self.videos.get((env, episode))
+        if entry is None:
+            rel = video_name(self.config.prefix, env, episode)
+            fps = self.config.video.fps or p.fps or 30.0
+            video = EpisodeVideo(
+                os.path.join(self.config.out_dir, rel), w, h, c, fps, self.config.video
+            )
+            self.video_files += 1
+            entry = self.videos[(env, episode)] = (video, p)
+        video = entry[0]
+        assert p.ring is not None, "frame before its ring"
+        sock = p.sock
+
+        def release() -> None:
+            try:
+                sock.send(b"C")
+            except OSError:
+                pass  # the producer is gone; its end-of-file is handled later
+
+        try:
+            video.write(p.ring.view(slot, (h, w, c)), step, release)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"writing {video.path} failed after {video.frames} frames: {exc}"
+            ) from exc
+        self.frames += 1
+
+    def _end(self, p: _Producer, record: dict[str, Any]) -> None:
+        env, episode = int(record["env"]), int(record["episode"])
+        entry = self.videos.pop((env, episode), None)
+        if entry is not None:
+            video = entry[0]
+            video.close()
+            record["video"] = os.path.relpath(video.path, self.config.out_dir)
+            record["frames"] = video.frames
+        else:
+            record["video"] = None
+            record["frames"] = 0
+        self.manifest.write(record)
+        self.episodes += 1
+
+    def _drop_producer(self, p: _Producer) -> None:
+        """Forget a producer whose stream ended; close the videos it left open."""
+        for key, (video, owner) in list(self.videos.items()):
+            if owner is p:
+                self._end(
+                    p,
+                    {
+                        "env": key[0],
+                        "episode": key[1],
+                        "end": "closed" if p.bye else "lost",
+                        "producer": p.name,
+                    },
+                )
+        for e in p.envs:
+            if self.owner.get(e) is p:
+                del self.owner[e]
+        self.producers.pop(p.sock.fileno(), None)
+        for fd in p.reader.fds:
+            os.close(fd)
+        if p.ring is not None:
+            p.ring.close()
+        try:
+            self.sel.unregister(p.sock)
+        except (KeyError, ValueError):
+            pass  # already unregistered at end-of-file
+        p.sock.close()
+
+    def _finish(self) -> None:
+        for p in list(self.producers.values()):
+            p.queue.clear()
+            self._drop_producer(p)
+        self.manifest.close()
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Close what can be closed after an error; keep what was written."""
+        for video, _ in list(self.videos.values()):
+            try:
+                video.close()
+            except Exception:  # noqa: BLE001 - best effort on the way down
+                pass
+        self.videos.clear()
+        try:
+            self.manifest.close()
+        except OSError:
+            pass
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def encoder_main(config: EncoderConfig, control: Any) -> None:
+    """Entry point of the encoder process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recorder's to handle
+    encoder = None
+
+    def on_term(signum: int, frame: Any) -> None:
+        if encoder is not None:
+            encoder._begin_close(5.0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        encoder = _Encoder(config, control)
+        summary = encoder.run()
+    except BaseException as exc:
+        if encoder is not None:
+            encoder.abort()
+        try:
+            control.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        except OSError:
+            pass
+        raise SystemExit(1) from None
+    try:
+        control.send(("closed", summary))
+    except OSError:
+        pass

@@ -1,0 +1,335 @@
+"""The env worker: a subprocess that steps a few envs and renders their frames.
+
+A worker answers ``step`` first (observations, rewards and done flags in shared
+memory, infos through its pipe) and renders afterwards, straight into its ring,
+so rendering overlaps the caller's policy computation. Episodes the schedule
+turns down are never rendered. An error, in stepping or in rendering, is sent
+back with the env's index and the traceback, in answer to the command it
+belongs to or to the next one.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import write_to_shared_memory
+
+from ..errors import EnvError
+from ..triggers import Schedule
+from .channel import Endpoint
+from .episode import EpisodeTracker
+from .producer import FrameProducer
+
+__all__ = ["worker_main", "WorkerSpec", "Shared"]
+
+
+class Shared:
+    """Arrays in shared memory that the vector env and its workers both see."""
+
+    def __init__(self, obs_mem: Any, rewards: Any, terminated: Any, truncated: Any) -> None:
+        self.obs_mem = obs_mem
+        self.rewards = rewards
+        self.terminated = terminated
+        self.truncated = truncated
+
+    def views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.frombuffer(self.rewards, dtype=np.float64),
+            np.frombuffer(self.terminated, dtype=np.bool_),
+            np.frombuffer(self.truncated, dtype=np.bool_),
+        )
+
+
+class WorkerSpec:
+    """What one worker needs; picklable (with dill, so lambdas are fine)."""
+
+    def __init__(
+        self,
+        index: int,
+        env_fns: Sequence[Callable[[], Any]],
+        first: int,
+        env_indices: Sequence[int],
+        endpoint: Endpoint,
+        schedule: Schedule,
+        autoreset_mode: AutoresetMode,
+        shared: Shared,
+    ) -> None:
+        self.index = index
+        self.env_fns = list(env_fns)
+        self.first = first  # position of our first env in the shared arrays
+        self.env_indices = list(env_indices)
+        self.endpoint = endpoint
+        self.schedule = schedule
+        self.autoreset_mode = autoreset_mode
+        self.shared = shared
+
+
+class _Failure(Exception):
+    def __init__(self, env: int, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.env = env
+        self.exc = exc
+        self.tb = traceback.format_exc()
+
+
+def _error_reply(env: int, exc: BaseException, tb: str) -> bytes:
+    return pickle.dumps(("error", env, type(exc).__name__, str(exc), tb, isinstance(exc, EnvError)))
+
+
+class _Worker:
+    def __init__(self, spec: WorkerSpec, conn: Any) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.envs: list[Any] = []
+        self.trackers = [EpisodeTracker(e, spec.schedule) for e in spec.env_indices]
+        self.rewards, self.terminated, self.truncated = spec.shared.views()
+        self.obs_space: Any = None
+        self.next_step = spec.autoreset_mode == AutoresetMode.NEXT_STEP
+        self.needs_reset = [False] * len(spec.env_indices)
+        self.producer: FrameProducer | None = None
+        self.to_render: list[int] = []
+        self.ended: list[dict[str, Any]] = []
+        self.pending: bytes | None = None  # an error from rendering, for the next reply
+        self.closed = False
+
+    # -- startup --------------------------------------------------------------
+    def start(self) -> bytes:
+        for j, fn in enumerate(self.spec.env_fns):
+            env_index = self.spec.env_indices[j]
+            try:
+                env = fn()
+            except Exception as exc:  # noqa: BLE001 - reported to the caller
+                return _error_reply(env_index, exc, traceback.format_exc())
+            self.envs.append(env)
+        env0 = self.envs[0]
+        self.obs_space = env0.observation_space
+        fps = env0.metadata.get("render_fps")
+        self.producer = FrameProducer(
+            self.spec.endpoint,
+            self.spec.env_indices,
+            name=f"worker {self.spec.index} (envs {_span(self.spec.env_indices)})",
+            fps=float(fps) if fps else None,
+        )
+        info = [
+            (e.observation_space, e.action_space, dict(e.metadata), e.render_mode, e.spec)
+            for e in self.envs
+        ]
+        return pickle.dumps(("ready", info))
+
+    # -- commands -------------------------------------------------------------
+    def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None) -> bytes:
+        infos = []
+        for j, env in enumerate(self.envs):
+            tracker = self.trackers[j]
+            if tracker.active and tracker.recording:  # reset mid-episode: close its video
+                self.ended.append(tracker.finish("reset"))
+            obs, info = self._reset_one(j, seeds[j], options)
+            k = self.spec.first + j
+            self.rewards[k] = 0.0
+            self.terminated[k] = False
+            self.truncated[k] = False
+            self.needs_reset[j] = False
+            infos.append(info)
+        return pickle.dumps(("ok", infos))
+
+    def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
+        tracker = self.trackers[j]
+        try:
+            seed = tracker.begin(seed)
+            obs, info = self.envs[j].reset(seed=seed, options=options)
+        except Exception as exc:  # noqa: BLE001
+            raise _Failure(tracker.env, exc) from exc
+        write_to_shared_memory(self.obs_space, self.spec.first + j, obs, self.spec.shared.obs_mem)
+        if tracker.recording:
+            self.to_render.append(j)
+        return obs, info
+
+    def step(self, actions: Any) -> bytes:
+        infos: list[Any] = []
+        any_info = False
+        for j, env in enumerate(self.envs):
+            tracker = self.trackers[j]
+            e = tracker.env
+            k = self.spec.first + j
+            if self.needs_reset[j]:
+                self.needs_reset[j] = False
+                obs, info = self._reset_one(j, None, None)
+                reward, term, trunc = 0.0, False, False
+            else:
+                try:
+                    obs, reward, term, trunc, info = env.step(actions[j])
+                except Exception as exc:  # noqa: BLE001
+                    raise _Failure(e, exc) from exc
+                tracker.add(reward)
+                if tracker.recording:
+                    self.to_render.append(j)
+                if term or trunc:
+                    stats = tracker.stats()
+                    info = dict(info)
+                    info["episode"] = stats
+                    if self.next_step:
+                        self.needs_reset[j] = True
+                    else:
+                        # Same-step autoreset: the terminal frame must be
+                        # rendered before the env is reset.
+                        self._render_pending()
+                        self._end_episode(j, term)
+                        self._flush_ended()
+                        info["final_obs"] = obs
+                        info["final_info"] = dict(info)
+                        obs, reset_info = self._reset_one(j, None, None)
+                        info.update(reset_info)
+                write_to_shared_memory(self.obs_space, k, obs, self.spec.shared.obs_mem)
+                if (term or trunc) and self.next_step:
+                    self._end_episode(j, term)
+            self.rewards[k] = reward
+            self.terminated[k] = term
+            self.truncated[k] = trunc
+            infos.append(info)
+            any_info = any_info or bool(info)
+        return pickle.dumps(("ok", infos if any_info else None))
+
+    def _end_episode(self, j: int, terminated: bool) -> None:
+        self.ended.append(self.trackers[j].finish("terminated" if terminated else "truncated"))
+
+    def _render_pending(self) -> None:
+        """Render and send the frames of this step, then announce ended episodes."""
+        producer = self.producer
+        assert producer is not None
+        for j in self.to_render:
+            tracker = self.trackers[j]
+            try:
+                frame = self.envs[j].render()
+            except Exception as exc:  # noqa: BLE001
+                self.to_render.clear()
+                raise _Failure(tracker.env, exc) from exc
+            try:
+                ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
+            except Exception as exc:
+                self.to_render.clear()
+                raise _Failure(tracker.env, exc) from exc
+            tracker.sent(ok)
+        self.to_render.clear()
+
+    def _flush_ended(self) -> None:
+        producer = self.producer
+        assert producer is not None
+        for record in self.ended:
+            producer.end(record)
+        self.ended.clear()
+
+    def after_reply(self) -> None:
+        try:
+            self._render_pending()
+            self._flush_ended()
+        except _Failure as f:
+            self.pending = _error_reply(f.env, f.exc, f.tb)
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        results = []
+        for j, env in enumerate(self.envs):
+            try:
+                attr = getattr(env, name)
+                results.append(attr(*args, **kwargs) if callable(attr) else attr)
+            except Exception as exc:  # noqa: BLE001
+                raise _Failure(self.trackers[j].env, exc) from exc
+        return pickle.dumps(("ok", results))
+
+    def set_attr(self, name: str, values: Sequence[Any]) -> bytes:
+        for j, env in enumerate(self.envs):
+            try:
+                setattr(env, name, values[j])
+            except Exception as exc:  # noqa: BLE001
+                raise _Failure(self.trackers[j].env, exc) from exc
+        return pickle.dumps(("ok", None))
+
+    def close(self, end: str = "closed") -> None:
+        """Close the envs; recorded episodes still running end with ``end``."""
+        if self.closed:
+            return
+        self.closed = True
+        for tracker in self.trackers:
+            if tracker.active and tracker.recording:
+                self.ended.append(tracker.finish(end))
+        try:
+            if self.producer is not None:
+                self._flush_ended()
+        except Exception:
+            if end != "error":
+                raise  # on the way down after an error, the first error matters
+        finally:
+            for env in self.envs:
+                try:
+                    env.close()
+                except Exception:  # noqa: BLE001 - closing anyway
+                    pass
+            if self.producer is not None:
+                self.producer.close()
+
+
+def _span(indices: Sequence[int]) -> str:
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
+
+
+def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    if parent_conn is not None:
+        parent_conn.close()
+    worker = _Worker(spec, conn)
+    try:
+        try:
+            conn.send_bytes(worker.start())
+        except _Failure as f:
+            conn.send_bytes(_error_reply(f.env, f.exc, f.tb))
+            return
+        except Exception as exc:  # noqa: BLE001
+            conn.send_bytes(_error_reply(spec.env_indices[0], exc, traceback.format_exc()))
+            return
+        if not worker.envs or worker.producer is None:
+            return
+        while True:
+            try:
+                raw = conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the vector env's process is gone
+            cmd, *args = pickle.loads(raw)
+            if cmd == "close":
+                worker.close()
+                conn.send_bytes(pickle.dumps(("ok", None)))
+                return
+            if worker.pending is not None:
+                worker.close("error")
+                conn.send_bytes(worker.pending)
+                return
+            try:
+                if cmd == "step":
+                    reply = worker.step(args[0])
+                elif cmd == "reset":
+                    reply = worker.reset(args[0], args[1])
+                elif cmd == "call":
+                    reply = worker.call(*args)
+                elif cmd == "set_attr":
+                    reply = worker.set_attr(*args)
+                else:
+                    raise RuntimeError(f"unknown command {cmd!r}")
+            except _Failure as f:
+                worker.close("error")
+                conn.send_bytes(_error_reply(f.env, f.exc, f.tb))
+                return
+            conn.send_bytes(reply)
+            worker.after_reply()
+    except KeyboardInterrupt:
+        return
+    finally:
+        try:
+            worker.close("error")
+        except Exception:  # noqa: BLE001 - the error that brought us here matters more
+            traceback.print_exc(file=sys.stderr)

@@ -1,0 +1,89 @@
+"""The errors rlcapture raises.
+
+Every error derives from :class:`RLCaptureError`, and where a builtin error
+means the same thing the subclass derives from it too (as PyAV does), so a
+caller may catch either. Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RLCaptureError",
+    "ConfigError",
+    "EnvError",
+    "FrameError",
+    "OutputExistsError",
+    "OutputError",
+    "ProcessDiedError",
+    "WorkerError",
+    "EncoderError",
+    "StepTimeoutError",
+    "ClosedError",
+]
+
+
+class RLCaptureError(Exception):
+    """Base class of every error raised by rlcapture."""
+
+
+class ConfigError(RLCaptureError, ValueError):
+    """An option or argument is out of range or malformed."""
+
+
+class EnvError(RLCaptureError, ValueError):
+    """An environment cannot be made or cannot render the way rlcapture needs."""
+
+
+class FrameError(RLCaptureError, ValueError):
+    """A rendered or submitted frame has the wrong type, shape or size."""
+
+
+class OutputError(RLCaptureError, OSError):
+    """The output folder cannot be created, locked or written."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output folder already holds a recording and overwriting was not asked for."""
+
+
+class ClosedError(RLCaptureError, RuntimeError):
+    """The engine (or a producer attached to it) was closed by its owner."""
+
+
+class ProcessDiedError(RLCaptureError, RuntimeError):
+    """A process of the engine died or failed.
+
+    Attributes:
+        process: A readable name of the process ("env 3", "encoder").
+        exitcode: Its exit status: negative for a signal, None while alive.
+    """
+
+    def __init__(self, message: str, process: str, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.process = process
+        self.exitcode = exitcode
+
+
+class WorkerError(ProcessDiedError):
+    """An env worker raised, died or stopped answering.
+
+    Attributes:
+        env_index: The vector index of the env whose worker failed.
+    """
+
+    def __init__(
+        self, message: str, env_index: int, exitcode: int | None = None
+    ) -> None:
+        super().__init__(message, f"env {env_index}", exitcode)
+        self.env_index = env_index
+
+
+class StepTimeoutError(WorkerError, TimeoutError):
+    """An env took longer than the step timeout to answer."""
+
+
+class EncoderError(ProcessDiedError):
+    """The encoder process raised or died."""
+
+    def __init__(self, message: str, exitcode: int | None = None) -> None:
+        super().__init__(message, "encoder", exitcode)

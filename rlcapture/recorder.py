@@ -1,0 +1,305 @@
+"""The recorder: the engine's front, which owns the output folder and the encoder.
+
+A :class:`Recorder` prepares the output folder (refusing to overwrite a recording
+unless asked), starts the encoder process and hands out its :attr:`endpoint`,
+through which any number of producers attach: the workers of
+:class:`~rlcapture.CaptureVectorEnv`, :class:`~rlcapture.CaptureWrapper` inside
+another runner's envs, and :class:`~rlcapture.BatchCapture` for simulators that
+render a batch in one process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import secrets
+import shutil
+import weakref
+from pathlib import Path
+from typing import Any
+
+from ._backend.channel import Endpoint
+from ._backend.encoder import EncoderConfig, encoder_main
+from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
+from ._backend.producer import DEFAULT_SLOTS, DEFAULT_TIMEOUT
+from ._backend.video import VideoOptions, check_codec
+from .errors import ConfigError, EncoderError, OutputError, OutputExistsError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Recorder", "MANIFEST", "VIDEOS"]
+
+MANIFEST = "episodes.jsonl"
+VIDEOS = "videos"
+_LOCK = ".rlcapture.lock"
+_BAD_PREFIX_CHARS = set("/\\\0") | {chr(c) for c in range(32)}
+
+
+def _check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or any(ch in _BAD_PREFIX_CHARS for ch in prefix) or ".." in prefix:
+        raise ConfigError(
+            f"name prefix {prefix!r} must be a plain file-name part "
+            "(no '/', '\\', '..', NUL or control characters)"
+        )
+    if len(prefix) > 100:
+        raise ConfigError("name prefix must be at most 100 characters")
+    return prefix
+
+
+class Recorder:
+    """Records episodes into one output folder; start it once, attach producers.
+
+    Args:
+        out: The output folder; created if missing. Videos go to ``out/videos/``,
+            one line per finished episode to ``out/episodes.jsonl``.
+        fps: Frame rate of every video; None takes each env's ``render_fps``
+            (else 30).
+        codec: FFmpeg encoder (default H.264, which plays everywhere).
+        crf: Quality for codecs that take a constant rate factor (lower is better).
+        preset: Speed preset of x264-family codecs.
+        pix_fmt: Pixel format of the videos.
+        gop: Frames between keyframes, and so between fragments that survive a
+            crash; None means about a second.
+        drop: Producers drop frames instead of waiting when their ring is full
+            (never blocks the env; each drop is counted in the manifest).
+        slots: Frames each ring holds.
+        name_prefix: Put before every video's file name.
+        overwrite: Replace a recording already in ``out`` (its videos and
+            manifest). Without it such a folder is refused and left untouched.
+        context: ``multiprocess`` start method ("fork", "spawn", "forkserver").
+        timeout: Seconds any side waits for another before calling it stuck.
+
+    Raises:
+        OutputExistsError: ``out`` holds a recording and ``overwrite`` is False.
+        OutputError: ``out`` cannot be created or written, or another run uses it.
+        ConfigError: An option is out of range.
+        EncoderError: The encoder process failed to start.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        fps: float | None = None,
+        codec: str = "libx264",
+        crf: int = 23,
+        preset: str = "ultrafast",
+        pix_fmt: str = "yuv420p",
+        gop: int | None = None,
+        drop: bool = False,
+        slots: int = DEFAULT_SLOTS,
+        name_prefix: str = "",
+        overwrite: bool = False,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._proc: Any = None
+        self._conn: Any = None
+        self._lock_fd = -1
+        self._closed = False
+        self.summary: dict[str, Any] = {}
+        if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps <= 1000 and math.isfinite(fps)):
+            raise ConfigError(f"fps must be a number in (0, 1000], got {fps!r}")
+        if not (isinstance(crf, int) and 0 <= crf <= 63):
+            raise ConfigError(f"crf must be an integer from 0 to 63, got {crf!r}")
+        if gop is not None and not (isinstance(gop, int) and gop >= 1):
+            raise ConfigError(f"gop must be a positive integer, got {gop!r}")
+        if not (isinstance(slots, int) and 1 <= slots <= 4096):
+            raise ConfigError(f"slots must be an integer from 1 to 4096, got {slots!r}")
+        if not (timeout > 0):
+            raise ConfigError(f"timeout must be positive, got {timeout!r}")
+        try:
+            check_codec(codec, pix_fmt)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.video = VideoOptions(
+            codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, gop=gop
+        )
+        self.name_prefix = _check_prefix(name_prefix)
+        self.out = Path(out)
+        self.timeout = float(timeout)
+        self._prepare_folder(overwrite)
+        try:
+            self._start(context, drop, slots)
+        except BaseException:
+            self._release()
+            raise
+        self._finalizer = weakref.finalize(self, Recorder._at_exit, weakref.ref(self))
+        atexit.register(self._finalizer)
+
+    # -- output folder ----------------------------------------------------------
+    def _prepare_folder(self, overwrite: bool) -> None:
+        out = self.out
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot use output folder {str(out)!r}: {exc.strerror}; "
+                "choose a folder you can write to"
+            ) from None
+        self._lock_fd = lock_fd
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._release()
+                raise OutputError(
+                    f"another rlcapture run is writing to {str(out)!r}; "
+                    "wait for it or choose another folder"
+                ) from None
+        manifest = out / MANIFEST
+        videos = out / VIDEOS
+        existing = [p for p in (videos.iterdir() if videos.is_dir() else ())]
+        if manifest.exists() or existing:
+            if not overwrite:
+                self._release()
+                raise OutputExistsError(
+                    f"{str(out)!r} already holds a recording ({MANIFEST}, {len(existing)} "
+                    "files in videos/); pass overwrite=True (--overwrite) to replace it, "
+                    "or choose another folder"
+                )
+            manifest.unlink(missing_ok=True)
+            shutil.rmtree(videos, ignore_errors=True)
+        try:
+            videos.mkdir(exist_ok=True)
+            probe = out / f".rlcapture-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            self._release()
+            raise OutputError(
+                f"cannot write in {str(out)!r}: {exc.strerror}; choose a folder you can write to"
+            ) from None
+
+    # -- encoder process --------------------------------------------------------
+    def _start(self, context: str | None, drop: bool, slots: int) -> None:
+        ctx = get_context(context)
+        self.context = ctx.get_start_method()
+        token = secrets.token_hex(16)
+        config = EncoderConfig(
+            out_dir=str(self.out.resolve()), video=self.video, token=token, prefix=self.name_prefix
+        )
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=encoder_main, args=(config, child), name="rlcapture-encoder", daemon=True
+        )
+        self._proc.start()
+        child.close()
+        msg = wait_ready(self._conn, self._proc, max(self.timeout, 30.0))
+        if not msg or msg[0] != "ready":
+            raise self._failure(msg, "failed to start")
+        self.endpoint = Endpoint(
+            address=msg[1],
+            token=token,
+            options={"drop": bool(drop), "slots": slots, "timeout": self.timeout},
+        )
+
+    def _failure(self, msg: Any, what: str) -> EncoderError:
+        proc = self._proc
+        if msg and msg[0] == "error":
+            proc.join(5.0)
+            err = EncoderError(
+                f"the encoder process {what}: {msg[1]} ({describe_exit(proc.exitcode)})",
+                proc.exitcode,
+            )
+            err.__cause__ = RemoteTraceback(msg[2])
+            return err
+        proc.join(1.0)
+        return EncoderError(
+            f"the encoder process (pid {proc.pid}) {what}: {describe_exit(proc.exitcode)}",
+            proc.exitcode,
+        )
+
+    @property
+    def manifest_path(self) -> Path:
+        """Where episode lines are appended."""
+        return self.out / MANIFEST
+
+    @property
+    def encoder_pid(self) -> int:
+        return int(self._proc.pid)
+
+    def check(self) -> None:
+        """Raise :class:`EncoderError` if the encoder died or failed (one cheap poll).
+
+        Call it now and then from a loop that owns the recorder;
+        :class:`CaptureVectorEnv` calls it on every step.
+        """
+        if self._closed:
+            return
+        conn = self._conn
+        if conn.poll():
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = None
+            self._closed = True
+            stop_process(self._proc, 5.0)
+            self._release()
+            raise self._failure(msg, "died")
+
+    def close(self, timeout: float | None = None) -> dict[str, Any]:
+        """Finish every video and the manifest, and stop the encoder (idempotent).
+
+        Producers should be closed first; ones still attached get ``timeout``
+        seconds to say goodbye, then their open videos are closed as they are.
+
+        Returns:
+            What the encoder did: ``frames``, ``episodes``, ``videos``.
+
+        Raises:
+            EncoderError: If the encoder failed or died before finishing.
+        """
+        if self._closed:
+            return self.summary
+        self._closed = True
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            try:
+                self._conn.send(("close", timeout))
+            except OSError:
+                pass
+            msg = wait_ready(self._conn, self._proc, timeout + 30.0)
+            if not msg or msg[0] != "closed":
+                raise self._failure(msg, "failed while closing")
+            self.summary = msg[1]
+            return self.summary
+        finally:
+            stop_process(self._proc, 10.0)
+            self._release()
+
+    def _release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+            atexit.unregister(finalizer)
+
+    @staticmethod
+    def _at_exit(ref: weakref.ref[Recorder]) -> None:
+        rec = ref()
+        if rec is not None and not rec._closed:
+            try:
+                rec.close(timeout=10.0)
+            except Exception:  # noqa: BLE001 - at exit there is no one to tell
+                pass
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"encoder pid {self._proc.pid}"
+        return f"Recorder({str(self.out)!r}, {state})"

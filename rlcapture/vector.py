@@ -1,0 +1,469 @@
+"""``CaptureVectorEnv``: a Gymnasium vector env whose workers record as they step.
+
+It behaves like :class:`gymnasium.vector.AsyncVectorEnv` (next-step autoreset
+by default, same-step on request), and adds what recording needs: each worker
+renders the episodes its schedule picks into its own shared-memory ring, the
+encoder process writes one video per (env, episode), and every finished
+episode gets ``info["episode"]`` and a line in the manifest. Frames never pass
+through this process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from enum import Enum
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, create_shared_memory, read_from_shared_memory
+
+from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait
+from ._backend.worker import Shared, WorkerSpec, worker_main
+from .envs import make_env_fn
+from .errors import (
+    ClosedError,
+    ConfigError,
+    EnvError,
+    RLCaptureError,
+    StepTimeoutError,
+    WorkerError,
+)
+from .recorder import Recorder
+from .triggers import ScheduleSpec, as_schedule
+
+__all__ = ["CaptureVectorEnv", "make_vec"]
+
+
+class _State(Enum):
+    DEFAULT = "default"
+    WAITING_RESET = "reset"
+    WAITING_STEP = "step"
+    CLOSED = "closed"
+
+
+class CaptureVectorEnv(VectorEnv):
+    """Steps envs in subprocess workers and records the episodes a schedule picks.
+
+    Args:
+        env_fns: One function per env that makes it with ``render_mode="rgb_array"``.
+        out: The output folder (a :class:`Recorder` is made and owned), or a
+            running :class:`Recorder` to share (it stays open after ``close``).
+        record: Which episodes to record: "all", "none", "every:N" or a callable
+            ``(env_index, episode_index) -> bool``. Evaluated in the worker at
+            each reset.
+        envs_per_worker: Envs hosted by one worker process.
+        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default) or ``SAME_STEP``.
+        step_timeout: Seconds a worker may take to answer before
+            :class:`StepTimeoutError`; None waits as long as the worker lives.
+        context: ``multiprocess`` start method for the workers.
+        copy: Return copies of the observations (else views that the next step
+            overwrites).
+        first_env_index: Index of the first env in the recording, so several
+            vector envs can share one recorder.
+        **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        out: str | os.PathLike[str] | Recorder,
+        *,
+        record: ScheduleSpec = "all",
+        envs_per_worker: int = 1,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        step_timeout: float | None = None,
+        context: str | None = None,
+        copy: bool = True,
+        first_env_index: int = 0,
+        **recorder_options: Any,
+    ) -> None:
+        self._state = _State.CLOSED
+        self._procs: list[Any] = []
+        self._conns: list[Any] = []
+        self._owns_recorder = False
+        self.recorder: Recorder | None = None
+        env_fns = list(env_fns)
+        n = len(env_fns)
+        if n < 1:
+            raise ConfigError("give at least one env function")
+        if not (isinstance(envs_per_worker, int) and envs_per_worker >= 1):
+            raise ConfigError(f"envs_per_worker must be a positive integer, got {envs_per_worker!r}")
+        if step_timeout is not None and not (step_timeout > 0 and math.isfinite(step_timeout)):
+            raise ConfigError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
+        if not (isinstance(first_env_index, int) and first_env_index >= 0):
+            raise ConfigError(f"first_env_index must be a non-negative integer, got {first_env_index!r}")
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ConfigError(
+                f"autoreset_mode {autoreset_mode!r} is not supported; use NEXT_STEP or SAME_STEP"
+            ) from None
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ConfigError("autoreset_mode must be NEXT_STEP or SAME_STEP")
+        schedule = as_schedule(record)
+        self.num_envs = n
+        self.autoreset_mode = mode
+        self.step_timeout = step_timeout
+        self.copy = copy
+        self.first_env_index = first_env_index
+
+        if isinstance(out, Recorder):
+            self.recorder = out
+        else:
+            self.recorder = Recorder(out, context=context, **recorder_options)
+            self._owns_recorder = True
+        try:
+            self._start(env_fns, schedule, envs_per_worker, context)
+        except BaseException:
+            self._shutdown(timeout=5.0)
+            raise
+
+    # -- startup ------------------------------------------------------------------
+    def _start(
+        self,
+        env_fns: list[Callable[[], gym.Env]],
+        schedule: Any,
+        per_worker: int,
+        context: str | None,
+    ) -> None:
+        assert self.recorder is not None
+        ctx = get_context(context)
+        n = self.num_envs
+        base = self.first_env_index
+        self._slices = [(i, min(n, i + per_worker)) for i in range(0, n, per_worker)]
+        # The observation space is only known from an env: the first worker
+        # reports it, then the shared arrays for all are made.
+        rewards = ctx.RawArray("d", n)
+        terminated = ctx.RawArray("b", n)
+        truncated = ctx.RawArray("b", n)
+        self._rewards = np.frombuffer(rewards, dtype=np.float64)
+        self._terminated = np.frombuffer(terminated, dtype=np.bool_)
+        self._truncated = np.frombuffer(truncated, dtype=np.bool_)
+        probe = env_fns[0]()
+        try:
+            self._check_env(probe, 0)
+            self.single_observation_space = probe.observation_space
+            self.single_action_space = probe.action_space
+            self.metadata = dict(probe.metadata)
+            self.render_mode = probe.render_mode
+            self.spec = probe.spec
+        finally:
+            probe.close()
+        obs_mem = create_shared_memory(self.single_observation_space, n, ctx=ctx)
+        self._obs = read_from_shared_memory(self.single_observation_space, obs_mem, n)
+        shared = Shared(obs_mem, rewards, terminated, truncated)
+        for w, (lo, hi) in enumerate(self._slices):
+            spec = WorkerSpec(
+                index=w,
+                env_fns=env_fns[lo:hi],
+                first=lo,
+                env_indices=list(range(base + lo, base + hi)),
+                endpoint=self.recorder.endpoint,
+                schedule=schedule,
+                autoreset_mode=self.autoreset_mode,
+                shared=shared,
+            )
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=worker_main,
+                args=(spec, child, parent),
+                name=f"rlcapture-worker-{w}",
+                daemon=True,
+            )
+            proc.start()
+            child.close()
+            self._procs.append(proc)
+            self._conns.append(parent)
+        self._state = _State.DEFAULT
+        for w in range(len(self._procs)):
+            reply = self._receive(w, timeout=max(60.0, self.step_timeout or 0.0))
+            for j, (obs_space, act_space, *_rest) in enumerate(reply):
+                env_index = self._slices[w][0] + j
+                if obs_space != self.single_observation_space or act_space != self.single_action_space:
+                    raise EnvError(
+                        f"env {env_index} has different spaces from env 0; "
+                        "all envs of a vector env need the same spaces"
+                    )
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+        self.metadata["autoreset_mode"] = self.autoreset_mode
+
+    @staticmethod
+    def _check_env(env: gym.Env, index: int) -> None:
+        if env.render_mode != "rgb_array":
+            raise EnvError(
+                f"env {index} has render_mode={env.render_mode!r}; rlcapture records "
+                "envs made with render_mode='rgb_array'"
+            )
+
+    # -- talking to workers ---------------------------------------------------------
+    def _env_of(self, w: int) -> int:
+        return self.first_env_index + self._slices[w][0]
+
+    def _send(self, w: int, *message: Any) -> None:
+        try:
+            self._conns[w].send_bytes(pickle.dumps(message))
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            raise self._died(w) from None
+
+    def _died(self, w: int) -> WorkerError:
+        proc = self._procs[w]
+        proc.join(1.0)
+        self._state = _State.DEFAULT
+        err = WorkerError(
+            f"the worker of env {self._env_of(w)} (pid {proc.pid}) died: {describe_exit(proc.exitcode)}",
+            self._env_of(w),
+            proc.exitcode,
+        )
+        self._broken = True
+        return err
+
+    def _receive(self, w: int, timeout: float | None = None) -> Any:
+        replies = self._receive_all([w], timeout)
+        return replies[w]
+
+    def _receive_all(self, workers: Sequence[int], timeout: float | None = None) -> dict[int, Any]:
+        """Wait for one reply from each worker, watching their liveness and the encoder."""
+        pending = {self._conns[w]: w for w in workers}
+        sentinels = {self._procs[w].sentinel: w for w in workers}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        replies: dict[int, Any] = {}
+        while pending:
+            wait_for = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            ready = wait(list(pending) + [s for s, w in sentinels.items() if w not in replies], wait_for)
+            for obj in ready:
+                if obj in pending:
+                    w = pending.pop(obj)
+                    try:
+                        raw = obj.recv_bytes()
+                    except (EOFError, OSError):
+                        raise self._died(w) from None
+                    replies[w] = self._unpack(w, raw)
+            for obj in ready:
+                w = sentinels.get(obj)  # type: ignore[arg-type]
+                if w is not None and w not in replies and self._conns[w] in pending:
+                    if not self._conns[w].poll():
+                        raise self._died(w)
+            if not ready:
+                assert self.recorder is not None
+                self.recorder.check()
+                if deadline is not None and time.monotonic() >= deadline:
+                    w = next(iter(pending.values()))
+                    self._broken = True
+                    raise StepTimeoutError(
+                        f"env {self._env_of(w)} did not answer within {timeout:g} s "
+                        f"(worker pid {self._procs[w].pid}); is it stuck?",
+                        self._env_of(w),
+                        None,
+                    )
+        return replies
+
+    def _unpack(self, w: int, raw: bytes) -> Any:
+        msg = pickle.loads(raw)
+        if msg[0] == "error":
+            _, env, kind, text, tb, is_env_error = msg
+            proc = self._procs[w]
+            proc.join(2.0)
+            self._broken = True
+            self.recorder.check() if self.recorder else None  # an encoder death explains it
+            cls = EnvError if is_env_error else WorkerError
+            where = f"env {self.first_env_index + env}"
+            if cls is EnvError:
+                err: RLCaptureError = EnvError(f"{where}: {text}")
+            else:
+                err = WorkerError(
+                    f"{where} raised {kind}: {text} (worker pid {proc.pid}, "
+                    f"{describe_exit(proc.exitcode)})",
+                    self.first_env_index + env,
+                    proc.exitcode,
+                )
+            err.__cause__ = RemoteTraceback(tb)
+            raise err
+        if msg[0] == "ready":
+            return msg[1]
+        return msg[1]
+
+    def _assert_ready(self) -> None:
+        if self._state == _State.CLOSED:
+            raise ClosedError("the vector env is closed")
+        if getattr(self, "_broken", False):
+            raise ClosedError("a worker of this vector env failed earlier; close it and make a new one")
+        if self._state != _State.DEFAULT:
+            raise RuntimeError(f"a call to {self._state.value} is already pending")
+
+    # -- Gymnasium API ------------------------------------------------------------------
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset every env; ``seed`` gives env i the seed ``seed + i`` (or a list, one each)."""
+        self._assert_ready()
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ConfigError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        if seed is not None:
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(
+                seeds[0] if isinstance(seeds[0], int) else None
+            )
+        self._state = _State.WAITING_RESET
+        for w, (lo, hi) in enumerate(self._slices):
+            self._send(w, "reset", seeds[lo:hi], options)
+        replies = self._receive_all(range(len(self._slices)))
+        self._state = _State.DEFAULT
+        infos: dict[str, Any] = {}
+        for w, (lo, _hi) in enumerate(self._slices):
+            for j, info in enumerate(replies[w]):
+                infos = self._add_info(infos, info, lo + j)
+        return (deepcopy(self._obs) if self.copy else self._obs), infos
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env; episodes that ended last step are reset (next-step autoreset)."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: Any) -> None:
+        """Send actions to the workers without waiting."""
+        self._assert_ready()
+        assert self.recorder is not None
+        self.recorder.check()
+        if isinstance(actions, np.ndarray) or hasattr(actions, "__getitem__"):
+            for w, (lo, hi) in enumerate(self._slices):
+                self._send(w, "step", _take(actions, lo, hi, self.single_action_space))
+        self._state = _State.WAITING_STEP
+
+    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Collect what ``step_async`` started."""
+        if self._state != _State.WAITING_STEP:
+            raise RuntimeError("step_wait called without step_async")
+        replies = self._receive_all(range(len(self._slices)), self.step_timeout)
+        self._state = _State.DEFAULT
+        infos: dict[str, Any] = {}
+        for w, (lo, _hi) in enumerate(self._slices):
+            per_env = replies[w]
+            if per_env is not None:
+                for j, info in enumerate(per_env):
+                    if info:
+                        infos = self._add_info(infos, info, lo + j)
+        obs = deepcopy(self._obs) if self.copy else self._obs
+        return obs, self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call a method (or read an attribute) of every env."""
+        self._assert_ready()
+        for w in range(len(self._slices)):
+            self._send(w, "call", name, args, kwargs)
+        replies = self._receive_all(range(len(self._slices)), self.step_timeout)
+        return tuple(r for w in range(len(self._slices)) for r in replies[w])
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """An attribute of every env."""
+        return self.call(name)
+
+    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | object) -> None:
+        """Set an attribute of every env (one value for all, or one each)."""
+        self._assert_ready()
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ConfigError(f"got {len(values)} values for {self.num_envs} envs")
+        for w, (lo, hi) in enumerate(self._slices):
+            self._send(w, "set_attr", name, list(values[lo:hi]))
+        self._receive_all(range(len(self._slices)), self.step_timeout)
+
+    def render(self) -> tuple[Any, ...] | None:
+        """Frames of every env, fetched through the pipes (recording does not need this)."""
+        return self.call("render")
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close workers (they end running recorded episodes as "closed"), then the recorder."""
+        self._shutdown(timeout=kwargs.get("timeout", 30.0))
+
+    def _shutdown(self, timeout: float) -> None:
+        first_error: BaseException | None = None
+        if self._state == _State.WAITING_STEP and not getattr(self, "_broken", False):
+            try:  # let a pending step finish so workers read "close" next
+                self._receive_all(range(len(self._slices)), timeout)
+            except BaseException as exc:  # noqa: BLE001
+                first_error = exc
+        self._state = _State.CLOSED
+        for w, conn in enumerate(self._conns):
+            if self._procs[w].is_alive():
+                try:
+                    conn.send_bytes(pickle.dumps(("close",)))
+                except OSError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for w, conn in enumerate(self._conns):
+            try:
+                if conn.poll(max(0.0, deadline - time.monotonic())):
+                    conn.recv_bytes()
+            except (EOFError, OSError):
+                pass
+        for proc in self._procs:
+            stop_process(proc, max(0.1, deadline - time.monotonic()))
+        for conn in self._conns:
+            conn.close()
+        self._conns = []
+        if self._owns_recorder and self.recorder is not None:
+            try:
+                self.recorder.close()
+            except BaseException as exc:  # noqa: BLE001
+                first_error = first_error or exc
+        if first_error is not None and not isinstance(first_error, RLCaptureError):
+            raise first_error
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", _State.CLOSED) != _State.CLOSED:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - never raise from a finalizer
+                pass
+
+    def __repr__(self) -> str:
+        return f"CaptureVectorEnv({self.num_envs} envs, out={str(self.recorder.out) if self.recorder else None!r})"
+
+
+def _take(actions: Any, lo: int, hi: int, space: gym.Space) -> Any:
+    if isinstance(actions, np.ndarray):
+        return actions[lo:hi]
+    if isinstance(actions, dict):
+        return [{k: _take(v, i, i + 1, space)[0] for k, v in actions.items()} for i in range(lo, hi)]
+    if isinstance(actions, tuple):
+        return [tuple(a[i] for a in actions) for i in range(lo, hi)]
+    return list(actions[lo:hi])
+
+
+def make_vec(
+    env_id: str,
+    num_envs: int,
+    out: str | os.PathLike[str] | Recorder,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    **kwargs: Any,
+) -> CaptureVectorEnv:
+    """Make ``num_envs`` copies of a registered env that record into ``out``.
+
+    Like :func:`gymnasium.make_vec` with ``render_mode="rgb_array"``; the other
+    keyword arguments go to :class:`CaptureVectorEnv`.
+
+    Raises:
+        EnvError: If the id is unknown, needs a missing extra, or cannot render
+            to an array.
+    """
+    fn = make_env_fn(env_id, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
+    return CaptureVectorEnv([fn] * num_envs, out, **kwargs)
