@@ -19,14 +19,18 @@ from .errors import (
     StepTimeoutError,
     WorkerError,
 )
+from .batch import BatchCapture
 from .recorder import Recorder
 from .triggers import RecordAll, RecordEvery, RecordNone
 from .vector import CaptureVectorEnv, make_vec
+from .wrapper import CaptureWrapper
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchCapture",
     "CaptureVectorEnv",
+    "CaptureWrapper",
     "ClosedError",
     "ConfigError",
     "EncoderError",

@@ -67,6 +67,9 @@ class CaptureVectorEnv(VectorEnv):
             overwrites).
         first_env_index: Index of the first env in the recording, so several
             vector envs can share one recorder.
+        episodes_per_env: A quota of episodes per env (one number, or one per
+            env): later episodes still step, as a vector env must, but are
+            neither recorded nor written to the manifest.
         **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder.
     """
 
@@ -82,6 +85,7 @@ class CaptureVectorEnv(VectorEnv):
         context: str | None = None,
         copy: bool = True,
         first_env_index: int = 0,
+        episodes_per_env: int | Sequence[int] | None = None,
         **recorder_options: Any,
     ) -> None:
         self._state = _State.CLOSED
@@ -108,6 +112,15 @@ class CaptureVectorEnv(VectorEnv):
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ConfigError("autoreset_mode must be NEXT_STEP or SAME_STEP")
         schedule = as_schedule(record)
+        if episodes_per_env is None or isinstance(episodes_per_env, int):
+            limits: list[int | None] = [episodes_per_env] * n
+        else:
+            limits = list(episodes_per_env)
+            if len(limits) != n:
+                raise ConfigError(f"got {len(limits)} episode quotas for {n} envs")
+        if any(q is not None and not (isinstance(q, int) and q >= 0) for q in limits):
+            raise ConfigError("episodes_per_env must hold non-negative integers")
+        self._limits = limits
         self.num_envs = n
         self.autoreset_mode = mode
         self.step_timeout = step_timeout
@@ -169,6 +182,7 @@ class CaptureVectorEnv(VectorEnv):
                 schedule=schedule,
                 autoreset_mode=self.autoreset_mode,
                 shared=shared,
+                limits=self._limits[lo:hi],
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(

@@ -34,12 +34,16 @@ class EpisodeTracker:
 
     __slots__ = (
         "env", "schedule", "episode", "step", "ret", "t0", "seed", "recording",
-        "dropped", "offered", "_base", "_since", "active",
+        "dropped", "offered", "_base", "_since", "active", "limit", "derive",
     )  # fmt: skip
 
-    def __init__(self, env: int, schedule: Schedule) -> None:
+    def __init__(
+        self, env: int, schedule: Schedule, limit: int | None = None, derive: bool = True
+    ) -> None:
         self.env = env
         self.schedule = schedule
+        self.limit = limit
+        self.derive = derive
         self.episode = -1
         self.step = 0
         self.ret = 0.0
@@ -52,11 +56,17 @@ class EpisodeTracker:
         self._since = 0
         self.active = False
 
-    def begin(self, seed: int | None) -> int:
-        """Start the next episode; returns the seed to pass to ``reset``."""
+    def begin(self, seed: int | None) -> int | None:
+        """Start the next episode; returns the seed to pass to ``reset``.
+
+        Without ``derive`` (a caller that seeds its own simulator), an unseeded
+        episode stays unseeded and its manifest seed is null.
+        """
         if seed is not None:
             self._base, self._since = int(seed), 0
             self.seed = int(seed)
+        elif not self.derive:
+            self.seed = None
         else:
             if self._base is None:
                 self._base, self._since = secrets.randbits(32), 0
@@ -67,10 +77,15 @@ class EpisodeTracker:
         self.ret = 0.0
         self.dropped = 0
         self.offered = 0
-        self.recording = bool(self.schedule(self.env, self.episode))
+        self.recording = self.counted and bool(self.schedule(self.env, self.episode))
         self.active = True
         self.t0 = time.perf_counter()
         return self.seed
+
+    @property
+    def counted(self) -> bool:
+        """Whether this episode is within the env's quota (and so in the manifest)."""
+        return self.limit is None or self.episode < self.limit
 
     def add(self, reward: Any) -> None:
         """Count one step and its reward."""

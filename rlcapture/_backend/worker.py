@@ -60,6 +60,7 @@ class WorkerSpec:
         schedule: Schedule,
         autoreset_mode: AutoresetMode,
         shared: Shared,
+        limits: Sequence[int | None] | None = None,
     ) -> None:
         self.index = index
         self.env_fns = list(env_fns)
@@ -69,6 +70,7 @@ class WorkerSpec:
         self.schedule = schedule
         self.autoreset_mode = autoreset_mode
         self.shared = shared
+        self.limits = list(limits) if limits is not None else [None] * len(self.env_indices)
 
 
 class _Failure(Exception):
@@ -88,7 +90,10 @@ class _Worker:
         self.spec = spec
         self.conn = conn
         self.envs: list[Any] = []
-        self.trackers = [EpisodeTracker(e, spec.schedule) for e in spec.env_indices]
+        self.trackers = [
+            EpisodeTracker(e, spec.schedule, limit)
+            for e, limit in zip(spec.env_indices, spec.limits)
+        ]
         self.rewards, self.terminated, self.truncated = spec.shared.views()
         self.obs_space: Any = None
         self.next_step = spec.autoreset_mode == AutoresetMode.NEXT_STEP
@@ -197,7 +202,10 @@ class _Worker:
         return pickle.dumps(("ok", infos if any_info else None))
 
     def _end_episode(self, j: int, terminated: bool) -> None:
-        self.ended.append(self.trackers[j].finish("terminated" if terminated else "truncated"))
+        tracker = self.trackers[j]
+        record = tracker.finish("terminated" if terminated else "truncated")
+        if tracker.counted:
+            self.ended.append(record)
 
     def _render_pending(self) -> None:
         """Render and send the frames of this step, then announce ended episodes."""

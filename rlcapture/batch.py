@@ -1,0 +1,191 @@
+"""``BatchCapture``: record a simulator that renders a whole batch in one process.
+
+GPU and JAX simulators step and render N envs at once and hand back an
+``(N, H, W, C)`` array. ``BatchCapture`` takes such arrays and writes the same
+per-(env, episode) videos, tags and manifest lines as the vector env: the
+frames of the envs being recorded are copied into one ring, and nothing else
+is touched. Call :meth:`reset` for envs that start an episode (with their
+first frames) and :meth:`step` after each step (with the frames after it,
+terminal frames included), so the terminal frame is never lost to autoreset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._backend.channel import Endpoint
+from ._backend.episode import EpisodeTracker
+from ._backend.producer import FrameProducer
+from .errors import ClosedError, ConfigError
+from .triggers import ScheduleSpec, as_schedule
+from .wrapper import _endpoint
+
+__all__ = ["BatchCapture"]
+
+
+class BatchCapture:
+    """Records N envs whose frames arrive as one batch.
+
+    Args:
+        recorder: A :class:`~rlcapture.Recorder` or its endpoint.
+        num_envs: Envs in the batch.
+        first_env_index: Index of the first env in the recording.
+        record: Which episodes to record ("all", "none", "every:N", callable).
+        fps: Frame rate of the videos (None: the recorder's, else 30).
+        drop: Drop frames instead of waiting for a full ring.
+        episodes: A quota per env: later episodes are neither recorded nor in
+            the manifest.
+
+    Attributes:
+        recording: Boolean mask of envs whose current episode is recorded; a
+            simulator may render only those.
+    """
+
+    def __init__(
+        self,
+        recorder: Any,
+        num_envs: int,
+        *,
+        first_env_index: int = 0,
+        record: ScheduleSpec = "all",
+        fps: float | None = None,
+        drop: bool | None = None,
+        episodes: int | None = None,
+        slots: int | None = None,
+    ) -> None:
+        if not (isinstance(num_envs, int) and num_envs >= 1):
+            raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+        endpoint: Endpoint = _endpoint(recorder)
+        schedule = as_schedule(record)
+        self.num_envs = num_envs
+        self.first_env_index = first_env_index
+        envs = range(first_env_index, first_env_index + num_envs)
+        self._trackers = [EpisodeTracker(e, schedule, episodes, derive=False) for e in envs]
+        self.recording = np.zeros(num_envs, dtype=bool)
+        self._producer: FrameProducer | None = FrameProducer(
+            endpoint, envs, name=f"batch (envs {envs[0]}-{envs[-1]})", fps=fps, drop=drop, slots=slots
+        )
+
+    def _live(self) -> FrameProducer:
+        if self._producer is None:
+            raise ClosedError("this BatchCapture is closed")
+        return self._producer
+
+    def _ids(self, env_ids: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        if env_ids is None:
+            return np.arange(self.num_envs)
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_envs):
+            raise ConfigError(f"env_ids must lie in [0, {self.num_envs}), got {ids.tolist()}")
+        return ids
+
+    def _frames(self, frames: Any, ids: np.ndarray) -> Any:
+        if frames is None:
+            if any(self._trackers[i].recording for i in ids):
+                raise ConfigError("frames are needed: some of these envs are being recorded")
+            return None
+        if not isinstance(frames, np.ndarray):
+            frames = np.asarray(frames)  # JAX arrays, CPU torch tensors
+        if len(frames) != len(ids):
+            raise ConfigError(f"got {len(frames)} frames for {len(ids)} envs")
+        return frames
+
+    def reset(
+        self,
+        frames: Any = None,
+        *,
+        env_ids: Sequence[int] | np.ndarray | None = None,
+        seeds: Sequence[int | None] | None = None,
+    ) -> None:
+        """Start a new episode in ``env_ids`` (all by default).
+
+        Args:
+            frames: The first frame of each, ``(len(env_ids), H, W, C)``; may be
+                None when none of them is recorded.
+            env_ids: Which envs reset, as batch positions.
+            seeds: The seed each was reset with, for the manifest.
+        """
+        producer = self._live()
+        ids = self._ids(env_ids)
+        if seeds is not None and len(seeds) != len(ids):
+            raise ConfigError(f"got {len(seeds)} seeds for {len(ids)} envs")
+        for k, i in enumerate(ids):
+            t = self._trackers[i]
+            if t.active and t.recording:
+                producer.end(t.finish("reset"))
+            t.begin(None if seeds is None else seeds[k])
+            self.recording[i] = t.recording
+        frames = self._frames(frames, ids)
+        for k, i in enumerate(ids):
+            t = self._trackers[i]
+            if t.recording:
+                t.sent(producer.frame(t.env, t.episode, 0, frames[k]))
+
+    def step(
+        self,
+        frames: Any,
+        rewards: Any,
+        terminated: Any,
+        truncated: Any,
+    ) -> dict[str, np.ndarray]:
+        """Record one step of every env.
+
+        Args:
+            frames: ``(N, H, W, C)`` frames after the step (terminal frames for
+                envs that just ended), or None if no env is recorded.
+            rewards: ``(N,)`` rewards.
+            terminated: ``(N,)`` termination flags.
+            truncated: ``(N,)`` truncation flags.
+
+        Returns:
+            Statistics of the episodes that ended, Gymnasium style:
+            ``{"r", "l", "t", "_episode"}`` arrays over the batch.
+
+        Raises:
+            ConfigError: If an env that ended was not reset before stepping again.
+        """
+        producer = self._live()
+        n = self.num_envs
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(n)
+        term = np.asarray(terminated, dtype=bool).reshape(n)
+        trunc = np.asarray(truncated, dtype=bool).reshape(n)
+        frames = self._frames(frames, np.arange(n))
+        out = {"r": np.zeros(n), "l": np.zeros(n, np.int64), "t": np.zeros(n), "_episode": term | trunc}
+        for i, t in enumerate(self._trackers):
+            if not t.active:
+                raise ConfigError(
+                    f"env {t.env} has no running episode; call reset(frames, env_ids=[{i}]) "
+                    "after an episode ends"
+                )
+            t.add(rewards[i])
+            if t.recording:
+                t.sent(producer.frame(t.env, t.episode, t.step, frames[i]))
+            if term[i] or trunc[i]:
+                stats = t.stats()
+                out["r"][i], out["l"][i], out["t"][i] = stats["r"], stats["l"], stats["t"]
+                record = t.finish("terminated" if term[i] else "truncated")
+                self.recording[i] = False
+                if t.counted:
+                    producer.end(record)
+        return out
+
+    def close(self) -> None:
+        """End recorded episodes still running as "closed" and detach (idempotent)."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            for t in self._trackers:
+                if t.active and t.recording:
+                    producer.end(t.finish("closed"))
+        finally:
+            producer.close()
+
+    def __enter__(self) -> BatchCapture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
