@@ -31,6 +31,7 @@ from .errors import (
     ClosedError,
     ConfigError,
     EnvError,
+    FrameError,
     RLCaptureError,
     StepTimeoutError,
     WorkerError,
@@ -282,15 +283,17 @@ class CaptureVectorEnv(VectorEnv):
     def _unpack(self, w: int, raw: bytes) -> Any:
         msg = pickle.loads(raw)
         if msg[0] == "error":
-            _, env, kind, text, tb, is_env_error = msg
+            _, env, kind, text, tb, user_error = msg
             proc = self._procs[w]
             proc.join(2.0)
             self._broken = True
-            self.recorder.check() if self.recorder else None  # an encoder death explains it
-            cls = EnvError if is_env_error else WorkerError
+            if self.recorder is not None:
+                self.recorder.check()  # an encoder death explains a failed render
             where = f"env {self.first_env_index + env}"
-            if cls is EnvError:
-                err: RLCaptureError = EnvError(f"{where}: {text}")
+            err: RLCaptureError
+            if user_error:
+                cls = {"EnvError": EnvError, "FrameError": FrameError}.get(user_error, ConfigError)
+                err = cls(text if text.startswith("env ") else f"{where}: {text}")
             else:
                 err = WorkerError(
                     f"{where} raised {kind}: {text} (worker pid {proc.pid}, "

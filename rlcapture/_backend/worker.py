@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import write_to_shared_memory
 
-from ..errors import EnvError
+from ..errors import ConfigError, EnvError, FrameError
 from ..triggers import Schedule
 from .channel import Endpoint
 from .episode import EpisodeTracker
@@ -82,7 +82,11 @@ class _Failure(Exception):
 
 
 def _error_reply(env: int, exc: BaseException, tb: str) -> bytes:
-    return pickle.dumps(("error", env, type(exc).__name__, str(exc), tb, isinstance(exc, EnvError)))
+    # Errors about the user's input keep their class across the pipe, so the
+    # caller can catch FrameError or EnvError as if the env ran in-process.
+    kind = type(exc).__name__
+    user_error = isinstance(exc, (EnvError, FrameError, ConfigError))
+    return pickle.dumps(("error", env, kind, str(exc), tb, kind if user_error else None))
 
 
 class _Worker:
