@@ -39,7 +39,8 @@ def check_env_id(env_id: str) -> None:
         raise EnvError(
             f"env {env_id!r} cannot be imported ({exc}); install the package that provides it"
         ) from None
-    modes = getattr(creator, "metadata", {}).get("render_modes")
+    metadata = getattr(creator, "metadata", None)
+    modes = metadata.get("render_modes") if isinstance(metadata, dict) else None
     if modes is not None and "rgb_array" not in modes:
         raise EnvError(
             f"env {env_id!r} cannot render to an array (its render modes are {modes}); "

@@ -50,6 +50,17 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def _encoder_entry(config: EncoderConfig, control: Any, parent: Any) -> None:
+    """Run the encoder after closing the recorder's end of the control pipe.
+
+    A forked child inherits that end; kept open, it would hide the recorder's
+    death (no end-of-file) and leave the encoder running forever, holding the
+    folder's lock, after the recorder's process is killed.
+    """
+    parent.close()
+    encoder_main(config, control)
+
+
 class Recorder:
     """Records episodes into one output folder; start it once, attach producers.
 
@@ -186,7 +197,10 @@ class Recorder:
         )
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
-            target=encoder_main, args=(config, child), name="rlcapture-encoder", daemon=True
+            target=_encoder_entry,
+            args=(config, child, self._conn),
+            name="rlcapture-encoder",
+            daemon=True,
         )
         self._proc.start()
         child.close()

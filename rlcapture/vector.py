@@ -160,7 +160,12 @@ class CaptureVectorEnv(VectorEnv):
         self._rewards = np.frombuffer(rewards, dtype=np.float64)
         self._terminated = np.frombuffer(terminated, dtype=np.bool_)
         self._truncated = np.frombuffer(truncated, dtype=np.bool_)
-        probe = env_fns[0]()
+        try:
+            probe = env_fns[0]()
+        except RLCaptureError:
+            raise
+        except Exception as exc:
+            raise EnvError(f"env 0 could not be made: {type(exc).__name__}: {exc}") from exc
         try:
             self._check_env(probe, 0)
             self.single_observation_space = probe.observation_space

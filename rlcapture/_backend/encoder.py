@@ -51,7 +51,10 @@ def video_name(prefix: str, env: int, episode: int) -> str:
 
 
 class _Producer:
-    __slots__ = ("sock", "reader", "name", "envs", "fps", "ring", "queue", "eof", "bye", "hello")
+    __slots__ = (
+        "sock", "reader", "name", "envs", "fps", "ring", "queue", "eof", "bye", "hello",
+        "drop", "owed",
+    )  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -64,6 +67,17 @@ class _Producer:
         self.eof = False
         self.bye = False
         self.hello = False
+        self.drop = False
+        self.owed = 0  # freed slots not yet returned to the producer
+
+    def give_credits(self) -> None:
+        """Return freed slots to the producer; a dead producer is noticed later."""
+        if self.owed:
+            try:
+                self.sock.send(b"C" * self.owed)
+            except OSError:
+                pass
+            self.owed = 0
 
 
 class _Encoder:
@@ -191,6 +205,7 @@ class _Encoder:
         p.name = str(body.get("name", "a producer"))
         p.envs = envs
         p.fps = body.get("fps")
+        p.drop = bool(body.get("drop"))
         for e in envs:
             self.owner[e] = p
         p.sock.send(b"A")
@@ -212,6 +227,8 @@ class _Encoder:
                     p.ring = Ring.attach(fd, slots, slot_bytes)
                 elif kind == channel.MSG_BYE:
                     p.bye = True
+            if not queue:
+                p.give_credits()
 
     # -- frames and episodes --------------------------------------------------
     def _frame(self, p: _Producer, body: tuple[int, ...]) -> None:
@@ -227,13 +244,17 @@ class _Encoder:
             entry = self.videos[(env, episode)] = (video, p)
         video = entry[0]
         assert p.ring is not None, "frame before its ring"
-        sock = p.sock
+        # Credits go back in batches of half a ring (or when this producer's
+        # queue runs dry): a producer blocked on a full ring then renders
+        # several frames per wake-up instead of one, which halves the context
+        # switches when envs outrun the encoder. Drop mode returns each slot
+        # at once, since a late credit there is a dropped frame.
+        batch = 1 if p.drop else max(1, p.ring.slots // 2)
 
         def release() -> None:
-            try:
-                sock.send(b"C")
-            except OSError:
-                pass  # the producer is gone; its end-of-file is handled later
+            p.owed += 1
+            if p.owed >= batch:
+                p.give_credits()
 
         try:
             video.write(p.ring.view(slot, (h, w, c)), step, release)

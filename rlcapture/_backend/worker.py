@@ -104,6 +104,9 @@ class _Worker:
         self.needs_reset = [False] * len(spec.env_indices)
         self.producer: FrameProducer | None = None
         self.to_render: list[int] = []
+        # Episodes that ended this step (next-step autoreset), finished only
+        # after their terminal frame was offered so its drop is counted.
+        self.to_end: list[tuple[int, bool]] = []
         self.ended: list[dict[str, Any]] = []
         self.pending: bytes | None = None  # an error from rendering, for the next reply
         self.closed = False
@@ -197,7 +200,7 @@ class _Worker:
                         info.update(reset_info)
                 write_to_shared_memory(self.obs_space, k, obs, self.spec.shared.obs_mem)
                 if (term or trunc) and self.next_step:
-                    self._end_episode(j, term)
+                    self.to_end.append((j, term))
             self.rewards[k] = reward
             self.terminated[k] = term
             self.truncated[k] = trunc
@@ -215,20 +218,26 @@ class _Worker:
         """Render and send the frames of this step, then announce ended episodes."""
         producer = self.producer
         assert producer is not None
-        for j in self.to_render:
-            tracker = self.trackers[j]
-            try:
-                frame = self.envs[j].render()
-            except Exception as exc:  # noqa: BLE001
-                self.to_render.clear()
-                raise _Failure(tracker.env, exc) from exc
-            try:
-                ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
-            except Exception as exc:
-                self.to_render.clear()
-                raise _Failure(tracker.env, exc) from exc
-            tracker.sent(ok)
-        self.to_render.clear()
+        try:
+            for j in self.to_render:
+                tracker = self.trackers[j]
+                try:
+                    frame = self.envs[j].render()
+                except Exception as exc:  # noqa: BLE001
+                    raise _Failure(tracker.env, exc) from exc
+                try:
+                    ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
+                except Exception as exc:
+                    raise _Failure(tracker.env, exc) from exc
+                tracker.sent(ok)
+        finally:
+            self.to_render.clear()
+            self._finish_ended()
+
+    def _finish_ended(self) -> None:
+        for j, terminated in self.to_end:
+            self._end_episode(j, terminated)
+        self.to_end.clear()
 
     def _flush_ended(self) -> None:
         producer = self.producer
@@ -267,6 +276,7 @@ class _Worker:
         if self.closed:
             return
         self.closed = True
+        self._finish_ended()  # a step that failed after an episode ended
         for tracker in self.trackers:
             if tracker.active and tracker.recording:
                 self.ended.append(tracker.finish(end))
