@@ -146,8 +146,8 @@ class Recorder:
     def _prepare_folder(self, overwrite: bool) -> None:
         out = self.out
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            lock_fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock_fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise OutputError(
                 f"cannot use output folder {str(out)!r}: {exc.strerror}; "
@@ -177,7 +177,7 @@ class Recorder:
             manifest.unlink(missing_ok=True)
             shutil.rmtree(videos, ignore_errors=True)
         try:
-            videos.mkdir(exist_ok=True)
+            videos.mkdir(mode=0o700, exist_ok=True)
             probe = out / f".rlcapture-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()

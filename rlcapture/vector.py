@@ -362,9 +362,18 @@ class CaptureVectorEnv(VectorEnv):
         self._assert_ready()
         assert self.recorder is not None
         self.recorder.check()
-        if isinstance(actions, np.ndarray) or hasattr(actions, "__getitem__"):
-            for w, (lo, hi) in enumerate(self._slices):
-                self._send(w, "step", _take(actions, lo, hi, self.single_action_space))
+        if not hasattr(actions, "__getitem__") or isinstance(actions, np.generic) or (
+            isinstance(actions, np.ndarray) and actions.ndim == 0
+        ):
+            # Sending nothing would leave step_wait waiting for ever.
+            raise ConfigError(
+                f"actions must be a batch of {self.num_envs} actions (an array or a list), "
+                f"got {type(actions).__name__}"
+            )
+        if isinstance(actions, (np.ndarray, list)) and len(actions) != self.num_envs:
+            raise ConfigError(f"got {len(actions)} actions for {self.num_envs} envs")
+        for w, (lo, hi) in enumerate(self._slices):
+            self._send(w, "step", _take(actions, lo, hi, self.single_action_space))
         self._state = _State.WAITING_STEP
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

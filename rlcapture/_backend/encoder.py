@@ -53,7 +53,7 @@ def video_name(prefix: str, env: int, episode: int) -> str:
 class _Producer:
     __slots__ = (
         "sock", "reader", "name", "envs", "fps", "ring", "queue", "eof", "bye", "hello",
-        "drop", "owed",
+        "drop", "owed", "base", "waiting",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
@@ -69,6 +69,11 @@ class _Producer:
         self.hello = False
         self.drop = False
         self.owed = 0  # freed slots not yet returned to the producer
+        # Per env, added to this producer's episode indices: a later producer
+        # of an env already recorded continues its numbering (another
+        # evaluation round with the same recorder) instead of clashing.
+        self.base: dict[int, int] = {}
+        self.waiting: tuple[dict[str, Any], float] | None = None  # a deferred hello
 
     def give_credits(self) -> None:
         """Return freed slots to the producer; a dead producer is noticed later."""
@@ -91,6 +96,7 @@ class _Encoder:
         self.sel.register(control, selectors.EVENT_READ, "control")
         self.producers: dict[int, _Producer] = {}
         self.owner: dict[int, _Producer] = {}
+        self.next_episode: dict[int, int] = {}  # per env, one past the last episode seen
         self.videos: dict[tuple[int, int], tuple[EpisodeVideo, _Producer]] = {}
         self.manifest = Manifest(os.path.join(config.out_dir, config.manifest))
         self.closing = False
@@ -103,7 +109,7 @@ class _Encoder:
     def run(self) -> dict[str, Any]:
         self.control.send(("ready", self.address))
         while True:
-            busy = any(p.queue for p in self.producers.values())
+            busy = any(p.queue or p.waiting for p in self.producers.values())
             for key, _ in self.sel.select(0 if busy else 0.25):
                 if key.data == "listen":
                     self._accept()
@@ -114,6 +120,10 @@ class _Encoder:
             self._serve_round()
             for p in [p for p in self.producers.values() if p.eof and not p.queue]:
                 self._drop_producer(p)
+            for p in [p for p in self.producers.values() if p.waiting is not None]:
+                body, until = p.waiting
+                p.waiting = None
+                self._hello(p, channel.MSG_HELLO, body, until)
             if self.closing and (not self.producers or time.monotonic() > self.deadline):
                 break
         self._finish()
@@ -175,7 +185,7 @@ class _Encoder:
             else:
                 p.queue.append((kind, body))
 
-    def _hello(self, p: _Producer, kind: int, body: Any) -> None:
+    def _hello(self, p: _Producer, kind: int, body: Any, until: float | None = None) -> None:
         def refuse(reason: str) -> None:
             raw = reason.encode()
             try:
@@ -192,6 +202,13 @@ class _Encoder:
             return
         envs = [int(e) for e in body["envs"]]
         taken = [e for e in envs if e in self.owner]
+        if taken and not self.closing:
+            # The owner may have said goodbye in bytes not yet read: wait a
+            # little for it to go before calling this a clash.
+            until = until or time.monotonic() + 5.0
+            if time.monotonic() < until:
+                p.waiting = (body, until)
+                return
         if taken:
             refuse(
                 f"env index {taken[0]} is already recorded by {self.owner[taken[0]].name}; "
@@ -208,6 +225,7 @@ class _Encoder:
         p.drop = bool(body.get("drop"))
         for e in envs:
             self.owner[e] = p
+            p.base[e] = self.next_episode.get(e, 0)
         p.sock.send(b"A")
 
     def _serve_round(self) -> None:
@@ -233,13 +251,11 @@ class _Encoder:
     # -- frames and episodes --------------------------------------------------
     def _frame(self, p: _Producer, body: tuple[int, ...]) -> None:
         slot, env, episode, step, h, w, c = body
+        episode += p.base.get(env, 0)
         entry = self.videos.get((env, episode))
         if entry is None:
-            rel = video_name(self.config.prefix, env, episode)
-            fps = self.config.video.fps or p.fps or 30.0
-            video = EpisodeVideo(
-                os.path.join(self.config.out_dir, rel), w, h, c, fps, self.config.video
-            )
+            self._seen(env, episode)
+            video = self._open(env, episode, w, h, c, self.config.video.fps or p.fps or 30.0)
             self.video_files += 1
             entry = self.videos[(env, episode)] = (video, p)
         video = entry[0]
@@ -264,8 +280,29 @@ class _Encoder:
             ) from exc
         self.frames += 1
 
-    def _end(self, p: _Producer, record: dict[str, Any]) -> None:
-        env, episode = int(record["env"]), int(record["episode"])
+    def _seen(self, env: int, episode: int) -> None:
+        if episode >= self.next_episode.get(env, 0):
+            self.next_episode[env] = episode + 1
+
+    def _open(self, env: int, episode: int, w: int, h: int, c: int, fps: float) -> EpisodeVideo:
+        """Start an episode's video; a file already there is kept and a new name used."""
+        rel = video_name(self.config.prefix, env, episode)
+        stem = rel[: -len(".mp4")]
+        for attempt in range(1000):
+            name = rel if attempt == 0 else f"{stem}.{attempt}.mp4"
+            try:
+                return EpisodeVideo(
+                    os.path.join(self.config.out_dir, name), w, h, c, fps, self.config.video
+                )
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"{rel} and 999 alternatives exist already")
+
+    def _end(self, p: _Producer, record: dict[str, Any], shifted: bool = False) -> None:
+        env = int(record["env"])
+        episode = int(record["episode"]) + (0 if shifted else p.base.get(env, 0))
+        record["episode"] = episode
+        self._seen(env, episode)
         entry = self.videos.pop((env, episode), None)
         if entry is not None:
             video = entry[0]
@@ -290,6 +327,7 @@ class _Encoder:
                         "end": "closed" if p.bye else "lost",
                         "producer": p.name,
                     },
+                    shifted=True,
                 )
         for e in p.envs:
             if self.owner.get(e) is p:

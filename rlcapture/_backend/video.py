@@ -107,7 +107,10 @@ class EpisodeVideo:
         self._reformatter = VideoReformatter()
         self._last_pts = -1
         rate = Fraction(fps).limit_denominator(1001)
-        self._file = open(path, "xb", buffering=0)  # noqa: SIM115 - closed in close()
+        # O_EXCL: an existing file is never overwritten; 0o600: other users
+        # cannot read what an agent did (the umask can only narrow it further).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._file = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed in close()
         try:
             self._container = av.open(
                 self._file,

@@ -1,0 +1,78 @@
+"""Small envs the tests run in workers (module-level so any start method can pickle them)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class NoisyEnv(gym.Env):
+    """Episodes of ``length`` steps that render big noise frames (slow to encode)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, length: int = 3, side: int = 1024) -> None:
+        self.render_mode = "rgb_array"
+        self.observation_space = spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.length = length
+        rng = np.random.default_rng(0)
+        self.frames = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(3)]
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action: Any):
+        self.t += 1
+        return np.zeros(1, np.float32), 1.0, self.t >= self.length, False, {}
+
+    def render(self) -> np.ndarray:
+        return self.frames[self.t % 3]
+
+
+class Faulty(gym.Wrapper):
+    """CartPole that misbehaves after ``at`` steps in total (over all episodes).
+
+    Args:
+        what: "raise" in step, "sleep" in step, "raise-render", "float-render",
+            "resize" (the frame size changes mid-episode), "exit" (the worker
+            process exits), or None to behave.
+    """
+
+    def __init__(self, what: str | None = None, at: int = 5, seconds: float = 30.0) -> None:
+        super().__init__(gym.make("CartPole-v1", render_mode="rgb_array"))
+        self.what = what
+        self.at = at
+        self.seconds = seconds
+        self.steps = 0
+
+    def step(self, action: Any):
+        self.steps += 1
+        if self.steps >= self.at:
+            if self.what == "raise":
+                raise RuntimeError(f"boom at step {self.steps}")
+            if self.what == "sleep":
+                time.sleep(self.seconds)
+            if self.what == "exit":
+                import os
+
+                os._exit(3)
+        return self.env.step(action)
+
+    def render(self) -> Any:
+        frame = self.env.render()
+        if self.steps >= self.at:
+            if self.what == "raise-render":
+                raise ValueError("render broke")
+            if self.what == "float-render":
+                return frame.astype(np.float32) / 255
+            if self.what == "resize" and self.steps > self.at:
+                return frame[:200]
+        return frame

@@ -1,0 +1,389 @@
+"""CaptureVectorEnv / make_vec end to end: real workers, encoder and videos decoded with PyAV."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import LOSSLESS, by_env, cartpole_first_frame, decode, read_manifest
+from envs_for_tests import NoisyEnv
+from gymnasium.vector import AutoresetMode
+
+import rlcapture
+
+pytestmark = pytest.mark.timeout(120)
+
+ENDED = ("terminated", "truncated")
+
+
+def run(env: rlcapture.CaptureVectorEnv, steps: int, seed: int = 0) -> dict[str, Any]:
+    """Step with seeded random actions; return what the caller saw.
+
+    Returns:
+        ``actions[i]``: per env, the actions of each episode (NEXT_STEP: the
+        action of an autoreset step is ignored, so it belongs to no episode);
+        ``returns[i]``/``lengths[i]``: ``info["episode"]`` per env, in order.
+    """
+    n = env.num_envs
+    rng = np.random.default_rng(seed)
+    same_step = env.autoreset_mode == AutoresetMode.SAME_STEP
+    actions: list[list[list[int]]] = [[[]] for _ in range(n)]
+    returns: list[list[float]] = [[] for _ in range(n)]
+    lengths: list[list[int]] = [[] for _ in range(n)]
+    autoreset = np.zeros(n, bool)
+    finals: list[tuple[int, Any, Any]] = []
+    for _ in range(steps):
+        a = rng.integers(0, 2, n)
+        obs, _rew, term, trunc, info = env.step(a)
+        for i in range(n):
+            if autoreset[i]:
+                actions[i].append([])  # this step reset env i; its action was ignored
+            else:
+                actions[i][-1].append(int(a[i]))
+        done = term | trunc
+        if done.any():
+            assert "episode" in info and (info["_episode"] == done).all()
+            for i in np.flatnonzero(done):
+                returns[i].append(float(info["episode"]["r"][i]))
+                lengths[i].append(int(info["episode"]["l"][i]))
+                if same_step:
+                    finals.append((i, info["final_obs"][i], obs[i]))
+        elif same_step:
+            assert "final_obs" not in info
+        if same_step:
+            for i in np.flatnonzero(done):
+                actions[i].append([])
+        else:
+            autoreset = done
+    return {"actions": actions, "returns": returns, "lengths": lengths, "finals": finals}
+
+
+def check_videos(out: Path, records: list[dict[str, Any]], prefix: str = "") -> None:
+    """Every recorded episode's video has length + 1 frames of 600x400."""
+    for r in records:
+        if r["video"] is None:
+            assert r["frames"] == 0
+            continue
+        assert r["video"] == f"videos/{prefix}env{r['env']}-episode{r['episode']}.mp4"
+        got = decode(out / r["video"])
+        assert got.count == r["frames"], r
+        assert (got.width, got.height) == (600, 400)
+        if r["end"] in (*ENDED, "closed"):
+            assert r["frames"] == r["length"] + 1, r
+
+
+def test_cartpole_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = rlcapture.make_vec("CartPole-v1", 2, out)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (2, 4)
+        env.action_space.seed(0)
+        for _ in range(300):
+            env.step(env.action_space.sample())
+    finally:
+        env.close()
+    summary = env.recorder.summary
+    records = read_manifest(out)
+    assert summary["episodes"] == len(records) and summary["videos"] == len(records)
+    assert summary["frames"] == sum(r["frames"] for r in records)
+    assert sum(r["end"] in ENDED for r in records) >= 10
+    assert sorted(r["end"] for r in records if r["end"] not in ENDED) == ["closed", "closed"]
+    check_videos(out, records)
+    for r in records:
+        assert r["recorded"] is True and r["dropped"] == 0
+        got = decode(out / r["video"])
+        ref = cartpole_first_frame(r["seed"])
+        assert np.abs(got.first.astype(int) - ref.astype(int)).mean() < 3, r  # lossy H.264
+    firsts = {r["env"]: r["seed"] for r in records if r["episode"] == 0}
+    assert firsts == {0: 0, 1: 1}  # reset(seed=s) seeds env i with s + i
+
+
+def test_tags_with_many_autoresets_and_shared_workers(tmp_path: Path) -> None:
+    """4 envs on 2 workers, short episodes: every frame of every video is the right one."""
+    out = tmp_path / "out"
+    env = rlcapture.make_vec(
+        "CartPole-v1", 4, out, envs_per_worker=2, max_episode_steps=12, **LOSSLESS
+    )
+    try:
+        assert len(env._procs) == 2
+        env.reset(seed=42)
+        seen = run(env, 120)
+    finally:
+        env.close()
+    records = read_manifest(out)
+    per_env = by_env(records)
+    assert sorted(per_env) == [0, 1, 2, 3]
+    check_videos(out, records)
+    for i, recs in per_env.items():
+        # Episodes 0..k-1 of each env, in order, none missing or repeated.
+        assert [r["episode"] for r in recs] == list(range(len(recs)))
+        ended = [r for r in recs if r["end"] in ENDED]
+        assert len(ended) >= 8  # at most 12 steps each, plus the autoreset step
+        assert all(r["length"] == 12 for r in ended if r["end"] == "truncated")
+        assert all(r["length"] <= 12 for r in recs)
+        assert [r["return"] for r in ended] == seen["returns"][i]
+        assert [r["length"] for r in ended] == seen["lengths"][i]
+        assert len(recs) == len(seen["actions"][i])
+        # Replay each episode from its seed and actions: the video holds exactly
+        # its frames (a lossless codec), so no frame went to the wrong video.
+        for r, acts in zip(recs, seen["actions"][i]):
+            assert r["length"] == len(acts)
+            replay = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=12)
+            replay.reset(seed=r["seed"])
+            expected = [replay.render()]
+            for a in acts:
+                replay.step(a)
+                expected.append(replay.render())
+            replay.close()
+            got = decode(out / r["video"], keep=True)
+            assert got.count == len(expected)
+            for k, (x, y) in enumerate(zip(got.frames, expected)):
+                assert np.array_equal(x, y), f"env {i} episode {r['episode']} frame {k}"
+
+
+def test_same_seed_same_manifest(tmp_path: Path) -> None:
+    def once(out: Path) -> dict[int, list[tuple]]:
+        env = rlcapture.make_vec("CartPole-v1", 3, out, record="none")
+        try:
+            env.reset(seed=7)
+            run(env, 150, seed=3)
+        finally:
+            env.close()
+        return {
+            i: [(r["episode"], r["seed"], r["return"], r["length"], r["end"]) for r in recs]
+            for i, recs in by_env(read_manifest(out)).items()
+        }
+
+    first, second = once(tmp_path / "a"), once(tmp_path / "b")
+    assert first == second
+    assert all(len(v) >= 4 for v in first.values())
+    # Autoreset episodes get distinct derived seeds, not the reset seed again.
+    seeds = [s for v in first.values() for (_, s, *_rest) in v]
+    assert len(set(seeds)) == len(seeds)
+
+
+def _odd_env_every_third(env: int, episode: int) -> bool:
+    return env == 1 and episode % 3 == 0
+
+
+@pytest.mark.parametrize(
+    ("record", "expect"),
+    [
+        ("none", lambda env, ep: False),
+        ("every:2", lambda env, ep: ep % 2 == 0),
+        (3, lambda env, ep: ep % 3 == 0),
+        (rlcapture.RecordEvery(4), lambda env, ep: ep % 4 == 0),
+        (_odd_env_every_third, _odd_env_every_third),
+        (lambda env, ep: env == 0, lambda env, ep: env == 0),  # a lambda (pickled by dill)
+    ],
+    ids=["none", "every:2", "int", "RecordEvery", "function", "lambda"],
+)
+def test_record_schedules(tmp_path: Path, record: Any, expect: Any) -> None:
+    out = tmp_path / "out"
+    env = rlcapture.make_vec("CartPole-v1", 2, out, record=record, max_episode_steps=10)
+    try:
+        env.reset(seed=0)
+        run(env, 80)
+    finally:
+        env.close()
+    records = read_manifest(out)
+    ended = [r for r in records if r["end"] in ENDED]
+    assert len(ended) >= 10
+    for r in ended:  # every finished episode is in the manifest, recorded or not
+        want = expect(r["env"], r["episode"])
+        assert r["recorded"] is want, r
+        assert (r["video"] is not None) is want, r
+        assert r["frames"] == (r["length"] + 1 if want else 0)
+    for recs in by_env(ended).values():
+        assert [r["episode"] for r in recs] == list(range(len(recs)))
+    videos = sorted(p.name for p in (out / "videos").iterdir())
+    assert videos == sorted(Path(r["video"]).name for r in records if r["video"])
+    check_videos(out, records)
+    if record == "none":
+        assert videos == [] and env.recorder.summary["frames"] == 0
+
+
+def test_same_step_autoreset(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = rlcapture.make_vec(
+        "CartPole-v1", 2, out, autoreset_mode=AutoresetMode.SAME_STEP, **LOSSLESS
+    )
+    try:
+        assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+        env.reset(seed=5)
+        seen = run(env, 200)
+    finally:
+        env.close()
+    records = read_manifest(out)
+    assert len(seen["finals"]) >= 8
+    for _i, final, obs in seen["finals"]:
+        assert final.shape == (4,) and not np.array_equal(final, obs)
+        assert np.abs(obs).max() <= 0.05  # the returned obs is a fresh reset's
+    check_videos(out, records)
+    for i, recs in by_env(records).items():
+        ended = [r for r in recs if r["end"] in ENDED]
+        assert [r["episode"] for r in recs] == list(range(len(recs)))
+        assert [r["return"] for r in ended] == seen["returns"][i]
+        for r in recs:
+            got = decode(out / r["video"])
+            assert np.array_equal(got.first, cartpole_first_frame(r["seed"]))
+
+
+def test_drop_mode_counts_the_terminal_frame(tmp_path: Path) -> None:
+    """With drops, every offered frame is either encoded or counted as dropped."""
+    rec = rlcapture.Recorder(tmp_path / "out", drop=True, slots=1)
+    try:
+        env = rlcapture.CaptureVectorEnv([NoisyEnv] * 2, rec)
+        try:
+            env.reset(seed=0)
+            for _ in range(40):
+                env.step(np.zeros(2, int))
+        finally:
+            env.close()
+    finally:
+        rec.close()
+    records = read_manifest(tmp_path / "out")
+    ended = [r for r in records if r["end"] in ENDED]
+    assert len(ended) >= 15
+    assert sum(r["dropped"] for r in records) > 0, "nothing was dropped"
+    for r in records:
+        assert r["frames"] + r["dropped"] == r["length"] + 1, r
+        if r["video"]:
+            assert decode(tmp_path / "out" / r["video"]).count == r["frames"]
+
+
+def test_shared_recorder_and_gym_api(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with rlcapture.Recorder(out, name_prefix="run_") as rec:
+        a = rlcapture.make_vec("CartPole-v1", 2, rec)
+        b = rlcapture.make_vec("CartPole-v1", 2, rec, first_env_index=2, envs_per_worker=2)
+        try:
+            a.reset(seed=0)
+            b.reset(seed=10)
+            for _ in range(30):
+                a.step(np.zeros(2, int))
+                b.step(np.ones(2, int))
+            # The rest of the Gymnasium vector API goes through the workers.
+            assert a.get_attr("spec")[0].id == "CartPole-v1"
+            a.set_attr("custom", [1, 2])
+            assert a.get_attr("custom") == (1, 2)
+            b.set_attr("custom", "same")
+            assert b.get_attr("custom") == ("same", "same")
+            frames = a.render()
+            assert len(frames) == 2 and frames[0].shape == (400, 600, 3)
+            # A reset mid-episode ends the running recorded episodes as "reset".
+            a.reset(seed=100)
+            a.step(np.zeros(2, int))
+        finally:
+            a.close()
+            b.close()
+        with pytest.raises(rlcapture.ClosedError):
+            a.step(np.zeros(2, int))
+        rec.check()  # the recorder outlives the vector envs that borrowed it
+    records = read_manifest(out)
+    assert sorted(by_env(records)) == [0, 1, 2, 3]
+    check_videos(out, records, prefix="run_")
+    assert sum(r["end"] == "reset" for r in records) == 2
+    reseeded = [r for r in records if r["env"] < 2 and r["seed"] in (100, 101)]
+    assert len(reseeded) == 2 and all(r["end"] == "closed" for r in reseeded)
+
+
+def test_observations_match_a_plain_vector_env(tmp_path: Path) -> None:
+    """Up to the first autoreset (whose seed rlcapture derives), the steps are Gymnasium's."""
+    env = rlcapture.make_vec("CartPole-v1", 2, tmp_path / "out", record="none")
+    ref = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)
+    try:
+        o1, _ = env.reset(seed=3)
+        o2, _ = ref.reset(seed=3)
+        np.testing.assert_array_equal(o1, o2)
+        rng = np.random.default_rng(0)
+        done = np.zeros(2, bool)
+        steps = 0
+        while not done.all():
+            a = rng.integers(0, 2, 2)
+            s1, s2 = env.step(a), ref.step(a)
+            steps += 1
+            for x, y in zip(s1[:4], s2[:4]):
+                np.testing.assert_array_equal(x[~done], y[~done])
+            done |= s1[2] | s1[3]
+        assert steps >= 8
+    finally:
+        env.close()
+        ref.close()
+
+
+# -- bad input -----------------------------------------------------------------------
+def test_unknown_env_id(tmp_path: Path) -> None:
+    with pytest.raises(rlcapture.EnvError, match=r"unknown env id 'NoSuchEnv-v0'.*pprint_registry"):
+        rlcapture.make_vec("NoSuchEnv-v0", 2, tmp_path / "out")
+    with pytest.raises(rlcapture.EnvError, match="non-empty"):
+        rlcapture.make_vec("", 2, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_env_without_rgb_array(tmp_path: Path) -> None:
+    with pytest.raises(rlcapture.EnvError, match=r"render_mode=None.*rgb_array"):
+        rlcapture.CaptureVectorEnv([lambda: gym.make("CartPole-v1")] * 2, tmp_path / "out")
+    # The recorder it made is closed again: the folder can be used at once.
+    with rlcapture.Recorder(tmp_path / "out", overwrite=True):
+        pass
+
+
+def test_registered_env_that_cannot_render_to_an_array(tmp_path: Path) -> None:
+    class HumanOnly(NoisyEnv):
+        metadata = {"render_modes": ["human"]}
+
+    gym.register("rlcapture-test/HumanOnlyVector-v0", entry_point=HumanOnly)
+    try:
+        with pytest.raises(rlcapture.EnvError, match="cannot render to an array"):
+            rlcapture.make_vec("rlcapture-test/HumanOnlyVector-v0", 1, tmp_path / "out")
+    finally:
+        del gym.registry["rlcapture-test/HumanOnlyVector-v0"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"envs_per_worker": 0},
+        {"step_timeout": -1.0},
+        {"step_timeout": float("inf")},
+        {"first_env_index": -1},
+        {"autoreset_mode": AutoresetMode.DISABLED},
+        {"autoreset_mode": "sometimes"},
+        {"record": "every:0"},
+        {"record": "sometimes"},
+        {"max_episode_steps": 0},
+        {"crf": 99},
+        {"name_prefix": "../x"},
+    ],
+)
+def test_bad_vector_options(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(rlcapture.ConfigError):
+        rlcapture.make_vec("CartPole-v1", 2, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_env_functions(tmp_path: Path) -> None:
+    with pytest.raises(rlcapture.ConfigError):
+        rlcapture.CaptureVectorEnv([], tmp_path / "out")
+
+
+@pytest.mark.timeout(30)
+def test_malformed_actions_are_refused_not_hung(tmp_path: Path) -> None:
+    env = rlcapture.make_vec("CartPole-v1", 2, tmp_path / "out", record="none", step_timeout=10)
+    try:
+        env.reset(seed=0)
+        for bad in (0, np.int64(1), np.array(1), None, [0], np.zeros(3, int)):
+            t0 = time.monotonic()
+            with pytest.raises(rlcapture.ConfigError, match="actions"):
+                env.step(bad)
+            assert time.monotonic() - t0 < 1
+        env.step([0, 1])  # the env is still usable
+        env.step(np.array([1, 0]))
+    finally:
+        env.close()
