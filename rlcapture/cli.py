@@ -141,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--envs-per-worker", type=_positive(int, 1, 1024, "--envs-per-worker"), default=1)
     rec.add_argument("--drop", action="store_true", help="drop frames rather than slow the envs")
     rec.add_argument("--step-timeout", type=_positive(float, 0.001, 1e6, "--step-timeout"))
+    rec.add_argument(
+        "--on-error",
+        choices=("raise", "continue"),
+        default="raise",
+        help="when an env fails: stop (default) or go on without it, noting it in the manifest",
+    )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
@@ -169,6 +175,7 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         crf=args.crf,
         drop=args.drop,
         overwrite=args.overwrite,
+        on_error=args.on_error,
     )
     interrupted = False
     steps = 0
@@ -178,7 +185,7 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         done = np.zeros(args.num_envs, dtype=np.int64)
         target = np.asarray(quotas)
         obs, _ = envs.reset(seed=args.seed)
-        while (done < target).any():
+        while ((done < target) & ~envs.failed).any():
             obs, _r, _te, _tr, info = envs.step(policy(obs))
             steps += args.num_envs
             if "_episode" in info:
@@ -193,6 +200,8 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         envs.close()
     elapsed = time.perf_counter() - start
     _report(Path(out), args.env_id, args.num_envs, elapsed, interrupted, stdout)
+    for env, message in sorted(envs.errors.items()):
+        print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
     return 130 if interrupted else 0
 
 

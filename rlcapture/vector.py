@@ -71,6 +71,12 @@ class CaptureVectorEnv(VectorEnv):
         episodes_per_env: A quota of episodes per env (one number, or one per
             env): later episodes still step, as a vector env must, but are
             neither recorded nor written to the manifest.
+        on_error: "raise" (default): an env that fails stops the run with
+            :class:`WorkerError`. "continue": the env is taken out instead: its
+            episode ends (``truncated``, ``info["error"]``, ``end: "error"`` and
+            the message in the manifest), then it steps no more (zero reward,
+            never done) and :attr:`failed` marks it. A worker process that dies
+            takes all of its envs out; the run only stops when no env is left.
         **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder.
     """
 
@@ -87,6 +93,7 @@ class CaptureVectorEnv(VectorEnv):
         copy: bool = True,
         first_env_index: int = 0,
         episodes_per_env: int | Sequence[int] | None = None,
+        on_error: str = "raise",
         **recorder_options: Any,
     ) -> None:
         self._state = _State.CLOSED
@@ -112,6 +119,14 @@ class CaptureVectorEnv(VectorEnv):
             ) from None
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ConfigError("autoreset_mode must be NEXT_STEP or SAME_STEP")
+        if on_error not in ("raise", "continue"):
+            raise ConfigError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
+        self.on_error = on_error
+        self.failed = np.zeros(n, dtype=bool)
+        self.errors: dict[int, str] = {}
+        self._dead: set[int] = set()
+        self._started = False
+        self._new_failures: list[int] = []
         schedule = as_schedule(record)
         if episodes_per_env is None or isinstance(episodes_per_env, int):
             limits: list[int | None] = [episodes_per_env] * n
@@ -189,6 +204,7 @@ class CaptureVectorEnv(VectorEnv):
                 autoreset_mode=self.autoreset_mode,
                 shared=shared,
                 limits=self._limits[lo:hi],
+                on_error=self.on_error,
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(
@@ -214,6 +230,7 @@ class CaptureVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
         self.metadata["autoreset_mode"] = self.autoreset_mode
+        self._started = True
 
     @staticmethod
     def _check_env(env: gym.Env, index: int) -> None:
@@ -227,11 +244,40 @@ class CaptureVectorEnv(VectorEnv):
     def _env_of(self, w: int) -> int:
         return self.first_env_index + self._slices[w][0]
 
+    def _live(self) -> list[int]:
+        return [w for w in range(len(self._slices)) if w not in self._dead]
+
     def _send(self, w: int, *message: Any) -> None:
         try:
             self._conns[w].send_bytes(pickle.dumps(message))
         except (BrokenPipeError, ConnectionResetError, OSError):
-            raise self._died(w) from None
+            self._lost(w, self._died(w))
+
+    def _lost(self, w: int, err: WorkerError) -> None:
+        """A worker died or hung: raise, or (on_error="continue") take its envs out."""
+        if self.on_error != "continue" or not self._started:
+            raise err
+        self._broken = False
+        proc = self._procs[w]
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join(2.0)
+        self._dead.add(w)
+        lo, hi = self._slices[w]
+        for k in range(lo, hi):
+            if not self.failed[k]:
+                self._mark_failed(k, str(err))
+            self._rewards[k] = 0.0
+            self._terminated[k] = False
+            self._truncated[k] = True
+        if not self._live():
+            self._broken = True
+            raise WorkerError(f"every env has failed; the last: {err}", err.env_index, err.exitcode)
+
+    def _mark_failed(self, k: int, message: str) -> None:
+        self.failed[k] = True
+        self.errors[self.first_env_index + k] = message
+        self._new_failures.append(k)
 
     def _died(self, w: int) -> WorkerError:
         proc = self._procs[w]
@@ -264,25 +310,34 @@ class CaptureVectorEnv(VectorEnv):
                     try:
                         raw = obj.recv_bytes()
                     except (EOFError, OSError):
-                        raise self._died(w) from None
+                        self._lost(w, self._died(w))
+                        replies[w] = None
+                        continue
                     replies[w] = self._unpack(w, raw)
             for obj in ready:
                 w = sentinels.get(obj)  # type: ignore[arg-type]
                 if w is not None and w not in replies and self._conns[w] in pending:
                     if not self._conns[w].poll():
-                        raise self._died(w)
+                        pending.pop(self._conns[w])
+                        self._lost(w, self._died(w))
+                        replies[w] = None
             if not ready:
                 assert self.recorder is not None
                 self.recorder.check()
                 if deadline is not None and time.monotonic() >= deadline:
-                    w = next(iter(pending.values()))
-                    self._broken = True
-                    raise StepTimeoutError(
-                        f"env {self._env_of(w)} did not answer within {timeout:g} s "
-                        f"(worker pid {self._procs[w].pid}); is it stuck?",
-                        self._env_of(w),
-                        None,
-                    )
+                    for conn, w in list(pending.items()):
+                        self._broken = True
+                        pending.pop(conn)
+                        self._lost(
+                            w,
+                            StepTimeoutError(
+                                f"env {self._env_of(w)} did not answer within {timeout:g} s "
+                                f"(worker pid {self._procs[w].pid}); is it stuck?",
+                                self._env_of(w),
+                                None,
+                            ),
+                        )
+                        replies[w] = None
         return replies
 
     def _unpack(self, w: int, raw: bytes) -> Any:
@@ -308,8 +363,10 @@ class CaptureVectorEnv(VectorEnv):
                 )
             err.__cause__ = RemoteTraceback(tb)
             raise err
-        if msg[0] == "ready":
-            return msg[1]
+        if msg[0] == "ok" and len(msg) > 2:
+            lo = self._slices[w][0]
+            for j, message in msg[2]:
+                self._mark_failed(lo + j, message)
         return msg[1]
 
     def _assert_ready(self) -> None:
@@ -342,15 +399,27 @@ class CaptureVectorEnv(VectorEnv):
                 seeds[0] if isinstance(seeds[0], int) else None
             )
         self._state = _State.WAITING_RESET
-        for w, (lo, hi) in enumerate(self._slices):
+        for w in self._live():
+            lo, hi = self._slices[w]
             self._send(w, "reset", seeds[lo:hi], options)
-        replies = self._receive_all(range(len(self._slices)))
+        replies = self._receive_all(self._live(), self.step_timeout)
         self._state = _State.DEFAULT
-        infos: dict[str, Any] = {}
-        for w, (lo, _hi) in enumerate(self._slices):
-            for j, info in enumerate(replies[w]):
-                infos = self._add_info(infos, info, lo + j)
+        infos = self._gather(replies)
         return (deepcopy(self._obs) if self.copy else self._obs), infos
+
+    def _gather(self, replies: dict[int, Any]) -> dict[str, Any]:
+        """Merge the workers' infos, with ``info["error"]`` for envs that failed just now."""
+        infos: dict[str, Any] = {}
+        for w, per_env in replies.items():
+            if per_env is not None:
+                lo = self._slices[w][0]
+                for j, info in enumerate(per_env):
+                    if info:
+                        infos = self._add_info(infos, info, lo + j)
+        for k in self._new_failures:
+            infos = self._add_info(infos, {"error": self.errors[self.first_env_index + k]}, k)
+        self._new_failures = []
+        return infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env; episodes that ended last step are reset (next-step autoreset)."""
@@ -372,7 +441,8 @@ class CaptureVectorEnv(VectorEnv):
             )
         if isinstance(actions, (np.ndarray, list)) and len(actions) != self.num_envs:
             raise ConfigError(f"got {len(actions)} actions for {self.num_envs} envs")
-        for w, (lo, hi) in enumerate(self._slices):
+        for w in self._live():
+            lo, hi = self._slices[w]
             self._send(w, "step", _take(actions, lo, hi, self.single_action_space))
         self._state = _State.WAITING_STEP
 
@@ -380,25 +450,27 @@ class CaptureVectorEnv(VectorEnv):
         """Collect what ``step_async`` started."""
         if self._state != _State.WAITING_STEP:
             raise RuntimeError("step_wait called without step_async")
-        replies = self._receive_all(range(len(self._slices)), self.step_timeout)
+        for w in self._dead:  # envs taken out: zero reward, never done
+            lo, hi = self._slices[w]
+            self._rewards[lo:hi] = 0.0
+            self._terminated[lo:hi] = False
+            self._truncated[lo:hi] = False
+        replies = self._receive_all(self._live(), self.step_timeout)
         self._state = _State.DEFAULT
-        infos: dict[str, Any] = {}
-        for w, (lo, _hi) in enumerate(self._slices):
-            per_env = replies[w]
-            if per_env is not None:
-                for j, info in enumerate(per_env):
-                    if info:
-                        infos = self._add_info(infos, info, lo + j)
+        infos = self._gather(replies)
         obs = deepcopy(self._obs) if self.copy else self._obs
         return obs, self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Call a method (or read an attribute) of every env."""
         self._assert_ready()
-        for w in range(len(self._slices)):
+        for w in self._live():
             self._send(w, "call", name, args, kwargs)
-        replies = self._receive_all(range(len(self._slices)), self.step_timeout)
-        return tuple(r for w in range(len(self._slices)) for r in replies[w])
+        replies = self._receive_all(self._live(), self.step_timeout)
+        out: list[Any] = []
+        for w, (lo, hi) in enumerate(self._slices):
+            out.extend(replies.get(w) or [None] * (hi - lo))
+        return tuple(out)
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """An attribute of every env."""
@@ -411,9 +483,10 @@ class CaptureVectorEnv(VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ConfigError(f"got {len(values)} values for {self.num_envs} envs")
-        for w, (lo, hi) in enumerate(self._slices):
+        for w in self._live():
+            lo, hi = self._slices[w]
             self._send(w, "set_attr", name, list(values[lo:hi]))
-        self._receive_all(range(len(self._slices)), self.step_timeout)
+        self._receive_all(self._live(), self.step_timeout)
 
     def render(self) -> tuple[Any, ...] | None:
         """Frames of every env, fetched through the pipes (recording does not need this)."""
@@ -427,7 +500,7 @@ class CaptureVectorEnv(VectorEnv):
         first_error: BaseException | None = None
         if self._state == _State.WAITING_STEP and not getattr(self, "_broken", False):
             try:  # let a pending step finish so workers read "close" next
-                self._receive_all(range(len(self._slices)), timeout)
+                self._receive_all(self._live(), timeout)
             except BaseException as exc:  # noqa: BLE001
                 first_error = exc
         self._state = _State.CLOSED

@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import write_to_shared_memory
 
-from ..errors import ConfigError, EnvError, FrameError
+from ..errors import ClosedError, ConfigError, EncoderError, EnvError, FrameError
 from ..triggers import Schedule
 from .channel import Endpoint
 from .episode import EpisodeTracker
@@ -61,6 +61,7 @@ class WorkerSpec:
         autoreset_mode: AutoresetMode,
         shared: Shared,
         limits: Sequence[int | None] | None = None,
+        on_error: str = "raise",
     ) -> None:
         self.index = index
         self.env_fns = list(env_fns)
@@ -71,6 +72,7 @@ class WorkerSpec:
         self.autoreset_mode = autoreset_mode
         self.shared = shared
         self.limits = list(limits) if limits is not None else [None] * len(self.env_indices)
+        self.on_error = on_error
 
 
 class _Failure(Exception):
@@ -109,6 +111,10 @@ class _Worker:
         self.to_end: list[tuple[int, bool]] = []
         self.ended: list[dict[str, Any]] = []
         self.pending: bytes | None = None  # an error from rendering, for the next reply
+        # on_error="continue": envs that failed are closed and skipped; the
+        # failures not yet reported go out with the next reply.
+        self.failed = [False] * len(spec.env_indices)
+        self.failures: list[tuple[int, str]] = []
         self.closed = False
 
     # -- startup --------------------------------------------------------------
@@ -137,19 +143,56 @@ class _Worker:
 
     # -- commands -------------------------------------------------------------
     def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None) -> bytes:
-        infos = []
-        for j, env in enumerate(self.envs):
+        infos: list[Any] = []
+        for j, _env in enumerate(self.envs):
             tracker = self.trackers[j]
+            if self.failed[j]:
+                infos.append({})
+                continue
             if tracker.active and tracker.recording:  # reset mid-episode: close its video
                 self.ended.append(tracker.finish("reset"))
-            obs, info = self._reset_one(j, seeds[j], options)
+            try:
+                obs, info = self._reset_one(j, seeds[j], options)
+            except _Failure as f:
+                infos.append({"error": self._fail(j, f)})
+                continue
             k = self.spec.first + j
             self.rewards[k] = 0.0
             self.terminated[k] = False
             self.truncated[k] = False
             self.needs_reset[j] = False
             infos.append(info)
-        return pickle.dumps(("ok", infos))
+        return self._reply(infos)
+
+    def _fail(self, j: int, failure: _Failure) -> str:
+        """Take env ``j`` out after it failed, or re-raise when failures are fatal."""
+        exc = failure.exc
+        if self.spec.on_error != "continue" or isinstance(exc, (EncoderError, ClosedError)):
+            raise failure
+        message = f"{type(exc).__name__}: {exc}"
+        tracker = self.trackers[j]
+        self.failed[j] = True
+        self.needs_reset[j] = False
+        self.to_render = [i for i in self.to_render if i != j]
+        self.to_end = [(i, t) for i, t in self.to_end if i != j]
+        if tracker.active:
+            record = tracker.finish("error", error=message)
+            if tracker.counted:
+                self.ended.append(record)
+        k = self.spec.first + j
+        self.rewards[k] = 0.0
+        self.terminated[k] = False
+        self.truncated[k] = True
+        self.failures.append((j, message))
+        try:
+            self.envs[j].close()
+        except Exception:  # noqa: BLE001 - it already failed
+            pass
+        return message
+
+    def _reply(self, infos: list[Any] | None) -> bytes:
+        failures, self.failures = self.failures, []
+        return pickle.dumps(("ok", infos, failures))
 
     def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
         tracker = self.trackers[j]
@@ -165,48 +208,67 @@ class _Worker:
 
     def step(self, actions: Any) -> bytes:
         infos: list[Any] = []
-        any_info = False
-        for j, env in enumerate(self.envs):
-            tracker = self.trackers[j]
-            e = tracker.env
+        any_info = bool(self.failures)
+        for j in range(len(self.envs)):
             k = self.spec.first + j
-            if self.needs_reset[j]:
-                self.needs_reset[j] = False
-                obs, info = self._reset_one(j, None, None)
-                reward, term, trunc = 0.0, False, False
-            else:
-                try:
-                    obs, reward, term, trunc, info = env.step(actions[j])
-                except Exception as exc:  # noqa: BLE001
-                    raise _Failure(e, exc) from exc
-                tracker.add(reward)
-                if tracker.recording:
-                    self.to_render.append(j)
-                if term or trunc:
-                    stats = tracker.stats()
-                    info = dict(info)
-                    info["episode"] = stats
-                    if self.next_step:
-                        self.needs_reset[j] = True
-                    else:
-                        # Same-step autoreset: the terminal frame must be
-                        # rendered before the env is reset.
-                        self._render_pending()
-                        self._end_episode(j, term)
-                        self._flush_ended()
-                        info["final_obs"] = obs
-                        info["final_info"] = dict(info)
-                        obs, reset_info = self._reset_one(j, None, None)
-                        info.update(reset_info)
-                write_to_shared_memory(self.obs_space, k, obs, self.spec.shared.obs_mem)
-                if (term or trunc) and self.next_step:
-                    self.to_end.append((j, term))
-            self.rewards[k] = reward
-            self.terminated[k] = term
-            self.truncated[k] = trunc
+            if self.failed[j]:
+                # Out of the run; truncated once, when its failure is reported.
+                message = next((m for i, m in self.failures if i == j), None)
+                self.rewards[k] = 0.0
+                self.terminated[k] = False
+                self.truncated[k] = message is not None
+                infos.append({"error": message} if message else {})
+                continue
+            try:
+                info = self._step_one(j, actions[j])
+            except _Failure as f:
+                info = {"error": self._fail(j, f)}
             infos.append(info)
             any_info = any_info or bool(info)
-        return pickle.dumps(("ok", infos if any_info else None))
+        return self._reply(infos if any_info else None)
+
+    def _step_one(self, j: int, action: Any) -> Any:
+        env = self.envs[j]
+        tracker = self.trackers[j]
+        e = tracker.env
+        k = self.spec.first + j
+        if self.needs_reset[j]:
+            self.needs_reset[j] = False
+            obs, info = self._reset_one(j, None, None)
+            reward, term, trunc = 0.0, False, False
+        else:
+            try:
+                obs, reward, term, trunc, info = env.step(action)
+            except Exception as exc:  # noqa: BLE001
+                raise _Failure(e, exc) from exc
+            tracker.add(reward)
+            if tracker.recording:
+                self.to_render.append(j)
+            if term or trunc:
+                stats = tracker.stats()
+                info = dict(info)
+                info["episode"] = stats
+                if self.next_step:
+                    self.needs_reset[j] = True
+                else:
+                    # Same-step autoreset: the terminal frame must be
+                    # rendered before the env is reset.
+                    self._render_pending()
+                    if self.failed[j]:
+                        return {"error": self.failures[-1][1]}
+                    self._end_episode(j, term)
+                    self._flush_ended()
+                    info["final_obs"] = obs
+                    info["final_info"] = dict(info)
+                    obs, reset_info = self._reset_one(j, None, None)
+                    info.update(reset_info)
+            write_to_shared_memory(self.obs_space, k, obs, self.spec.shared.obs_mem)
+            if (term or trunc) and self.next_step:
+                self.to_end.append((j, term))
+        self.rewards[k] = reward
+        self.terminated[k] = term
+        self.truncated[k] = trunc
+        return info
 
     def _end_episode(self, j: int, terminated: bool) -> None:
         tracker = self.trackers[j]
@@ -219,16 +281,20 @@ class _Worker:
         producer = self.producer
         assert producer is not None
         try:
-            for j in self.to_render:
+            for j in list(self.to_render):
                 tracker = self.trackers[j]
                 try:
-                    frame = self.envs[j].render()
-                except Exception as exc:  # noqa: BLE001
-                    raise _Failure(tracker.env, exc) from exc
-                try:
-                    ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
-                except Exception as exc:
-                    raise _Failure(tracker.env, exc) from exc
+                    try:
+                        frame = self.envs[j].render()
+                    except Exception as exc:  # noqa: BLE001
+                        raise _Failure(tracker.env, exc) from exc
+                    try:
+                        ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
+                    except Exception as exc:
+                        raise _Failure(tracker.env, exc) from exc
+                except _Failure as f:
+                    self._fail(j, f)
+                    continue
                 tracker.sent(ok)
         finally:
             self.to_render.clear()
