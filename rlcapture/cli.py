@@ -23,11 +23,11 @@ import numpy as np
 from ._backend.manifest import read_manifest
 from .envs import make_env_fn
 from .errors import ConfigError, RLCaptureError
-from .stats import summarize
+from .stats import describe, summarize
 from .triggers import as_schedule
 from .vector import CaptureVectorEnv
 
-__all__ = ["main", "load_policy", "allocate_episodes"]
+__all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds"]
 
 DEFAULT_ENV = "CartPole-v1"
 
@@ -52,17 +52,50 @@ class RandomPolicy:
         return self.space.sample()
 
 
-def load_policy(spec: str, envs: CaptureVectorEnv, seed: int | None) -> Callable[[Any], Any]:
+class SB3Policy:
+    """A saved Stable-Baselines3 model: ``model.predict`` on the batch of observations."""
+
+    def __init__(self, model: Any, deterministic: bool = True) -> None:
+        self.model = model
+        self.deterministic = deterministic
+
+    def __call__(self, obs: Any) -> Any:
+        actions, _ = self.model.predict(obs, deterministic=self.deterministic)
+        return actions
+
+
+def load_sb3_policy(spec: str, deterministic: bool = True) -> SB3Policy:
+    """``sb3:ALGO:path.zip`` (ALGO: PPO, A2C, DQN, SAC, TD3, DDPG or module.Class)."""
+    _, _, rest = spec.partition(":")
+    algo, sep, path = rest.partition(":")
+    if not sep or not algo or not path:
+        raise ConfigError(f"policy {spec!r}: write sb3:ALGO:path.zip, e.g. sb3:PPO:model.zip")
+    from .sb3 import load_sb3_model
+
+    try:
+        model = load_sb3_model(algo, path)
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
+    return SB3Policy(model, deterministic)
+
+
+def load_policy(
+    spec: str, envs: CaptureVectorEnv, seed: int | None, deterministic: bool = True
+) -> Callable[[Any], Any]:
     """Make the policy named on the command line.
 
     Args:
-        spec: "random", or "module:callable" naming a function (or object) that
-            maps a batch of observations to a batch of actions.
+        spec: "random"; "sb3:ALGO:path.zip", a saved Stable-Baselines3 model;
+            or "module:callable" naming a function (or object) that maps a
+            batch of observations to a batch of actions.
+        deterministic: For SB3 models: the most likely action (else sampled).
     """
     if spec == "random":
         return RandomPolicy(envs.action_space, seed)
+    if spec.startswith("sb3:"):
+        return load_sb3_policy(spec, deterministic)
     if ":" not in spec:
-        raise ConfigError(f"unknown policy {spec!r}: use 'random' or 'module:callable'")
+        raise ConfigError(f"unknown policy {spec!r}: use 'random', 'sb3:ALGO:path.zip' or 'module:callable'")
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -117,6 +150,37 @@ def _positive(kind: type, low: float, high: float, what: str) -> Callable[[str],
     return parse
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: "0,1,2" (a list; "5," is the one seed 5) or "3" (a count: 0, 1, 2)."""
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+        else:
+            count = int(text)
+            if not 1 <= count <= 10_000:
+                raise argparse.ArgumentTypeError(f"--seeds count must be from 1 to 10000, got {text}")
+            seeds = list(range(count))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds must be a count (3) or a list (0,1,2), got {text!r}"
+        ) from None
+    if not seeds or any(not 0 <= s < 2**63 for s in seeds):
+        raise argparse.ArgumentTypeError(f"--seeds must hold seeds from 0 to 2**63-1, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds repeats a seed: {text!r}")
+    return seeds
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--success-threshold must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"--success-threshold must be finite, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlcapture", description="Record what reinforcement-learning agents do."
@@ -132,9 +196,25 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--episodes", "-k", type=_positive(int, 1, 10**7, "--episodes"), default=10)
     rec.add_argument("--out", "-o", help="output folder (default runs/ENV_ID)")
     rec.add_argument("--seed", type=_positive(int, 0, 2**63 - 1, "--seed"), default=0)
+    rec.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        help="several runs, one per seed, into OUT/seed-S/: a list (0,1,2) or a count (3: seeds 0..2)",
+    )
+    rec.add_argument(
+        "--success-threshold",
+        type=_finite,
+        metavar="R",
+        help="report the fraction of episodes with return >= R",
+    )
     rec.add_argument("--record", default="all", help="all, none or every:M (default all)")
     rec.add_argument("--max-episode-steps", type=_positive(int, 1, 10**9, "--max-episode-steps"))
-    rec.add_argument("--policy", default="random", help="random (default) or module:callable")
+    rec.add_argument(
+        "--policy", default="random", help="random (default), sb3:ALGO:path.zip or module:callable"
+    )
+    rec.add_argument(
+        "--stochastic", action="store_true", help="SB3 policies: sample actions (default: deterministic)"
+    )
     rec.add_argument("--fps", type=_positive(float, 0.1, 1000, "--fps"), help="default: the env's render_fps")
     rec.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
     rec.add_argument("--crf", type=_positive(int, 0, 63, "--crf"), default=23)
@@ -149,6 +229,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    plot = sub.add_parser(
+        "plot",
+        help="draw the return per episode of a recording into DIR/learning_curve.png",
+        description="Draw every finished episode's return and a moving average (Pillow only).",
+    )
+    plot.add_argument("dir", help="a recording's folder (holding episodes.jsonl)")
+    plot.add_argument("--x", choices=("episode", "time"), default="episode", help="x axis (default episode)")
+    plot.add_argument("--window", type=_positive(int, 1, 10**7, "--window"), help="moving-average window")
+    plot.add_argument("--output", help="PNG path (default DIR/learning_curve.png)")
+    from .bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -157,8 +249,45 @@ def _default_out(env_id: str) -> str:
 
 
 def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Run ``rlcapture record``; returns the exit status."""
+    """Run ``rlcapture record``; returns the exit status.
+
+    With ``--seeds``, one run per seed into ``OUT/seed-S/`` (each its own
+    recorder and manifest), a summary per seed, then one across seeds.
+    """
     out = args.out or _default_out(args.env_id)
+    if not args.seeds:
+        code, returns = _record_one(args, Path(out), args.seed, stdout, stderr)
+        return code
+    per_seed: dict[int, list[float]] = {}
+    code = 0
+    for seed in args.seeds:
+        code, returns = _record_one(args, Path(out) / f"seed-{seed}", seed, stdout, stderr)
+        per_seed[seed] = returns
+        if code:
+            break
+    _report_seeds(per_seed, args.success_threshold, stdout)
+    return code
+
+
+def _report_seeds(per_seed: dict[int, list[float]], threshold: float | None, stdout: TextIO) -> None:
+    print(f"across {len(per_seed)} seeds ({', '.join(map(str, per_seed))}):", file=stdout)
+    for seed, returns in per_seed.items():
+        print(f"  seed {seed:<4} {len(returns)} episodes: {describe([returns], threshold=threshold)}", file=stdout)
+    groups = list(per_seed.values())
+    total = sum(len(g) for g in groups)
+    print(f"  all       {total} episodes: {describe(groups, threshold=threshold)}", file=stdout)
+    means = [float(np.mean(g)) for g in groups if g]
+    if len(means) > 1:
+        print(
+            f"  per-seed means {', '.join(f'{m:.2f}' for m in means)}: std {np.std(means, ddof=1):.2f}",
+            file=stdout,
+        )
+
+
+def _record_one(
+    args: argparse.Namespace, out: Path, seed: int, stdout: TextIO, stderr: TextIO
+) -> tuple[int, list[float]]:
+    """One recording with one seed; returns the exit status and the finished episodes' returns."""
     schedule = as_schedule(args.record)
     env_fn = make_env_fn(args.env_id, max_episode_steps=args.max_episode_steps)
     quotas = allocate_episodes(args.episodes, args.num_envs)
@@ -180,11 +309,11 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     interrupted = False
     steps = 0
     try:
-        policy = load_policy(args.policy, envs, args.seed)
+        policy = load_policy(args.policy, envs, seed, deterministic=not args.stochastic)
         progress = None if args.quiet else _Progress(args.episodes, stderr)
         done = np.zeros(args.num_envs, dtype=np.int64)
         target = np.asarray(quotas)
-        obs, _ = envs.reset(seed=args.seed)
+        obs, _ = envs.reset(seed=seed)
         while ((done < target) & ~envs.failed).any():
             obs, _r, _te, _tr, info = envs.step(policy(obs))
             steps += args.num_envs
@@ -199,13 +328,22 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     finally:
         envs.close()
     elapsed = time.perf_counter() - start
-    _report(Path(out), args.env_id, args.num_envs, elapsed, interrupted, stdout)
+    label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
+    returns = _report(out, label, args.num_envs, elapsed, interrupted, stdout, args.success_threshold)
     for env, message in sorted(envs.errors.items()):
         print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
-    return 130 if interrupted else 0
+    return (130 if interrupted else 0), returns
 
 
-def _report(out: Path, env_id: str, num_envs: int, elapsed: float, interrupted: bool, stdout: TextIO) -> None:
+def _report(
+    out: Path,
+    env_id: str,
+    num_envs: int,
+    elapsed: float,
+    interrupted: bool,
+    stdout: TextIO,
+    threshold: float | None = None,
+) -> list[float]:
     try:
         lines = read_manifest(out / "episodes.jsonl")
     except FileNotFoundError:
@@ -219,6 +357,9 @@ def _report(out: Path, env_id: str, num_envs: int, elapsed: float, interrupted: 
     head = "interrupted: kept" if interrupted else "recorded"
     print(f"{env_id}: {head} {len(finished)} episodes over {num_envs} envs in {elapsed:.1f} s", file=stdout)
     print(f"  return   {returns}", file=stdout)
+    values = [float(r["return"]) for r in finished]
+    if values:
+        print(f"  stats    {describe([values], threshold=threshold)}", file=stdout)
     if lengths:
         print(f"  length   {sum(lengths) / len(lengths):.1f} mean", file=stdout)
     print(
@@ -226,6 +367,7 @@ def _report(out: Path, env_id: str, num_envs: int, elapsed: float, interrupted: 
         file=stdout,
     )
     print(f"  output   {out}/videos ({videos} videos), {out}/episodes.jsonl", file=stdout)
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,6 +376,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "record":
             return record(args, sys.stdout, sys.stderr)
+        if args.command == "plot":
+            from .plot import plot_manifest
+
+            png = plot_manifest(args.dir, path=args.output, x=args.x, window=args.window)
+            print(f"wrote {png}", file=sys.stdout)
+            return 0
+        if args.command == "bench":
+            from .bench import bench
+
+            return bench(args, sys.stdout, sys.stderr)
     except RLCaptureError as exc:
         print(f"rlcapture: error: {exc}", file=sys.stderr)
         return 2

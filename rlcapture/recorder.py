@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import re
 import secrets
 import shutil
 import weakref
@@ -36,14 +37,17 @@ __all__ = ["Recorder", "MANIFEST", "VIDEOS"]
 MANIFEST = "episodes.jsonl"
 VIDEOS = "videos"
 _LOCK = ".rlcapture.lock"
-_BAD_PREFIX_CHARS = set("/\\\0") | {chr(c) for c in range(32)}
+# A prefix becomes part of file names that people paste into shells and
+# scripts: letters, digits (any script) and . _ - + = @ , only. This refuses
+# '/', '\\', NUL, control characters, spaces, quotes and ; | & $ ` * ? < > ( ).
+_PREFIX_OK = re.compile(r"[\w.+=@,-]*")
 
 
 def _check_prefix(prefix: str) -> str:
-    if not isinstance(prefix, str) or any(ch in _BAD_PREFIX_CHARS for ch in prefix) or ".." in prefix:
+    if not isinstance(prefix, str) or ".." in prefix or not _PREFIX_OK.fullmatch(prefix):
         raise ConfigError(
-            f"name prefix {prefix!r} must be a plain file-name part "
-            "(no '/', '\\', '..', NUL or control characters)"
+            f"name prefix {prefix!r} must be a plain file-name part: letters, digits and "
+            "'. _ - + = @ ,' only (no '/', '\\', '..', NUL, spaces or shell characters)"
         )
     if len(prefix) > 100:
         raise ConfigError("name prefix must be at most 100 characters")

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-__all__ = ["Summary", "summarize", "t_quantile"]
+import numpy as np
+
+__all__ = [
+    "Description",
+    "Summary",
+    "bootstrap_ci",
+    "describe",
+    "iqm",
+    "success_rate",
+    "summarize",
+    "t_quantile",
+]
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
 _T95 = (
@@ -57,3 +68,92 @@ def summarize(values: Sequence[float]) -> Summary:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = t_quantile(n - 1) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
+
+
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean: the mean of the middle 50% (``floor(n/4)`` cut from each end,
+    as ``scipy.stats.trim_mean(values, 0.25)``)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    if n == 0:
+        return math.nan
+    cut = int(0.25 * n)
+    return float(x[cut : n - cut].mean())
+
+
+def success_rate(values: Sequence[float], threshold: float | None) -> float:
+    """Fraction of episodes with return >= ``threshold`` (nan without one or without episodes)."""
+    if threshold is None or len(values) == 0:
+        return math.nan
+    return float(np.mean(np.asarray(values, dtype=np.float64) >= threshold))
+
+
+def bootstrap_ci(
+    groups: Sequence[Sequence[float]],
+    *,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over all values.
+
+    Resampling is stratified: each group (one seed's episodes) is resampled
+    with replacement on its own, keeping its size, as rliable does for runs.
+    Seeded, so the same data gives the same interval.
+    """
+    arrays = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    total = sum(len(a) for a in arrays)
+    if total == 0:
+        return math.nan, math.nan
+    if total == 1:
+        v = float(arrays[0][0])
+        return v, v
+    rng = np.random.default_rng(seed)
+    sums = np.zeros(resamples)
+    for a in arrays:
+        idx = rng.integers(0, len(a), size=(resamples, len(a)))
+        sums += a[idx].sum(axis=1)
+    means = sums / total
+    alpha = (1.0 - level) / 2
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Description:
+    """What ``rlcapture record`` reports for the returns of one seed or of all seeds."""
+
+    n: int
+    mean: float
+    std: float
+    iqm: float
+    low: float
+    high: float
+    success: float
+    threshold: float | None = None
+
+    def __str__(self) -> str:
+        if self.n == 0:
+            return "no episodes"
+        text = f"mean {self.mean:.2f} ± {self.std:.2f}, IQM {self.iqm:.2f}, bootstrap 95% CI {self.low:.2f} to {self.high:.2f}"
+        if self.threshold is not None:
+            text += f", success {self.success:.0%} (return >= {self.threshold:g})"
+        return text
+
+
+def describe(
+    groups: Sequence[Sequence[float]], *, threshold: float | None = None, seed: int = 0
+) -> Description:
+    """Describe returns given per seed (one group per seed; a single group for one seed).
+
+    ``std`` is the sample std over all episodes; the CI is a stratified
+    bootstrap of the mean (:func:`bootstrap_ci`).
+    """
+    values = [float(v) for g in groups for v in g]
+    n = len(values)
+    if n == 0:
+        return Description(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, threshold)
+    x = np.asarray(values)
+    std = float(x.std(ddof=1)) if n > 1 else 0.0
+    low, high = bootstrap_ci(groups, seed=seed)
+    return Description(n, float(x.mean()), std, iqm(values), low, high, success_rate(values, threshold), threshold)

@@ -37,13 +37,29 @@ class NoisyEnv(gym.Env):
         return self.frames[self.t % 3]
 
 
+class Growing(NoisyEnv):
+    """Small noise frames; episode k lasts ``base * (k + 1)`` steps, so videos grow."""
+
+    def __init__(self, base: int = 20, side: int = 64) -> None:
+        super().__init__(length=base, side=side)
+        self.base = base
+        self.episodes = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.length = self.base * (self.episodes + 1)
+        self.episodes += 1
+        return super().reset(seed=seed, options=options)
+
+
 class Faulty(gym.Wrapper):
     """CartPole that misbehaves after ``at`` steps in total (over all episodes).
 
     Args:
         what: "raise" in step, "sleep" in step, "raise-render", "float-render",
             "resize" (the frame size changes mid-episode), "exit" (the worker
-            process exits), or None to behave.
+            process exits), "segv" (the worker process gets SIGSEGV in step),
+            "raise-reset" (reset raises from the ``at``-th reset on, counted
+            from 0), or None to behave.
     """
 
     def __init__(self, what: str | None = None, at: int = 5, seconds: float = 30.0) -> None:
@@ -52,6 +68,13 @@ class Faulty(gym.Wrapper):
         self.at = at
         self.seconds = seconds
         self.steps = 0
+        self.resets = 0
+
+    def reset(self, **kwargs: Any):
+        self.resets += 1
+        if self.what == "raise-reset" and self.resets > self.at:
+            raise RuntimeError(f"reset broke at reset {self.resets - 1}")
+        return self.env.reset(**kwargs)
 
     def step(self, action: Any):
         self.steps += 1
@@ -64,6 +87,15 @@ class Faulty(gym.Wrapper):
                 import os
 
                 os._exit(3)
+            if self.what == "segv":
+                import os
+                import signal
+
+                # Default action, so the process dies of SIGSEGV whatever is
+                # installed: pygame's "parachute" (CartPole renders with
+                # pygame) would turn it into a fatal error and SIGABRT.
+                signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGSEGV)
         return self.env.step(action)
 
     def render(self) -> Any:

@@ -2,11 +2,14 @@
 
 Each line is written with a single ``write`` on a file opened for appending,
 so a line is on disk (in the page cache) before the next episode is handled
-and a crash cannot leave earlier lines half-written.
+and a crash cannot leave earlier lines half-written. A write that fails
+part-way (a full disk, a file size limit) is taken back, so the file never
+ends in half a line.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -30,17 +33,47 @@ class Manifest:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        st = os.fstat(self._fd)
+        self._identity = (st.st_dev, st.st_ino)
         self.lines = 0
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append one line; on failure nothing of it stays in the file.
+
+        Raises:
+            OSError: The line could not be written (``ENOSPC``, ``EFBIG``...).
+        """
         ordered = {k: _clean(record.get(k)) for k in FIELDS}
         ordered.update({k: _clean(v) for k, v in record.items() if k not in ordered})
         line = json.dumps(ordered, separators=(", ", ": ")) + "\n"
-        data = line.encode()
-        written = os.write(self._fd, data)
-        if written != len(data):  # a full disk: say so rather than leave half a line
-            raise OSError(f"only {written} of {len(data)} bytes of a manifest line were written")
+        data = memoryview(line.encode())
+        before = os.fstat(self._fd).st_size  # the encoder is the only writer
+        try:
+            while data:
+                written = os.write(self._fd, data)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                # A short write (the disk or the size limit reached): try the
+                # rest, which raises the real error if there is no room left.
+                data = data[written:]
+        except OSError:
+            try:  # take back the part of the line that was written
+                if os.fstat(self._fd).st_size != before:
+                    os.ftruncate(self._fd, before)
+            except OSError:
+                pass
+            raise
         self.lines += 1
+
+    def moved(self) -> bool:
+        """Whether the file at ``path`` is gone or is another file (its folder removed)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False  # cannot tell (permissions): writes will say
+        return (st.st_dev, st.st_ino) != self._identity
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1

@@ -9,10 +9,12 @@ in time instead of speeding the video up.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -77,6 +79,26 @@ def check_codec(codec: str, pix_fmt: str) -> None:
         )
 
 
+class _File(io.FileIO):
+    """The video's file, remembering the first error a write raised.
+
+    PyAV re-raises a failed write from ``mux``, but a write that fails while
+    the container is finished (flush, trailer) comes back as an opaque
+    ``PyAVCallbackError``; ``EpisodeVideo.close`` then raises the real
+    ``OSError`` (``[Errno 28] No space left on device``) kept here.
+    """
+
+    error: OSError | None = None
+
+    def write(self, data: Any) -> int | None:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
+
 class EpisodeVideo:
     """Writes the frames of one (env, episode) to ``path``.
 
@@ -110,7 +132,7 @@ class EpisodeVideo:
         # O_EXCL: an existing file is never overwritten; 0o600: other users
         # cannot read what an agent did (the umask can only narrow it further).
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        self._file = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._file = _File(fd, "wb")  # unbuffered, like open(fd, "wb", buffering=0)
         try:
             self._container = av.open(
                 self._file,
@@ -170,22 +192,34 @@ class EpisodeVideo:
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and finish the file (idempotent)."""
+        """Flush the encoder and finish the file (idempotent).
+
+        Raises:
+            OSError: The file could not be written (a full disk, a file size
+                limit); the file is closed anyway and keeps what reached it.
+        """
         container, self._container = getattr(self, "_container", None), None
         try:
             if container is not None:
                 try:
-                    container.mux(self._stream.encode(None))
+                    if self._file.error is None:  # after a failed write, only tidy up
+                        container.mux(self._stream.encode(None))
                 finally:
                     container.close()
+        except av.error.FFmpegError as exc:
+            if self._file.error is not None:
+                raise self._file.error from exc
+            raise
         finally:
             if not self._file.closed:
                 self._file.close()
 
     @property
     def size(self) -> int:
-        """Bytes on disk so far."""
+        """Bytes on disk so far (of the open file, even if its folder was removed)."""
         try:
+            if not self._file.closed:
+                return os.fstat(self._file.fileno()).st_size
             return os.path.getsize(self.path)
         except OSError:
             return 0

@@ -1,0 +1,150 @@
+"""Stable-Baselines3: evaluate_policy, EvalCallback and RecordCallback through the recording VecEnv."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import decode, read_manifest
+
+sb3 = pytest.importorskip("stable_baselines3")
+
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.callbacks import EvalCallback  # noqa: E402
+from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+
+import rlcapture  # noqa: E402
+from rlcapture.cli import main  # noqa: E402
+from rlcapture.sb3 import RecordCallback, SB3VecEnv, make_sb3_vec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model() -> PPO:
+    m = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=2, device="cpu", seed=0)
+    m.learn(256)
+    return m
+
+
+def check_videos(out: Path, lines: list[dict]) -> None:
+    for r in lines:
+        assert r["end"] in ("terminated", "truncated")
+        assert decode(out / r["video"]).count == r["length"] + 1 == r["frames"]
+
+
+def test_evaluate_policy_records_every_episode(tmp_path: Path, model: PPO) -> None:
+    out = tmp_path / "eval"
+    env = make_sb3_vec("CartPole-v1", 2, out, n_eval_episodes=4)
+    assert isinstance(env, SB3VecEnv)
+    try:
+        env.seed(3)
+        returns, lengths = evaluate_policy(model, env, n_eval_episodes=4, return_episode_rewards=True)
+    finally:
+        env.close()
+    lines = read_manifest(out)
+    assert len(lines) == 4
+    check_videos(out, lines)
+    assert Counter(map(float, returns)) == Counter(float(r["return"]) for r in lines)
+    assert Counter(lengths) == Counter(r["length"] for r in lines)
+    assert {r["seed"] for r in lines if r["episode"] == 0} == {3, 4}
+
+
+def test_step_infos_follow_sb3(tmp_path: Path) -> None:
+    env = make_sb3_vec("CartPole-v1", 2, tmp_path, record="none")
+    try:
+        obs = env.reset()
+        assert obs.shape == (2, 4)
+        assert env.get_attr("render_mode") == ["rgb_array", "rgb_array"]
+        assert env.env_is_wrapped(sb3.common.monitor.Monitor) == [True, True]
+        with pytest.raises(AttributeError):
+            env.get_attr("no_such_attribute")
+        ended = 0
+        for _ in range(200):
+            _obs, _rewards, dones, infos = env.step(np.array([env.action_space.sample() for _ in range(2)]))
+            assert len(infos) == 2 and all("TimeLimit.truncated" in i for i in infos)
+            for done, info in zip(dones, infos):
+                if done:
+                    ended += 1
+                    assert info["terminal_observation"].shape == (4,)
+                    assert set(info["episode"]) == {"r", "l", "t"}
+                else:
+                    assert "terminal_observation" not in info and "episode" not in info
+        assert ended >= 4
+    finally:
+        env.close()
+
+
+def test_needs_same_step_autoreset(tmp_path: Path) -> None:
+    venv = rlcapture.make_vec("CartPole-v1", 1, tmp_path)
+    try:
+        with pytest.raises(rlcapture.ConfigError, match="SAME_STEP"):
+            SB3VecEnv(venv)
+    finally:
+        venv.close()
+
+
+@pytest.mark.filterwarnings("ignore:Training and eval env are not of the same type")
+def test_callbacks_record_during_learn(tmp_path: Path) -> None:
+    m = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=1)
+    rounds = RecordCallback("CartPole-v1", tmp_path / "rounds", every=64, episodes=2, num_envs=2)
+    with rlcapture.Recorder(tmp_path / "shared") as recorder:
+        shared = RecordCallback("CartPole-v1", recorder, every=128, episodes=3, num_envs=2, seed=5)
+        eval_env = make_sb3_vec("CartPole-v1", 2, tmp_path / "evalcb", record="every:2")
+        evalcb = EvalCallback(eval_env, n_eval_episodes=2, eval_freq=64, verbose=0)
+        try:
+            m.learn(128, callback=[rounds, shared, evalcb])
+        finally:
+            eval_env.close()
+    assert [h["timesteps"] for h in rounds.history] == [64, 128]
+    for h in rounds.history:
+        lines = read_manifest(h["out"])
+        assert len(lines) == 2
+        check_videos(Path(h["out"]), lines)
+        assert Counter(h["returns"]) == Counter(float(r["return"]) for r in lines)
+    assert len(shared.history) == 1
+    lines = read_manifest(tmp_path / "shared")
+    assert len(lines) == 3
+    check_videos(tmp_path / "shared", lines)
+    assert evalcb.last_mean_reward > 0
+    ended = [r for r in read_manifest(tmp_path / "evalcb") if r["end"] in ("terminated", "truncated")]
+    assert len(ended) >= 4  # two evaluations of two episodes each
+
+
+def test_cli_sb3_policy(tmp_path: Path, model: PPO, capsys) -> None:
+    path = tmp_path / "tiny.zip"
+    model.save(path)
+    out = tmp_path / "cli"
+    code = main(["record", "-n", "2", "-k", "2", "--policy", f"sb3:PPO:{path}", "--out", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    lines = read_manifest(out)
+    assert len(lines) == 2
+    # Deterministic by default: the same as evaluating the model on the same seeds.
+    env = make_sb3_vec("CartPole-v1", 2, tmp_path / "ref", n_eval_episodes=2, record="none")
+    try:
+        env.seed(0)
+        returns, _ = evaluate_policy(model, env, n_eval_episodes=2, return_episode_rewards=True)
+    finally:
+        env.close()
+    assert Counter(map(float, returns)) == Counter(float(r["return"]) for r in lines)
+    code = main(["record", "-n", "1", "-k", "1", "--policy", f"sb3:PPO:{path}", "--stochastic",
+                 "--out", str(tmp_path / "stoch"), "-q"])  # fmt: skip
+    assert code == 0
+    for bad, match in [
+        (f"sb3:NOPE:{path}", "unknown SB3 algorithm"),
+        ("sb3:PPO:" + str(tmp_path / "missing.zip"), "no SB3 model"),
+        ("sb3:PPO", "sb3:ALGO:path.zip"),
+    ]:
+        capsys.readouterr()
+        assert main(["record", "-n", "1", "-k", "1", "--policy", bad, "--out", str(tmp_path / "bad"), "-q", "--overwrite"]) == 2
+        assert match in capsys.readouterr().err
+
+
+def test_missing_sb3_says_how_to_install(monkeypatch) -> None:
+    import sys
+
+    from rlcapture.sb3 import require_sb3
+
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)
+    with pytest.raises(ImportError, match=r"pip install 'rlcapture\[sb3\]'"):
+        require_sb3()
