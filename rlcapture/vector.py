@@ -10,10 +10,12 @@ through this process.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import pickle
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from enum import Enum
@@ -153,6 +155,11 @@ class CaptureVectorEnv(VectorEnv):
         except BaseException:
             self._shutdown(timeout=5.0)
             raise
+        # Registered after the recorder's own exit hook, so it runs first: an
+        # env left open at exit closes its workers (ending their videos) before
+        # the recorder waits for them to say goodbye.
+        self._exit_hook = _exit_hook(weakref.ref(self))
+        atexit.register(self._exit_hook)
 
     # -- startup ------------------------------------------------------------------
     def _start(
@@ -338,19 +345,27 @@ class CaptureVectorEnv(VectorEnv):
                             ),
                         )
                         replies[w] = None
+        for reply in replies.values():
+            if isinstance(reply, _CallFailed):  # raised once every worker has answered
+                raise reply.error
         return replies
 
     def _unpack(self, w: int, raw: bytes) -> Any:
         msg = pickle.loads(raw)
         if msg[0] == "error":
-            _, env, kind, text, tb, user_error = msg
+            _, env, kind, text, tb, user_error, recoverable = msg
             proc = self._procs[w]
+            if recoverable:  # a failed call(): the worker serves on
+                cls = {"AttributeError": AttributeError, "TypeError": TypeError}.get(kind, ValueError)
+                err = cls(f"env {self.first_env_index + env}: {text}")
+                err.__cause__ = RemoteTraceback(tb)
+                return _CallFailed(err)
             proc.join(2.0)
             self._broken = True
             if self.recorder is not None:
                 self.recorder.check()  # an encoder death explains a failed render
             where = f"env {self.first_env_index + env}"
-            err: RLCaptureError
+            err: Exception
             if user_error:
                 cls = {"EnvError": EnvError, "FrameError": FrameError}.get(user_error, ConfigError)
                 err = cls(text if text.startswith("env ") else f"{where}: {text}")
@@ -497,6 +512,10 @@ class CaptureVectorEnv(VectorEnv):
         self._shutdown(timeout=kwargs.get("timeout", 30.0))
 
     def _shutdown(self, timeout: float) -> None:
+        hook = getattr(self, "_exit_hook", None)
+        if hook is not None:
+            atexit.unregister(hook)
+            self._exit_hook = None
         first_error: BaseException | None = None
         if self._state == _State.WAITING_STEP and not getattr(self, "_broken", False):
             try:  # let a pending step finish so workers read "close" next
@@ -539,6 +558,25 @@ class CaptureVectorEnv(VectorEnv):
 
     def __repr__(self) -> str:
         return f"CaptureVectorEnv({self.num_envs} envs, out={str(self.recorder.out) if self.recorder else None!r})"
+
+
+def _exit_hook(ref: weakref.ref[CaptureVectorEnv]) -> Callable[[], None]:
+    def close_at_exit() -> None:
+        envs = ref()
+        if envs is not None and envs._state != _State.CLOSED:
+            try:
+                envs.close(timeout=10.0)
+            except Exception:  # noqa: BLE001 - at exit there is no one to tell
+                pass
+
+    return close_at_exit
+
+
+class _CallFailed:
+    """A worker's answer to a ``call`` that raised (the worker itself is fine)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def _take(actions: Any, lo: int, hi: int, space: gym.Space) -> Any:

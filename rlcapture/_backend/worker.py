@@ -83,12 +83,16 @@ class _Failure(Exception):
         self.tb = traceback.format_exc()
 
 
-def _error_reply(env: int, exc: BaseException, tb: str) -> bytes:
+def _error_reply(env: int, exc: BaseException, tb: str, recoverable: bool = False) -> bytes:
     # Errors about the user's input keep their class across the pipe, so the
     # caller can catch FrameError or EnvError as if the env ran in-process.
     kind = type(exc).__name__
     user_error = isinstance(exc, (EnvError, FrameError, ConfigError))
-    return pickle.dumps(("error", env, kind, str(exc), tb, kind if user_error else None))
+    if recoverable and isinstance(exc, (AttributeError, TypeError, ValueError)):
+        user_error = True
+    return pickle.dumps(
+        ("error", env, kind, str(exc), tb, kind if user_error else None, recoverable)
+    )
 
 
 class _Worker:
@@ -409,6 +413,11 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 else:
                     raise RuntimeError(f"unknown command {cmd!r}")
             except _Failure as f:
+                if cmd in ("call", "set_attr"):
+                    # A bad attribute name is the caller's mistake, not the
+                    # env's: answer with it and keep serving.
+                    conn.send_bytes(_error_reply(f.env, f.exc, f.tb, recoverable=True))
+                    continue
                 worker.close("error")
                 conn.send_bytes(_error_reply(f.env, f.exc, f.tb))
                 return
