@@ -562,7 +562,7 @@ def machine_info() -> dict[str, Any]:
         import moviepy
 
         moviepy_version = moviepy.__version__
-    except Exception:
+    except Exception:  # noqa: BLE001 - any import failure means "not installed"
         moviepy_version = None
     return {
         "nproc": os.cpu_count(),

@@ -6,6 +6,7 @@ writes one video per recorded (env, episode) and a manifest line per episode.
 
 from __future__ import annotations
 
+from .batch import BatchCapture
 from .errors import (
     ClosedError,
     ConfigError,
@@ -19,7 +20,6 @@ from .errors import (
     StepTimeoutError,
     WorkerError,
 )
-from .batch import BatchCapture
 from .recorder import Recorder
 from .triggers import RecordAll, RecordEvery, RecordNone
 from .vector import CaptureVectorEnv, make_vec

@@ -372,5 +372,5 @@ def load_sb3_model(algo: str, path: str | os.PathLike[str], device: str = "cpu")
         raise ConfigError(f"no SB3 model at {str(path)!r}")
     try:
         return cls.load(str(path), device=device)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - SB3 raises many kinds for a bad file
         raise ConfigError(f"cannot load {algo} model {str(path)!r}: {type(exc).__name__}: {exc}") from None

@@ -7,14 +7,13 @@ process that runs the env, at reset time. Episodes it turns down cost no render.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 from .errors import ConfigError
 
 __all__ = ["Schedule", "RecordAll", "RecordNone", "RecordEvery", "as_schedule"]
 
 Schedule = Callable[[int, int], bool]
-ScheduleSpec = Union[str, int, bool, None, Schedule]
+ScheduleSpec = str | int | bool | None | Schedule
 
 
 class RecordAll:
@@ -70,7 +69,9 @@ def as_schedule(spec: ScheduleSpec) -> Schedule:
         except ValueError:
             n = -1
         if n < 1:
-            raise ConfigError(f"bad record schedule {spec!r}: write every:N with N a positive integer")
+            raise ConfigError(
+                f"bad record schedule {spec!r}: write every:N with N a positive integer"
+            )
         return RecordEvery(n)
     if callable(spec):
         return spec

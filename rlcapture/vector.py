@@ -108,11 +108,17 @@ class CaptureVectorEnv(VectorEnv):
         if n < 1:
             raise ConfigError("give at least one env function")
         if not (isinstance(envs_per_worker, int) and envs_per_worker >= 1):
-            raise ConfigError(f"envs_per_worker must be a positive integer, got {envs_per_worker!r}")
+            raise ConfigError(
+                f"envs_per_worker must be a positive integer, got {envs_per_worker!r}"
+            )
         if step_timeout is not None and not (step_timeout > 0 and math.isfinite(step_timeout)):
-            raise ConfigError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
+            raise ConfigError(
+                f"step_timeout must be a positive number of seconds, got {step_timeout!r}"
+            )
         if not (isinstance(first_env_index, int) and first_env_index >= 0):
-            raise ConfigError(f"first_env_index must be a non-negative integer, got {first_env_index!r}")
+            raise ConfigError(
+                f"first_env_index must be a non-negative integer, got {first_env_index!r}"
+            )
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -229,7 +235,10 @@ class CaptureVectorEnv(VectorEnv):
             reply = self._receive(w, timeout=max(60.0, self.step_timeout or 0.0))
             for j, (obs_space, act_space, *_rest) in enumerate(reply):
                 env_index = self._slices[w][0] + j
-                if obs_space != self.single_observation_space or act_space != self.single_action_space:
+                if (
+                    obs_space != self.single_observation_space
+                    or act_space != self.single_action_space
+                ):
                     raise EnvError(
                         f"env {env_index} has different spaces from env 0; "
                         "all envs of a vector env need the same spaces"
@@ -310,7 +319,9 @@ class CaptureVectorEnv(VectorEnv):
         replies: dict[int, Any] = {}
         while pending:
             wait_for = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
-            ready = wait(list(pending) + [s for s, w in sentinels.items() if w not in replies], wait_for)
+            ready = wait(
+                list(pending) + [s for s, w in sentinels.items() if w not in replies], wait_for
+            )
             for obj in ready:
                 if obj in pending:
                     w = pending.pop(obj)
@@ -323,11 +334,15 @@ class CaptureVectorEnv(VectorEnv):
                     replies[w] = self._unpack(w, raw)
             for obj in ready:
                 w = sentinels.get(obj)  # type: ignore[arg-type]
-                if w is not None and w not in replies and self._conns[w] in pending:
-                    if not self._conns[w].poll():
-                        pending.pop(self._conns[w])
-                        self._lost(w, self._died(w))
-                        replies[w] = None
+                if (
+                    w is not None
+                    and w not in replies
+                    and self._conns[w] in pending
+                    and not self._conns[w].poll()
+                ):
+                    pending.pop(self._conns[w])
+                    self._lost(w, self._died(w))
+                    replies[w] = None
             if not ready:
                 assert self.recorder is not None
                 self.recorder.check()
@@ -356,7 +371,9 @@ class CaptureVectorEnv(VectorEnv):
             _, env, kind, text, tb, user_error, recoverable = msg
             proc = self._procs[w]
             if recoverable:  # a failed call(): the worker serves on
-                cls = {"AttributeError": AttributeError, "TypeError": TypeError}.get(kind, ValueError)
+                cls = {"AttributeError": AttributeError, "TypeError": TypeError}.get(
+                    kind, ValueError
+                )
                 err = cls(f"env {self.first_env_index + env}: {text}")
                 err.__cause__ = RemoteTraceback(tb)
                 return _CallFailed(err)
@@ -388,7 +405,9 @@ class CaptureVectorEnv(VectorEnv):
         if self._state == _State.CLOSED:
             raise ClosedError("the vector env is closed")
         if getattr(self, "_broken", False):
-            raise ClosedError("a worker of this vector env failed earlier; close it and make a new one")
+            raise ClosedError(
+                "a worker of this vector env failed earlier; close it and make a new one"
+            )
         if self._state != _State.DEFAULT:
             raise RuntimeError(f"a call to {self._state.value} is already pending")
 
@@ -446,8 +465,10 @@ class CaptureVectorEnv(VectorEnv):
         self._assert_ready()
         assert self.recorder is not None
         self.recorder.check()
-        if not hasattr(actions, "__getitem__") or isinstance(actions, np.generic) or (
-            isinstance(actions, np.ndarray) and actions.ndim == 0
+        if (
+            not hasattr(actions, "__getitem__")
+            or isinstance(actions, np.generic)
+            or (isinstance(actions, np.ndarray) and actions.ndim == 0)
         ):
             # Sending nothing would leave step_wait waiting for ever.
             raise ConfigError(
@@ -530,7 +551,7 @@ class CaptureVectorEnv(VectorEnv):
                 except OSError:
                     pass
         deadline = time.monotonic() + timeout
-        for w, conn in enumerate(self._conns):
+        for conn in self._conns:
             try:
                 if conn.poll(max(0.0, deadline - time.monotonic())):
                     conn.recv_bytes()
@@ -583,7 +604,9 @@ def _take(actions: Any, lo: int, hi: int, space: gym.Space) -> Any:
     if isinstance(actions, np.ndarray):
         return actions[lo:hi]
     if isinstance(actions, dict):
-        return [{k: _take(v, i, i + 1, space)[0] for k, v in actions.items()} for i in range(lo, hi)]
+        return [
+            {k: _take(v, i, i + 1, space)[0] for k, v in actions.items()} for i in range(lo, hi)
+        ]
     if isinstance(actions, tuple):
         return [tuple(a[i] for a in actions) for i in range(lo, hi)]
     return list(actions[lo:hi])

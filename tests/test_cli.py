@@ -85,7 +85,7 @@ def test_existing_output_is_refused_and_untouched(tmp_path: Path, capsys) -> Non
     out = tmp_path / "run"
     assert run(capsys, "record", "-n", "1", "-k", "1", "--out", str(out), "-q")[0] == 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    code, stdout, stderr = run(capsys, "record", "-n", "1", "-k", "1", "--out", str(out), "-q")
+    code, _stdout, stderr = run(capsys, "record", "-n", "1", "-k", "1", "--out", str(out), "-q")
     assert code == 2
     assert "--overwrite" in stderr and "Traceback" not in stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
@@ -183,7 +183,7 @@ def test_progress_and_module_policy(tmp_path: Path, capsys, monkeypatch) -> None
     mod = tmp_path / "my_policy.py"
     mod.write_text("import numpy as np\n\ndef act(obs):\n    return (obs[:, 2] > 0).astype(np.int64)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, stdout, stderr = run(capsys, "record", "-n", "2", "-k", "4", "--policy", "my_policy:act", "--out", str(tmp_path / "o"))
+    code, _stdout, stderr = run(capsys, "record", "-n", "2", "-k", "4", "--policy", "my_policy:act", "--out", str(tmp_path / "o"))
     assert code == 0
     assert "4/4 episodes" in stderr
     returns = [r["return"] for r in read_manifest(tmp_path / "o")]

@@ -28,7 +28,7 @@ def test_wrapped_envs_in_async_vector_env(tmp_path: Path, context: str) -> None:
         envs.reset(seed=3)
         envs.action_space.seed(3)
         for _ in range(80):
-            _, _, _, _, info = envs.step(envs.action_space.sample())
+            _, _, _, _, _info = envs.step(envs.action_space.sample())
         envs.close()
     lines = read_manifest(tmp_path)
     per_env = by_env(lines)

@@ -284,7 +284,7 @@ class _Encoder:
                 if kind == channel.MSG_END:
                     self._end(p, body)
                 elif kind == channel.MSG_MAP:
-                    ring_id, slots, slot_bytes, fd = body
+                    _ring_id, slots, slot_bytes, fd = body
                     if p.ring is not None:
                         p.ring.close()
                     p.ring = Ring.attach(fd, slots, slot_bytes)
@@ -419,7 +419,7 @@ class _Encoder:
 
     def _drop_producer(self, p: _Producer) -> None:
         """Forget a producer whose stream ended; close the videos it left open."""
-        for key, (video, owner) in list(self.videos.items()):
+        for key, (_video, owner) in list(self.videos.items()):
             if owner is p:
                 self._end(
                     p,
@@ -530,7 +530,7 @@ def encoder_main(config: EncoderConfig, control: Any) -> None:
     try:
         encoder = _Encoder(config, control)
         summary = encoder.run()
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - reported to the recorder, then exit 1
         if encoder is not None:
             encoder.abort()
         # An output error's message says it all; others get their type.

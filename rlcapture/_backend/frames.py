@@ -44,7 +44,7 @@ def as_frame(frame: Any, where: str) -> np.ndarray:
             )
         try:
             frame = np.asarray(frame)  # JAX, torch (CPU) and array-likes
-        except Exception as exc:  # noqa: BLE001 - any failure means "not a frame"
+        except Exception as exc:
             raise FrameError(
                 f"{where}: a frame must be a numpy array, got {type(frame).__name__}"
             ) from exc

@@ -100,7 +100,7 @@ class FrameProducer:
             if reply != b"A":
                 raise EncoderError(f"{self.name}: the encoder closed the connection")
             sock.setblocking(False)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             sock.close()
             raise EncoderError(
                 f"{self.name}: the encoder did not answer within {self.timeout:g} s"

@@ -65,7 +65,7 @@ def check_codec(codec: str, pix_fmt: str) -> None:
     """Raise ValueError with advice if FFmpeg cannot encode ``codec``/``pix_fmt``."""
     try:
         c = av.codec.Codec(codec, "w")
-    except Exception as exc:  # noqa: BLE001 - PyAV raises several kinds
+    except Exception as exc:
         raise ValueError(
             f"FFmpeg has no encoder {codec!r}; try 'libx264' (H.264, plays everywhere)"
         ) from exc

@@ -156,7 +156,7 @@ class _Worker:
             if tracker.active and tracker.recording:  # reset mid-episode: close its video
                 self.ended.append(tracker.finish("reset"))
             try:
-                obs, info = self._reset_one(j, seeds[j], options)
+                _obs, info = self._reset_one(j, seeds[j], options)
             except _Failure as f:
                 infos.append({"error": self._fail(j, f)})
                 continue
@@ -203,7 +203,7 @@ class _Worker:
         try:
             seed = tracker.begin(seed)
             obs, info = self.envs[j].reset(seed=seed, options=options)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _Failure(tracker.env, exc) from exc
         write_to_shared_memory(self.obs_space, self.spec.first + j, obs, self.spec.shared.obs_mem)
         if tracker.recording:
@@ -243,7 +243,7 @@ class _Worker:
         else:
             try:
                 obs, reward, term, trunc, info = env.step(action)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise _Failure(e, exc) from exc
             tracker.add(reward)
             if tracker.recording:
@@ -290,7 +290,7 @@ class _Worker:
                 try:
                     try:
                         frame = self.envs[j].render()
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         raise _Failure(tracker.env, exc) from exc
                     try:
                         ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
@@ -329,7 +329,7 @@ class _Worker:
             try:
                 attr = getattr(env, name)
                 results.append(attr(*args, **kwargs) if callable(attr) else attr)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
         return pickle.dumps(("ok", results))
 
@@ -337,7 +337,7 @@ class _Worker:
         for j, env in enumerate(self.envs):
             try:
                 setattr(env, name, values[j])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
         return pickle.dumps(("ok", None))
 
