@@ -18,8 +18,9 @@ deleted afterwards (``--keep`` keeps them):
    thousands of files opened and closed), two run 10,000-step episodes. Same
    rows and checks (every finished episode has ``frames == length + 1``).
 3. ``drop``: ``BatchCapture`` in drop mode with 2 ring slots submitting
-   1024x1024 noise frames as fast as it can, so the encoder (~20-40 frames/s
-   at that size) is far slower than the producer. Checks that per episode
+   1024x1024 noise frames as fast as it can (each "rendered" by a copy into
+   the batch array), so the encoder (~30 frames/s at that size) is far slower
+   than the producer. Checks that per episode
    ``frames + dropped`` = frames offered, i.e. ``dropped`` = offered - encoded,
    and that videos decode to ``frames``.
 
@@ -201,7 +202,9 @@ def part_vector(folder: Path, total: int, every: int, n: int = 4) -> dict[str, A
     env = rlcapture.make_vec("CartPole-v1", n, folder / "vector", overwrite=True)
     roles = {"main": os.getpid(), "encoder": env.recorder.encoder_pid}
     roles.update({f"w{i}": p.pid for i, p in enumerate(env._procs)})
-    win = Windows(f"vector: CartPole-v1 600x400, make_vec N={n}, every episode recorded", every, roles)
+    win = Windows(
+        f"vector: CartPole-v1 600x400, make_vec N={n}, every episode recorded", every, roles
+    )
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     offered = n  # the reset frames; then every vector step renders one frame per env
@@ -290,7 +293,9 @@ def part_mixed(folder: Path, steps: int, every: int, long: int = 10_000) -> dict
     result["every_finished_has_length_plus_1_frames"] = all(
         r["frames"] == r["length"] + 1 for r in ended
     )
-    result["consistent"] = result["consistent"] and result["every_finished_has_length_plus_1_frames"]
+    result["consistent"] = (
+        result["consistent"] and result["every_finished_has_length_plus_1_frames"]
+    )
     result["close_s"] = round(close_s, 2)
     return result
 
@@ -308,17 +313,20 @@ def part_drop(folder: Path, seconds: float, length: int = 30) -> dict[str, Any]:
         10**12,
         roles,
     )
-    cap.reset(pool[0])
+    frames = pool[0].copy()  # the simulator's render target
+    cap.reset(frames)
     offered = n
     t0 = time.perf_counter()
     t = 0
     while time.perf_counter() - t0 < seconds:
         t += 1
+        np.copyto(frames, pool[t % 3])  # "rendering": ~1 ms for 2 x 3 MB
         done = np.full(n, t % length == 0)
-        cap.step(pool[t % 3], np.ones(n), done, np.zeros(n, bool))
+        cap.step(frames, np.ones(n), done, np.zeros(n, bool))
         offered += n
         if done.any():
-            cap.reset(pool[(t + 1) % 3])
+            np.copyto(frames, pool[(t + 1) % 3])
+            cap.reset(frames)
             offered += n
         win.tick(offered)
     cap.close()
@@ -385,9 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, help="frames of the vector part (default 100000)")
     parser.add_argument("--parts", default="vector,mixed,drop")
     parser.add_argument("--keep", type=Path, help="keep the recordings in this folder")
-    parser.add_argument(
-        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json"
-    )
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
     args = parser.parse_args(argv)
     quick = args.quick
     total = args.frames or (10_000 if quick else 100_000)
@@ -396,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
     report: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        ),
         "quick": quick,
         "machine": machine_info(),
         "shm_at_start": shm_entries(),
@@ -420,17 +428,25 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(report, indent=1) + "\n")
 
     print("\n== summary ==")
-    print(f"{'part':<8} {'frames':>8} {'f/s':>6} {'PSS first->last (max) MB':>26} {'fds first->last':>34} {'ok':>4}")
+    print(
+        f"{'part':<8} {'frames':>8} {'f/s':>6} {'PSS first->last (max) MB':>26} {'fds first->last':>34} {'ok':>4}"
+    )
     for p in parts:
         r = report.get(p)
         if r is None:
             continue
-        fds = "/".join(map(str, r["fds_first"].values())) + " -> " + "/".join(
-            map(str, r["fds_last"].values())
+        fds = (
+            "/".join(map(str, r["fds_first"].values()))
+            + " -> "
+            + "/".join(map(str, r["fds_last"].values()))
         )
         pss = f"{r['pss_first_mb']:.0f} -> {r['pss_last_mb']:.0f} ({r['pss_max_mb']:.0f})"
-        print(f"{p:<8} {r['frames']:>8} {r['fps']:>6.0f} {pss:>26} {fds:>34} {str(r['consistent']):>4}")
-    print(f"/dev/shm: {len(report['shm_at_start'])} entries at start, {len(report['shm_at_end'])} at end")
+        print(
+            f"{p:<8} {r['frames']:>8} {r['fps']:>6.0f} {pss:>26} {fds:>34} {r['consistent']!s:>4}"
+        )
+    print(
+        f"/dev/shm: {len(report['shm_at_start'])} entries at start, {len(report['shm_at_end'])} at end"
+    )
     print(f"total {report['seconds']:.0f} s; results in {args.json}")
     return 0 if report["consistent"] else 1
 

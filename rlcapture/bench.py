@@ -423,12 +423,17 @@ def _proc_cpu(p: Any) -> float:
     return t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
 
 
-def _children_cpu() -> float:
-    """CPU used so far by this process's live children (and what they reaped)."""
+def _tree_cpu() -> float:
+    """CPU used so far by this process and every descendant, alive or gone.
+
+    This process and what it reaped (``getrusage``), plus, for each live (or
+    not yet reaped) descendant, its own CPU and what it reaped. Counts each
+    process once, also where children are not ours to reap (a forkserver's).
+    """
     import psutil
 
-    total = 0.0
-    for p in psutil.Process().children(recursive=False):
+    total = _self_cpu() + _reaped_cpu()
+    for p in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             total += _proc_cpu(p)
     return total
@@ -596,7 +601,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         try:
             policy = _policy(spec["policy"], run.single_action_space, n, seed)
             t1 = time.perf_counter()
-            self0, reaped0, live0 = _self_cpu(), _reaped_cpu(), _children_cpu()
+            self0, tree0 = _self_cpu(), _tree_cpu()
             enc0 = run.encoder_cpu()
             obs = run.reset(seed)
             for _ in range(steps):
@@ -611,8 +616,8 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         closed = run.close()
         t3 = time.perf_counter()
         mem.stop()  # its CPU, all of it counted in ours, is taken out below
-        self1, reaped1 = _self_cpu(), _reaped_cpu()
-    cpu = (self1 - self0) + (reaped1 - reaped0 - live0) - mem.cpu_s
+        self1, tree1 = _self_cpu(), _tree_cpu()
+    cpu = tree1 - tree0 - mem.cpu_s
     main_cpu = (self1 - self0) - mem.cpu_s
     env_steps = n * steps
     encoder_cpu = None
@@ -654,6 +659,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_pss_mb": mem.peak / MB,
         "pss_samples": mem.samples,
         "sampler_cpu_s": mem.cpu_s,
+        "tree_cpu_total_s": tree1,
     }
 
 
@@ -739,6 +745,9 @@ def _run_trial_process(spec: dict[str, Any], timeout: float, pythonpath: str) ->
     for line in out.splitlines():
         if line.startswith(_RESULT):
             result = json.loads(line[len(_RESULT) :])
+            # Descendants the trial could not reap (a forkserver's) are in its
+            # own count, not in ours.
+            ours = max(ours, float(result.get("tree_cpu_total_s") or 0.0))
             # Cores' worth of CPU that other programs used during the trial.
             result["other_load_cores"] = max(0.0, busy - ours) / wall if wall > 0 else 0.0
             return result
@@ -933,7 +942,7 @@ def format_table(result: dict[str, Any]) -> str:
         fps = _fmt(row["frames_per_s"], ".0f")
         if row["variant"] == "render":
             fps = f"({row['frames_rendered'] / row['run_s']:.0f})" if row["run_s"] else "-"
-        over = "-" if row["variant"] == "none" else _fmt(row["overhead_pct"], "+.1f") + "%"
+        over = "-" if row["variant"] == "none" else _fmt(row["overhead_pct"], ".1f") + "%"
         rec = _fmt(100 * row["recorded_fraction"], ".1f") + "%" if row["recorded_fraction"] else "-"
         lines.append(
             f"{row['n']:>3}  {row['label']:<22} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "

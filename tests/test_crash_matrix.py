@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PYTHON, decode, read_manifest
+from conftest import PYTHON, decode, read_manifest, wait_until
 from envs_for_tests import Faulty, NoisyEnv
 
 import rlcapture
@@ -316,7 +316,25 @@ def run_limited(tmp_path: Path, subprocess_env: dict, how: str, limit: int) -> t
         timeout=45,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # Its workers and encoder are not our children: look for them by name.
+    assert wait_until(lambda: not processes_running(script), 10.0), processes_running(script)
     return proc.stdout, out
+
+
+def processes_running(script: Path) -> list[int]:
+    """Live processes whose command line names ``script`` (forked children share it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(script).encode() in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
 
 
 def check_after_full_disk(out: Path, stdout: str, limit: int) -> None:
