@@ -133,6 +133,7 @@ class CaptureVectorEnv(VectorEnv):
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self._dead: set[int] = set()
+        self._owed: set[int] = set()  # workers whose reply has not been read yet
         self._started = False
         self._new_failures: list[int] = []
         schedule = as_schedule(record)
@@ -266,6 +267,7 @@ class CaptureVectorEnv(VectorEnv):
     def _send(self, w: int, *message: Any) -> None:
         try:
             self._conns[w].send_bytes(pickle.dumps(message))
+            self._owed.add(w)
         except (BrokenPipeError, ConnectionResetError, OSError):
             self._lost(w, self._died(w))
 
@@ -325,6 +327,7 @@ class CaptureVectorEnv(VectorEnv):
             for obj in ready:
                 if obj in pending:
                     w = pending.pop(obj)
+                    self._owed.discard(w)
                     try:
                         raw = obj.recv_bytes()
                     except (EOFError, OSError):
@@ -538,9 +541,11 @@ class CaptureVectorEnv(VectorEnv):
             atexit.unregister(hook)
             self._exit_hook = None
         first_error: BaseException | None = None
-        if self._state == _State.WAITING_STEP and not getattr(self, "_broken", False):
+        if self._owed - self._dead and not getattr(self, "_broken", False):
             try:  # let a pending step finish so workers read "close" next
-                self._receive_all(self._live(), timeout)
+                # Only the replies still owed: an interrupt may have come
+                # after some were read, and waiting for those would hang.
+                self._receive_all(sorted(self._owed - self._dead), timeout)
             except BaseException as exc:  # noqa: BLE001
                 first_error = exc
         self._state = _State.CLOSED
@@ -571,11 +576,11 @@ class CaptureVectorEnv(VectorEnv):
             raise first_error
 
     def __del__(self) -> None:
-        if getattr(self, "_state", _State.CLOSED) != _State.CLOSED:
-            try:
+        try:  # at interpreter exit even module globals may be gone
+            if self._state != _State.CLOSED:
                 self.close()
-            except Exception:  # noqa: BLE001 - never raise from a finalizer
-                pass
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
 
     def __repr__(self) -> str:
         return f"CaptureVectorEnv({self.num_envs} envs, out={str(self.recorder.out) if self.recorder else None!r})"

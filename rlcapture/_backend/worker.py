@@ -10,6 +10,7 @@ belongs to or to the next one.
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import sys
@@ -373,6 +374,9 @@ def _span(indices: Sequence[int]) -> str:
 def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    # pygame (classic-control rendering) would otherwise catch SIGTERM, so a
+    # stuck worker ignored terminate() and close() had to wait for SIGKILL.
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     if parent_conn is not None:
         parent_conn.close()
     worker = _Worker(spec, conn)
