@@ -248,7 +248,7 @@ def _probe(env: str) -> dict[str, Any]:
         e = fn()
     except RLCaptureError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's env is reported
         raise EnvError(f"env {env!r} could not be made: {type(exc).__name__}: {exc}") from None
     try:
         if getattr(e, "render_mode", None) != "rgb_array":
@@ -259,7 +259,7 @@ def _probe(env: str) -> dict[str, Any]:
         try:
             e.reset(seed=0)
             frame = e.render()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's env is reported
             raise EnvError(
                 f"env {env!r} failed to reset or render: {type(exc).__name__}: {exc}"
             ) from None
