@@ -86,27 +86,8 @@ LABELS = {
 # --------------------------------------------------------------------------------------
 # measuring
 # --------------------------------------------------------------------------------------
-def _tree_pids(root: int) -> list[int]:
-    """``root`` and all its descendants, from ``/proc/PID/task/TID/children``."""
-    pids, i = [root], 0
-    while i < len(pids):
-        pid = pids[i]
-        i += 1
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                    pids.extend(int(x) for x in f.read().split())
-        except OSError:
-            pass  # gone meanwhile
-    return pids
-
-
-def _pss_bytes(pid: int) -> int:
-    """The PSS of one process: the ``Pss:`` line of ``smaps_rollup`` (what psutil reads)."""
-    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-        data = f.read()
-    start = data.index(b"\nPss:") + 5
-    return int(data[start : data.index(b"kB", start)]) * 1024
+# The process-tree walk and the PSS read are the ones `rlcapture bench` uses.
+from rlcapture.bench import _pss_bytes, _tree_pids  # noqa: E402
 
 
 class TreePSS:
