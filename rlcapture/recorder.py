@@ -17,11 +17,15 @@ import re
 import secrets
 import shutil
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ._backend.channel import Endpoint
 from ._backend.encoder import EncoderConfig, encoder_main
+from ._backend.images import ImageOptions
+from ._backend.keep import KeepRule, parse_keep
+from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
 from ._backend.producer import DEFAULT_SLOTS, DEFAULT_TIMEOUT
 from ._backend.video import VideoOptions, check_codec
@@ -32,10 +36,11 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Recorder", "MANIFEST", "VIDEOS"]
+__all__ = ["Recorder", "MANIFEST", "VIDEOS", "FRAMES"]
 
 MANIFEST = "episodes.jsonl"
 VIDEOS = "videos"
+FRAMES = "frames"
 _LOCK = ".rlcapture.lock"
 # A prefix becomes part of file names that people paste into shells and
 # scripts: letters, digits (any script) and . _ - + = @ , only. This refuses
@@ -52,6 +57,18 @@ def _check_prefix(prefix: str) -> str:
     if len(prefix) > 100:
         raise ConfigError("name prefix must be at most 100 characters")
     return prefix
+
+
+def _image_options(frames: int | None, keyframes: bool | int) -> ImageOptions:
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise ConfigError(f"frames must be a positive integer (1: every frame), got {frames!r}")
+    if keyframes is True or keyframes is False:
+        return ImageOptions(every=frames, keyframes=keyframes)
+    if not isinstance(keyframes, int) or keyframes < 1:
+        raise ConfigError(
+            f"keyframes must be True (first and last frame) or a positive step interval, got {keyframes!r}"
+        )
+    return ImageOptions(every=frames, keyframes=True, keyframe_every=keyframes)
 
 
 def _encoder_entry(config: EncoderConfig, control: Any, parent: Any) -> None:
@@ -83,8 +100,26 @@ class Recorder:
             (never blocks the env; each drop is counted in the manifest).
         slots: Frames each ring holds.
         name_prefix: Put before every video's file name.
-        overwrite: Replace a recording already in ``out`` (its videos and
-            manifest). Without it such a folder is refused and left untouched.
+        videos: Write a video per episode; False writes only the images asked
+            for by ``frames``/``keyframes`` (and the manifest).
+        frames: Also save every ``frames``-th step of each episode as a PNG
+            in ``out/frames/env<E>-episode<K>/<step>.png`` (1: every frame).
+            Lossless: the PNG holds the rendered pixels exactly.
+        keyframes: Save the first and last frame of each episode as PNG next
+            to its video (``videos/env<E>-episode<K>-step<S>.png``); an int
+            ``k`` adds every ``k``-th step.
+        keep: Which episodes keep their files once they end: "all" (default),
+            "worst:K", "best:K", "failures" (terminated, not truncated),
+            "failures:R" (return below R), "sample:K", "sample:P", combined
+            with commas. Discarded episodes' files are deleted when the
+            decision is made; their manifest lines stay, with ``kept`` and
+            ``why``. See :mod:`rlcapture._backend.keep`.
+        keep_seed: Seeds the random sample of ``keep="sample:..."``.
+        mosaic: Also write ``out/mosaic.mp4``, all envs side by side, one
+            labelled tile per env for envs ``0 .. mosaic-1``. Composed in the
+            encoder; the per-env videos are written as usual.
+        overwrite: Replace a recording already in ``out`` (its videos, images
+            and manifest). Without it such a folder is refused and left untouched.
         context: ``multiprocess`` start method ("fork", "spawn", "forkserver").
         timeout: Seconds any side waits for another before calling it stuck.
 
@@ -108,6 +143,12 @@ class Recorder:
         drop: bool = False,
         slots: int = DEFAULT_SLOTS,
         name_prefix: str = "",
+        videos: bool = True,
+        frames: int | None = None,
+        keyframes: bool | int = False,
+        keep: str | KeepRule | Sequence[KeepRule] = "all",
+        keep_seed: int = 0,
+        mosaic: int | None = None,
         overwrite: bool = False,
         context: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -134,6 +175,29 @@ class Recorder:
         self.video = VideoOptions(
             codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, gop=gop
         )
+        self.outputs = OutputOptions(
+            video=self.video, videos=bool(videos), images=_image_options(frames, keyframes)
+        )
+        if not self.outputs.videos and not self.outputs.images.enabled:
+            raise ConfigError(
+                "videos=False leaves nothing to write: ask for frames=K (PNG sequence) "
+                "or keyframes=True, or keep videos"
+            )
+        try:
+            self.keep = parse_keep(keep)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not isinstance(keep_seed, int) or isinstance(keep_seed, bool):
+            raise ConfigError(f"keep_seed must be an integer, got {keep_seed!r}")
+        self.keep_seed = keep_seed
+        if mosaic is not None and (
+            isinstance(mosaic, bool) or not isinstance(mosaic, int) or not 1 <= mosaic <= 1024
+        ):
+            raise ConfigError(
+                f"mosaic must be the number of env tiles, from 1 to 1024, got {mosaic!r} "
+                "(CaptureVectorEnv takes mosaic=True for all its envs)"
+            )
+        self.mosaic = mosaic
         self.name_prefix = _check_prefix(name_prefix)
         self.out = Path(out)
         self.timeout = float(timeout)
@@ -169,19 +233,27 @@ class Recorder:
                 ) from None
         manifest = out / MANIFEST
         videos = out / VIDEOS
+        frames = out / FRAMES
         existing = [p for p in (videos.iterdir() if videos.is_dir() else ())]
-        if manifest.exists() or existing:
+        existing += [p for p in (frames.iterdir() if frames.is_dir() else ())]
+        mosaics = list(out.glob("*mosaic*.mp4"))
+        if manifest.exists() or existing or mosaics:
             if not overwrite:
                 self._release()
                 raise OutputExistsError(
                     f"{str(out)!r} already holds a recording ({MANIFEST}, {len(existing)} "
-                    "files in videos/); pass overwrite=True (--overwrite) to replace it, "
-                    "or choose another folder"
+                    "files in videos/ and frames/); pass overwrite=True (--overwrite) to "
+                    "replace it, or choose another folder"
                 )
             manifest.unlink(missing_ok=True)
             shutil.rmtree(videos, ignore_errors=True)
+            shutil.rmtree(frames, ignore_errors=True)
+            for path in mosaics:
+                path.unlink(missing_ok=True)
         try:
             videos.mkdir(mode=0o700, exist_ok=True)
+            if self.outputs.images.every is not None:
+                frames.mkdir(mode=0o700, exist_ok=True)
             probe = out / f".rlcapture-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
@@ -197,7 +269,13 @@ class Recorder:
         self.context = ctx.get_start_method()
         token = secrets.token_hex(16)
         config = EncoderConfig(
-            out_dir=str(self.out.resolve()), video=self.video, token=token, prefix=self.name_prefix
+            out_dir=str(self.out.resolve()),
+            outputs=self.outputs,
+            token=token,
+            prefix=self.name_prefix,
+            keep=self.keep,
+            keep_seed=self.keep_seed,
+            mosaic=self.mosaic,
         )
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(

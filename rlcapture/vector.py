@@ -79,7 +79,8 @@ class CaptureVectorEnv(VectorEnv):
             the message in the manifest), then it steps no more (zero reward,
             never done) and :attr:`failed` marks it. A worker process that dies
             takes all of its envs out; the run only stops when no env is left.
-        **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder.
+        **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder
+            (``mosaic=True`` there means a tile for each of these envs).
     """
 
     def __init__(
@@ -155,6 +156,10 @@ class CaptureVectorEnv(VectorEnv):
         if isinstance(out, Recorder):
             self.recorder = out
         else:
+            if recorder_options.get("mosaic") is True:  # a tile for each of these envs
+                recorder_options["mosaic"] = first_env_index + n
+            elif recorder_options.get("mosaic") is False:
+                recorder_options["mosaic"] = None
             self.recorder = Recorder(out, context=context, **recorder_options)
             self._owns_recorder = True
         try:

@@ -36,11 +36,14 @@ from typing import Any
 import av
 
 from . import channel
+from .images import ImageWriter
+from .keep import KeepPolicy, KeepRule
 from .manifest import Manifest
+from .mosaic import Mosaic
+from .outputs import EpisodeOutputs, OutputOptions, delete_paths, episode_stem
 from .ring import Ring
-from .video import EpisodeVideo, VideoOptions
 
-__all__ = ["EncoderConfig", "OutputWriteError", "encoder_main", "video_name"]
+__all__ = ["EncoderConfig", "OutputWriteError", "encoder_main"]
 
 #: Seconds between checks that the output folder is still where it was.
 _CHECK_EVERY = 1.0
@@ -74,18 +77,21 @@ def _amount(nbytes: int) -> str:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """What the encoder process needs to know; picklable."""
+    """What the encoder process needs to know; picklable.
+
+    Attributes:
+        keep: Which ended episodes keep their files (:mod:`.keep`).
+        mosaic: Number of env tiles of the overview video (None: no mosaic).
+    """
 
     out_dir: str
-    video: VideoOptions
+    outputs: OutputOptions
     token: str
     prefix: str = ""
     manifest: str = "episodes.jsonl"
-
-
-def video_name(prefix: str, env: int, episode: int) -> str:
-    """The path of a video relative to the output folder."""
-    return f"videos/{prefix}env{env}-episode{episode}.mp4"
+    keep: tuple[KeepRule, ...] = (KeepRule("all"),)
+    keep_seed: int = 0
+    mosaic: int | None = None
 
 
 class _Producer:
@@ -135,7 +141,12 @@ class _Encoder:
         self.producers: dict[int, _Producer] = {}
         self.owner: dict[int, _Producer] = {}
         self.next_episode: dict[int, int] = {}  # per env, one past the last episode seen
-        self.videos: dict[tuple[int, int], tuple[EpisodeVideo, _Producer]] = {}
+        self.videos: dict[tuple[int, int], tuple[EpisodeOutputs, _Producer]] = {}
+        opts = config.outputs
+        self.images = ImageWriter(2, opts.images.compress_level) if opts.images.enabled else None
+        self.keep = KeepPolicy(config.keep, config.keep_seed)
+        self.kept: dict[tuple[int, int], list[str]] = {}  # files of episodes a ranked rule may drop
+        self.mosaic: Mosaic | None = None
         self.manifest = Manifest(os.path.join(config.out_dir, config.manifest))
         self.manifest_failed = False  # no more lines can go to the manifest
         self.failed: dict[tuple[int, int], str] = {}  # videos whose writing failed
@@ -298,9 +309,10 @@ class _Encoder:
         slot, env, episode, step, h, w, c = body
         episode += p.base.get(env, 0)
         entry = self.videos.get((env, episode))
+        fps = self.config.outputs.video.fps or p.fps or 30.0
         if entry is None:
             self._seen(env, episode)
-            video = self._open(env, episode, w, h, c, self.config.video.fps or p.fps or 30.0)
+            video = self._open(env, episode, w, h, c, fps)
             self.video_files += 1
             entry = self.videos[(env, episode)] = (video, p)
         video = entry[0]
@@ -317,8 +329,15 @@ class _Encoder:
             if p.owed >= batch:
                 p.give_credits()
 
+        pixels = p.ring.view(slot, (h, w, c))
+        if self.config.mosaic:
+            mosaic = self._mosaic(fps)
+            try:
+                mosaic.put(env, episode, pixels)
+            except (OSError, av.error.FFmpegError) as exc:
+                raise self._write_failed(mosaic, exc) from exc
         try:
-            video.write(p.ring.view(slot, (h, w, c)), step, release)
+            video.write(pixels, step, release)
         except (OSError, av.error.FFmpegError) as exc:
             error = self._write_failed(video, exc)
             self.failed[(env, episode)] = str(error)
@@ -329,17 +348,30 @@ class _Encoder:
     def _rel(self, path: str) -> str:
         return os.path.relpath(path, self.config.out_dir)
 
-    def _write_failed(self, video: EpisodeVideo, exc: BaseException) -> OutputWriteError:
-        """The error for a video that could not be written: its name, what it kept."""
+    def _write_failed(self, video: EpisodeOutputs | Mosaic, exc: BaseException) -> OutputWriteError:
+        """The error for a file that could not be written: its name, what it kept."""
+        path = getattr(exc, "filename", None) or video.path
+        kept = f"{_amount(video.size)} kept" if path == video.path else f"{video.frames} frames kept"
         return OutputWriteError(
             exc.errno if isinstance(exc, OSError) else None,
-            f"writing {self._rel(video.path)} failed after {video.frames} frames "
-            f"({_amount(video.size)} kept): {_reason(exc)}",
+            f"writing {self._rel(path)} failed after {video.frames} frames ({kept}): {_reason(exc)}",
         )
 
-    def _write_line(self, record: dict[str, Any]) -> None:
+    def _mosaic(self, fps: float) -> Mosaic:
+        """The overview video, opened at the first frame (its rate is the first env's)."""
+        if self.mosaic is None:
+            assert self.config.mosaic
+            name = f"{self.config.prefix}mosaic"
+            for attempt in range(1000):
+                path = os.path.join(self.config.out_dir, f"{name}.mp4" if not attempt else f"{name}.{attempt}.mp4")
+                if not os.path.lexists(path):
+                    break
+            self.mosaic = Mosaic(path, self.config.mosaic, fps, self.config.outputs.video)
+        return self.mosaic
+
+    def _write_line(self, record: dict[str, Any], update: bool = False) -> None:
         try:
-            self.manifest.write(record)
+            self.manifest.write(record, update=update)
         except OSError as exc:
             self.manifest_failed = True
             raise OutputWriteError(
@@ -367,25 +399,21 @@ class _Encoder:
         if episode >= self.next_episode.get(env, 0):
             self.next_episode[env] = episode + 1
 
-    def _open(self, env: int, episode: int, w: int, h: int, c: int, fps: float) -> EpisodeVideo:
-        """Start an episode's video; a file already there is kept and a new name used."""
-        rel = video_name(self.config.prefix, env, episode)
-        stem = rel[: -len(".mp4")]
-        for attempt in range(1000):
-            name = rel if attempt == 0 else f"{stem}.{attempt}.mp4"
-            try:
-                return EpisodeVideo(
-                    os.path.join(self.config.out_dir, name), w, h, c, fps, self.config.video
-                )
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                hint = " (was the output folder removed?)" if exc.errno == errno.ENOENT else ""
-                raise OutputWriteError(
-                    exc.errno,
-                    f"cannot create {name} in {self.config.out_dir}: {_reason(exc)}{hint}",
-                ) from exc
-        raise FileExistsError(f"{rel} and 999 alternatives exist already")
+    def _open(self, env: int, episode: int, w: int, h: int, c: int, fps: float) -> EpisodeOutputs:
+        """Start an episode's files; files already there are kept and a new name used."""
+        stem = episode_stem(self.config.prefix, env, episode)
+        try:
+            return EpisodeOutputs(
+                self.config.out_dir, stem, (h, w, c), fps, self.config.outputs, self.images
+            )
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            hint = " (was the output folder removed?)" if exc.errno == errno.ENOENT else ""
+            name = self._rel(exc.filename) if exc.filename else f"the files of {stem}"
+            raise OutputWriteError(
+                exc.errno, f"cannot create {name} in {self.config.out_dir}: {_reason(exc)}{hint}"
+            ) from exc
 
     def _end(self, p: _Producer, record: dict[str, Any], shifted: bool = False) -> None:
         env = int(record["env"])
@@ -394,8 +422,11 @@ class _Encoder:
         self._seen(env, episode)
         entry = self.videos.pop((env, episode), None)
         error: OutputWriteError | None = None
+        paths: list[str] = []
         if entry is not None:
             video = entry[0]
+            if self.mosaic is not None:
+                self.mosaic.end(env)
             try:
                 video.close()
             except (OSError, av.error.FFmpegError) as exc:
@@ -403,19 +434,45 @@ class _Encoder:
                 error = self._write_failed(video, exc)
                 error.__cause__ = exc
                 record["error"] = str(error)
-            record["video"] = self._rel(video.path)
-            record["frames"] = video.frames
+            record.update(video.fields(self._rel))
+            paths = video.paths()
         else:
             record["video"] = None
             record["frames"] = 0
+        evicted: list[tuple[tuple[int, int], str]] = []
+        if not self.keep.keeps_all:
+            decision = self.keep.decide((env, episode), record)
+            record["kept"] = decision.kept
+            record["why"] = decision.why
+            evicted = decision.evicted
+            if not decision.kept:
+                self._discard(record, paths)
+            elif self.keep.held((env, episode)):
+                self.kept[(env, episode)] = paths
         try:
             self._write_line(record)
         except OutputWriteError:
             if error is None:
                 raise  # else the video's error is the one to report
         self.episodes += 1
+        for key, why in evicted:
+            # The line goes first: a crash between the two leaves a file the
+            # manifest calls discarded, never a line naming a missing file.
+            self._write_line({"env": key[0], "episode": key[1], "kept": False, "why": why}, update=True)
+            delete_paths(self.kept.pop(key, []))
         if error is not None:
             raise error
+
+    def _discard(self, record: dict[str, Any], paths: list[str]) -> None:
+        """Delete a discarded episode's files; its line keeps the counts, not the names."""
+        failed = delete_paths(paths)
+        for field in ("video", "images"):
+            if record.get(field) is not None:
+                record[field] = None
+        if "keyframes" in record:
+            record["keyframes"] = []
+        if failed:
+            record["not_deleted"] = [self._rel(p) for p in failed]
 
     def _drop_producer(self, p: _Producer) -> None:
         """Forget a producer whose stream ended; close the videos it left open."""
@@ -449,6 +506,13 @@ class _Encoder:
         for p in list(self.producers.values()):
             p.queue.clear()
             self._drop_producer(p)
+        if self.mosaic is not None:
+            try:
+                self.mosaic.close()
+            except (OSError, av.error.FFmpegError) as exc:
+                raise self._write_failed(self.mosaic, exc) from exc
+        if self.images is not None:
+            self.images.close()
         self.manifest.close()
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -468,13 +532,8 @@ class _Encoder:
                 error = error or str(self._write_failed(video, exc))
             if self.manifest_failed:
                 continue
-            record: dict[str, Any] = {
-                "env": env,
-                "episode": episode,
-                "video": self._rel(video.path),
-                "frames": video.frames,
-                "end": "error",
-            }
+            record: dict[str, Any] = {"env": env, "episode": episode, **video.fields(self._rel)}
+            record["end"] = "error"
             if error is not None:  # this video is torn: it decodes up to its last fragment
                 record["error"] = error
             try:
@@ -482,6 +541,12 @@ class _Encoder:
             except OSError:
                 self.manifest_failed = True
         self.videos.clear()
+        for part in (self.mosaic, self.images):
+            try:
+                if part is not None:
+                    part.close()
+            except Exception:  # noqa: BLE001 - best effort on the way down
+                pass
         try:
             self.manifest.close()
         except OSError:

@@ -37,13 +37,22 @@ class Manifest:
         self._identity = (st.st_dev, st.st_ino)
         self.lines = 0
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: dict[str, Any], update: bool = False) -> None:
         """Append one line; on failure nothing of it stays in the file.
+
+        Args:
+            record: An episode's fields.
+            update: The line changes an episode written before (a kept
+                episode discarded later): it holds only ``env``, ``episode``,
+                ``"update": true`` and the fields that change.
 
         Raises:
             OSError: The line could not be written (``ENOSPC``, ``EFBIG``...).
         """
-        ordered = {k: _clean(record.get(k)) for k in FIELDS}
+        if update:
+            ordered = {"env": record["env"], "episode": record["episode"], "update": True}
+        else:
+            ordered = {k: _clean(record.get(k)) for k in FIELDS}
         ordered.update({k: _clean(v) for k, v in record.items() if k not in ordered})
         line = json.dumps(ordered, separators=(", ", ": ")) + "\n"
         data = memoryview(line.encode())
@@ -81,12 +90,37 @@ class Manifest:
             os.close(fd)
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read every complete line of a manifest (a torn last line is skipped)."""
-    records = []
+def read_manifest(path: str | os.PathLike[str], raw: bool = False) -> list[dict[str, Any]]:
+    """Read every complete line of a manifest (a torn last line is skipped).
+
+    Args:
+        path: The ``episodes.jsonl`` file.
+        raw: Return the lines as written. By default an update line (an
+            episode discarded after it was first kept) is folded into its
+            episode's record: one record per episode, as it stands now.
+    """
+    records: list[dict[str, Any]] = []
+    where: dict[tuple[Any, Any], dict[str, Any]] = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.endswith("\n"):
                 break
-            records.append(json.loads(line))
+            record = json.loads(line)
+            key = (record.get("env"), record.get("episode"))
+            if not raw and record.get("update") is True and key in where:
+                _fold(where[key], record)
+                continue
+            records.append(record)
+            where[key] = record
     return records
+
+
+def _fold(record: dict[str, Any], update: dict[str, Any]) -> None:
+    """Apply an update line; a discarded episode's files are gone, so are their names."""
+    record.update({k: v for k, v in update.items() if k not in ("env", "episode", "update")})
+    if update.get("kept") is False:
+        for field in ("video", "images"):
+            if record.get(field) is not None:
+                record[field] = None
+        if record.get("keyframes"):
+            record["keyframes"] = []
