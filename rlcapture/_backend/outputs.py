@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,9 +33,9 @@ class OutputOptions:
         images: PNG sequence and keyframes.
     """
 
-    video: VideoOptions = VideoOptions()
+    video: VideoOptions = field(default_factory=VideoOptions)
     videos: bool = True
-    images: ImageOptions = ImageOptions()
+    images: ImageOptions = field(default_factory=ImageOptions)
 
 
 def episode_stem(prefix: str, env: int, episode: int) -> str:
