@@ -218,6 +218,30 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--fps", type=_positive(float, 0.1, 1000, "--fps"), help="default: the env's render_fps")
     rec.add_argument("--codec", default="libx264", help="FFmpeg encoder (default libx264)")
     rec.add_argument("--crf", type=_positive(int, 0, 63, "--crf"), default=23)
+    rec.add_argument("--no-video", action="store_true", help="write no videos (use with --frames/--keyframes)")
+    rec.add_argument(
+        "--frames",
+        type=_positive(int, 1, 10**9, "--frames"),
+        metavar="K",
+        help="also save every K-th step as PNG in OUT/frames/envE-episodeK/ (1: every frame)",
+    )
+    rec.add_argument(
+        "--keyframes",
+        nargs="?",
+        const=True,
+        type=_positive(int, 1, 10**9, "--keyframes"),
+        metavar="K",
+        help="save the first and last frame of each episode as PNG next to its video "
+        "(and every K-th step if K is given)",
+    )
+    rec.add_argument(
+        "--keep",
+        default="all",
+        metavar="RULES",
+        help="which episodes keep their files: all (default), worst:K, best:K, failures, "
+        "failures:R (return below R), sample:K or sample:P; combine with commas",
+    )
+    rec.add_argument("--mosaic", action="store_true", help="also write OUT/mosaic.mp4 with every env side by side")
     rec.add_argument("--envs-per-worker", type=_positive(int, 1, 1024, "--envs-per-worker"), default=1)
     rec.add_argument("--drop", action="store_true", help="drop frames rather than slow the envs")
     rec.add_argument("--step-timeout", type=_positive(float, 0.001, 1e6, "--step-timeout"))
@@ -305,6 +329,12 @@ def _record_one(
         drop=args.drop,
         overwrite=args.overwrite,
         on_error=args.on_error,
+        videos=not args.no_video,
+        frames=args.frames,
+        keyframes=args.keyframes or False,
+        keep=args.keep,
+        keep_seed=seed,
+        mosaic=args.mosaic,
     )
     interrupted = False
     steps = 0
@@ -354,6 +384,7 @@ def _report(
     frames = sum(int(r.get("frames") or 0) for r in lines)
     dropped = sum(int(r.get("dropped") or 0) for r in lines)
     videos = sum(1 for r in lines if r.get("video"))
+    judged = [r for r in lines if "kept" in r]
     head = "interrupted: kept" if interrupted else "recorded"
     print(f"{env_id}: {head} {len(finished)} episodes over {num_envs} envs in {elapsed:.1f} s", file=stdout)
     print(f"  return   {returns}", file=stdout)
@@ -366,7 +397,23 @@ def _report(
         f"  frames   {frames} recorded, {dropped} dropped, {frames / max(elapsed, 1e-9):.0f} frames/s",
         file=stdout,
     )
+    if judged:
+        kept = [r for r in judged if r["kept"]]
+        print(f"  kept     {len(kept)} of {len(judged)} episodes' files:", file=stdout)
+        for r in kept:
+            ret = r.get("return")
+            value = f"return {ret:g}" if isinstance(ret, (int, float)) else "no return"
+            print(f"           env {r['env']} episode {r['episode']} ({value}): {r['why']}", file=stdout)
+    images = sum(int(r.get("image_count") or 0) for r in lines if r.get("images"))
+    keyframes = sum(len(r.get("keyframes") or ()) for r in lines)
     print(f"  output   {out}/videos ({videos} videos), {out}/episodes.jsonl", file=stdout)
+    if images:
+        print(f"           {images} PNG frames in {out}/frames", file=stdout)
+    if keyframes:
+        print(f"           {keyframes} PNG keyframes in {out}/videos", file=stdout)
+    mosaics = sorted(out.glob("*mosaic*.mp4"))
+    if mosaics:
+        print(f"           overview {mosaics[-1]}", file=stdout)
     return values
 
 

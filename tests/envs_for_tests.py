@@ -108,3 +108,51 @@ class Faulty(gym.Wrapper):
             if self.what == "resize" and self.steps > self.at:
                 return frame[:200]
         return frame
+
+
+def pattern_frame(seed: int, t: int, shape: tuple[int, ...] = (37, 51, 3)) -> np.ndarray:
+    """The frame :class:`Pattern` renders at step ``t`` of the episode reset with ``seed``."""
+    return np.random.default_rng([seed, t]).integers(0, 256, shape, dtype=np.uint8)
+
+
+class Pattern(gym.Env):
+    """Renders noise determined by (episode seed, step), odd-sized, so tests can recompute it.
+
+    Episode ``k`` lasts ``lengths[k % len(lengths)]`` steps and earns reward
+    ``rewards[k % len(rewards)]`` per step (so returns are known in advance);
+    ``truncate`` ends episodes by truncation instead of termination.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        lengths: tuple[int, ...] = (4,),
+        rewards: tuple[float, ...] = (1.0,),
+        shape: tuple[int, ...] = (37, 51, 3),
+        truncate: bool = False,
+    ) -> None:
+        self.render_mode = "rgb_array"
+        self.observation_space = spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.lengths, self.rewards, self.shape, self.truncate = lengths, rewards, shape, truncate
+        self.episodes = -1
+        self.t = 0
+        self.seed = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.episodes += 1
+        self.seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action: Any):
+        self.t += 1
+        k = self.episodes
+        end = self.t >= self.lengths[k % len(self.lengths)]
+        reward = self.rewards[k % len(self.rewards)]
+        return np.zeros(1, np.float32), reward, end and not self.truncate, end and self.truncate, {}
+
+    def render(self) -> np.ndarray:
+        return pattern_frame(self.seed, self.t, self.shape)
