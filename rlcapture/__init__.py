@@ -6,6 +6,8 @@ writes one video per recorded (env, episode) and a manifest line per episode.
 
 from __future__ import annotations
 
+from ._backend.keep import KeepRule
+from ._backend.manifest import read_manifest
 from .batch import BatchCapture
 from .errors import (
     ClosedError,
@@ -36,6 +38,7 @@ __all__ = [
     "EncoderError",
     "EnvError",
     "FrameError",
+    "KeepRule",
     "OutputError",
     "OutputExistsError",
     "ProcessDiedError",
@@ -47,5 +50,6 @@ __all__ = [
     "StepTimeoutError",
     "WorkerError",
     "make_vec",
+    "read_manifest",
     "__version__",
 ]

@@ -32,9 +32,56 @@ def test_readme_example_runs(index: int, tmp_path: Path, subprocess_env) -> None
         capture_output=True, text=True, timeout=150,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    outs = [p.parent for p in tmp_path.glob("runs/*/episodes.jsonl")]
+    outs = [p.parent for p in tmp_path.glob("runs/**/episodes.jsonl")]
     assert outs, "every example records into runs/"
     for out in outs:
         for r in read_manifest(out):
             if r["video"] and r["end"] in ("terminated", "truncated"):
                 assert decode(out / r["video"]).count == r["length"] + 1
+
+
+@pytest.mark.timeout(600)
+def test_readme_commands_run(tmp_path: Path, subprocess_env) -> None:
+    """Every ``rlcapture record``/``plot`` line of the README runs, in order, in one folder.
+
+    The block that saves an SB3 model runs first (the acceptance command
+    evaluates that zip); ``rlcapture bench`` lines are left to the bench tests.
+    """
+    import shlex
+
+    from rlcapture import read_manifest as read_folded
+
+    first = COMMANDS[0].split("&&")[1].strip()  # the quick start's recording
+    lines = [first] + [
+        line
+        for block in COMMANDS[2:]
+        for line in block.splitlines()
+        if line.startswith(("rlcapture record", "rlcapture plot")) and "ENV_ID" not in line
+    ]
+    assert any("--keep worst:3" in line and "sb3:PPO:" in line for line in lines)
+    (train,) = [b for b in BLOCKS if "model.save(" in b]
+    pytest.importorskip("stable_baselines3")
+    script = tmp_path / "train.py"
+    script.write_text(train)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=subprocess_env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rlcapture = [sys.executable, "-m", "rlcapture.cli"]
+    for line in lines:
+        words = shlex.split(line.split("#")[0])
+        done = subprocess.run([*rlcapture, *words[1:], *(["-q"] if words[1] == "record" else [])],
+                              cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+    # the acceptance command: 3 seeds x 20 episodes, the 3 worst kept, keyframes
+    for seed in range(3):
+        out = tmp_path / "runs" / "ppo-eval" / f"seed-{seed}"
+        records = read_folded(out / "episodes.jsonl")
+        assert len(records) == 20
+        kept = [r for r in records if r["kept"]]
+        assert len(kept) == 3
+        assert sorted(r["return"] for r in kept) == sorted(r["return"] for r in records)[:3]
+        for r in kept:
+            assert decode(out / r["video"]).count == r["length"] + 1
+            assert len(r["keyframes"]) == 2 and all((out / k).exists() for k in r["keyframes"])
+        assert len(list((out / "videos").glob("*.mp4"))) == 3
