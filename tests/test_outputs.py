@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from functools import partial
 from pathlib import Path
 
@@ -296,3 +298,23 @@ def test_training_loop_records_every_nth_episode(tmp_path: Path) -> None:
     curve = plot_manifest(tmp_path)
     with Image.open(curve) as image:
         assert image.format == "PNG" and image.width > 300
+
+
+def test_a_png_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    from envs_for_tests import NoisyEnv
+
+    envs = rlcapture.CaptureVectorEnv([partial(NoisyEnv, length=3, side=256)], tmp_path, frames=1)
+    try:
+        # a full disk for the encoder's files only: a noise PNG is ~200 kB
+        psutil.Process(envs.recorder.encoder_pid).rlimit(psutil.RLIMIT_FSIZE, (50_000, 50_000))
+        envs.reset(seed=0)
+        with pytest.raises(rlcapture.EncoderError, match=r"frames/env0-episode0/0000\d\d\.png.*File too large"):
+            for _ in range(50):
+                envs.step(np.zeros(1, int))
+                time.sleep(0.02)
+    finally:
+        with contextlib.suppress(rlcapture.RLCaptureError):
+            envs.close()
+    (line,) = read_manifest(tmp_path / "episodes.jsonl")
+    assert "File too large" in line["error"]
