@@ -18,6 +18,7 @@ import numpy as np
 
 from ._backend.channel import Endpoint
 from ._backend.episode import EpisodeTracker
+from ._backend.frames import as_frame
 from ._backend.producer import FrameProducer
 from .errors import ClosedError, ConfigError
 from .triggers import ScheduleSpec, as_schedule
@@ -112,13 +113,19 @@ class BatchCapture:
         ids = self._ids(env_ids)
         if seeds is not None and len(seeds) != len(ids):
             raise ConfigError(f"got {len(seeds)} seeds for {len(ids)} envs")
+        checked = None
+        if frames is not None:  # check them all before any env starts its episode
+            frames = self._frames(frames, ids)
+            checked = [as_frame(frames[k], f"env {self._trackers[i].env} reset") for k, i in enumerate(ids)]
         for k, i in enumerate(ids):
             t = self._trackers[i]
             if t.active and t.recording:
                 producer.end(t.finish("reset"))
             t.begin(None if seeds is None else seeds[k])
             self.recording[i] = t.recording
-        frames = self._frames(frames, ids)
+        if checked is None:
+            self._frames(None, ids)  # raises if a recorded env needs a frame
+        frames = checked
         for k, i in enumerate(ids):
             t = self._trackers[i]
             if t.recording:
@@ -153,16 +160,24 @@ class BatchCapture:
         term = np.asarray(terminated, dtype=bool).reshape(n)
         trunc = np.asarray(truncated, dtype=bool).reshape(n)
         frames = self._frames(frames, np.arange(n))
-        out = {"r": np.zeros(n), "l": np.zeros(n, np.int64), "t": np.zeros(n), "_episode": term | trunc}
+        # Check everything before anything is counted: a bad frame or a
+        # missing reset leaves every env as it was, so the caller can fix the
+        # batch and step again.
         for i, t in enumerate(self._trackers):
             if not t.active:
                 raise ConfigError(
                     f"env {t.env} has no running episode; call reset(frames, env_ids=[{i}]) "
                     "after an episode ends"
                 )
+        pixels = [
+            producer.check(t.env, t.episode, t.step + 1, frames[i]) if t.recording else None
+            for i, t in enumerate(self._trackers)
+        ]
+        out = {"r": np.zeros(n), "l": np.zeros(n, np.int64), "t": np.zeros(n), "_episode": term | trunc}
+        for i, t in enumerate(self._trackers):
             t.add(rewards[i])
             if t.recording:
-                t.sent(producer.frame(t.env, t.episode, t.step, frames[i]))
+                t.sent(producer.frame(t.env, t.episode, t.step, pixels[i]))
             if term[i] or trunc[i]:
                 stats = t.stats()
                 out["r"][i], out["l"][i], out["t"][i] = stats["r"], stats["l"], stats["t"]

@@ -229,11 +229,6 @@ def test_batch_capture_matches_what_was_submitted(tmp_path_factory, run: dict[st
     check(out, want, check_lengths=set(want.ends) - touched)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BatchCapture.step counts the step for envs before the first bad frame "
-    "(it checks frames while it goes); remove this mark once it checks first",
-)
 def test_failed_batch_step_counts_no_step(tmp_path: Path) -> None:
     with rlcapture.Recorder(tmp_path / "out", **LOSSLESS) as rec:
         cap = rlcapture.BatchCapture(rec, 2)

@@ -204,6 +204,24 @@ class FrameProducer:
         self._index = RingIndex(new.slots)
 
     # -- public ---------------------------------------------------------------
+    def check(self, env: int, episode: int, step: int, frame: Any) -> np.ndarray:
+        """The frame as :meth:`frame` would take it, or the error it would raise; sends nothing.
+
+        Lets a batch be checked whole before any of it is recorded.
+
+        Raises:
+            FrameError: If the frame is malformed or its size changed mid-episode.
+        """
+        where = f"env {env} episode {episode} step {step}"
+        pixels = as_frame(frame, where)
+        known = self._shape.get(env)
+        if known is not None and known[0] == episode and known[1] != pixels.shape:
+            raise FrameError(
+                f"{where}: frame size changed mid-episode from "
+                f"{_size(known[1])} to {_size(pixels.shape)}; an episode's video needs one size"
+            )
+        return pixels
+
     def frame(self, env: int, episode: int, step: int, frame: Any) -> bool:
         """Copy one frame into the ring and announce it.
 
@@ -214,15 +232,8 @@ class FrameProducer:
             FrameError: If the frame is malformed or its size changed mid-episode.
             EncoderError: If the encoder died or stopped taking frames.
         """
-        where = f"env {env} episode {episode} step {step}"
-        pixels = as_frame(frame, where)
+        pixels = self.check(env, episode, step, frame)
         shape = pixels.shape
-        known = self._shape.get(env)
-        if known is not None and known[0] == episode and known[1] != shape:
-            raise FrameError(
-                f"{where}: frame size changed mid-episode from "
-                f"{_size(known[1])} to {_size(shape)}; an episode's video needs one size"
-            )
         self._shape[env] = (episode, shape)
         nbytes = pixels.nbytes
         self._ensure_ring(nbytes)
