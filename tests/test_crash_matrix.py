@@ -461,3 +461,33 @@ def test_output_folder_made_read_only(tmp_path: Path) -> None:
         (out / "videos").chmod(0o700)
         env.close()
     check_output(out)
+
+
+def test_a_file_size_limit_below_a_ring_says_what_to_do(tmp_path: Path, subprocess_env: dict) -> None:
+    """memfds obey ``ulimit -f`` too: a ring that cannot be sized is a clear error."""
+    script = tmp_path / "small_limit.py"
+    script.write_text(textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import rlcapture
+
+        env = rlcapture.make_vec("CartPole-v1", 1, sys.argv[1])
+        try:
+            env.reset(seed=0)
+            env.step(np.zeros(1, int))
+        except rlcapture.RLCaptureError as exc:
+            print(type(exc).__name__, exc)
+        finally:
+            env.close()
+        """
+    ))  # fmt: skip
+    proc = subprocess.run(
+        [PYTHON, str(script), str(tmp_path / "out")],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000)),
+        env=subprocess_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WorkerError env 0" in proc.stdout
+    assert "the file size limit (ulimit -f) is 200000 bytes; raise it" in proc.stdout
+    assert wait_until(lambda: not processes_running(script), 10.0)

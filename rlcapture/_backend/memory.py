@@ -10,6 +10,7 @@ behind: the kernel frees it when the last descriptor and mapping close.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import sys
@@ -27,10 +28,32 @@ def _anonymous_fd(size: int, name: str) -> int:
         os.unlink(path)
     try:
         os.ftruncate(fd, size)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == errno.EFBIG:
+            # A file size limit (ulimit -f) applies to memfds too.
+            limit = _fsize_limit()
+            raise OSError(
+                errno.EFBIG,
+                f"cannot make a {size}-byte shared-memory ring: the file size limit "
+                f"(ulimit -f) is {limit} bytes; raise it, or record smaller frames or "
+                "fewer slots (Recorder(slots=...))",
+            ) from exc
+        raise
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _fsize_limit() -> str:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, AttributeError):
+        return "lower than that"
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 class SharedBlock:
