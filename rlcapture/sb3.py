@@ -102,6 +102,14 @@ def _build() -> dict[str, type]:
                     "SB3VecEnv needs a CaptureVectorEnv made with "
                     "autoreset_mode=AutoresetMode.SAME_STEP (SB3 resets on the same step)"
                 )
+            if venv.on_error != "raise":
+                # evaluate_policy and EvalCallback step until every env has
+                # finished its share of episodes; an env taken out never would,
+                # and they would step for ever.
+                raise ConfigError(
+                    "SB3VecEnv needs on_error='raise': SB3's evaluate_policy waits for every "
+                    "env to finish its episodes, which an env taken out never does"
+                )
             self.venv = venv
             self._actions: Any = None
             super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
