@@ -153,20 +153,19 @@ def _build() -> dict[str, type]:
             self.venv.close()
 
         def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-            found = self.venv.call("has_wrapper_attr", attr_name)
-            idx = list(self._get_indices(indices))
-            if not all(found[i] for i in idx):
+            idx = [int(i) for i in self._get_indices(indices)]
+            found = self.venv.call_at(idx, "has_wrapper_attr", attr_name)
+            if not all(found):
                 raise AttributeError(f"the envs have no attribute {attr_name!r}")
-            values = self.venv.call("get_wrapper_attr", attr_name)
-            return [values[i] for i in idx]
+            return list(self.venv.call_at(idx, "get_wrapper_attr", attr_name))
 
         def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-            self._all(indices, "set_attr")
-            self.venv.call("set_wrapper_attr", attr_name, value)
+            idx = [int(i) for i in self._get_indices(indices)]
+            self.venv.call_at(idx, "set_wrapper_attr", attr_name, value)
 
         def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
-            self._all(indices, "env_method")
-            return list(self.venv.call(method_name, *method_args, **method_kwargs))
+            idx = [int(i) for i in self._get_indices(indices)]
+            return list(self.venv.call_at(idx, method_name, *method_args, **method_kwargs))
 
         def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
             # The envs live in worker processes; what Monitor gives (info["episode"])
@@ -186,10 +185,6 @@ def _build() -> dict[str, type]:
 
         def get_images(self) -> Sequence[np.ndarray | None]:
             return list(self.venv.call("render"))
-
-        def _all(self, indices: Any, what: str) -> None:
-            if sorted(self._get_indices(indices)) != list(range(self.num_envs)):
-                raise NotImplementedError(f"SB3VecEnv.{what} applies to every env; indices are not supported")
 
         def __repr__(self) -> str:
             return f"SB3VecEnv({self.venv!r})"

@@ -507,30 +507,70 @@ class CaptureVectorEnv(VectorEnv):
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Call a method (or read an attribute) of every env."""
+        return self.call_at(None, name, *args, **kwargs)
+
+    def call_at(
+        self, indices: Sequence[int] | None, name: str, *args: Any, **kwargs: Any
+    ) -> tuple[Any, ...]:
+        """Call a method (or read an attribute) of the envs at ``indices`` only (None: all).
+
+        The other envs are not touched, which matters for methods with side
+        effects (SB3's ``env_method(..., indices=...)``).
+        """
         self._assert_ready()
-        for w in self._live():
-            self._send(w, "call", name, args, kwargs)
-        replies = self._receive_all(self._live(), self.step_timeout)
-        out: list[Any] = []
-        for w, (lo, hi) in enumerate(self._slices):
-            out.extend(replies.get(w) or [None] * (hi - lo))
-        return tuple(out)
+        plan = self._plan(indices)
+        for w, which in plan.items():
+            self._send(w, "call", name, args, kwargs, which)
+        replies = self._receive_all(list(plan), self.step_timeout)
+        found: dict[int, Any] = {}
+        for w, which in plan.items():
+            lo, hi = self._slices[w]
+            local = range(hi - lo) if which is None else which
+            for j, value in zip(local, replies.get(w) or [None] * len(local)):
+                found[lo + j] = value
+        order = range(self.num_envs) if indices is None else indices
+        return tuple(found.get(i) for i in order)
+
+    def _plan(self, indices: Sequence[int] | None) -> dict[int, list[int] | None]:
+        """Per live worker, the positions among its envs that ``indices`` names."""
+        live = self._live()
+        if indices is None:
+            return dict.fromkeys(live)
+        plan: dict[int, list[int] | None] = {}
+        for i in indices:
+            if not (isinstance(i, (int, np.integer)) and 0 <= i < self.num_envs):
+                raise ConfigError(f"env index {i!r} is out of range [0, {self.num_envs})")
+            w = next(w for w, (lo, hi) in enumerate(self._slices) if lo <= i < hi)
+            if w in live:
+                local = plan.setdefault(w, [])
+                assert local is not None
+                local.append(int(i) - self._slices[w][0])
+        return plan
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """An attribute of every env."""
         return self.call(name)
 
-    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | object) -> None:
-        """Set an attribute of every env (one value for all, or one each)."""
+    def set_attr(
+        self,
+        name: str,
+        values: list[Any] | tuple[Any, ...] | object,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        """Set an attribute of every env, or of those at ``indices`` (one value for all, or one each)."""
         self._assert_ready()
+        count = self.num_envs if indices is None else len(indices)
         if not isinstance(values, (list, tuple)):
-            values = [values] * self.num_envs
-        if len(values) != self.num_envs:
-            raise ConfigError(f"got {len(values)} values for {self.num_envs} envs")
-        for w in self._live():
+            values = [values] * count
+        if len(values) != count:
+            raise ConfigError(f"got {len(values)} values for {count} envs")
+        value_of = dict(zip(range(self.num_envs) if indices is None else indices, values))
+        plan = self._plan(indices)
+        for w, which in plan.items():
             lo, hi = self._slices[w]
-            self._send(w, "set_attr", name, list(values[lo:hi]))
-        self._receive_all(self._live(), self.step_timeout)
+            local = list(range(hi - lo)) if which is None else which
+            self._send(w, "set_attr", name, [value_of[lo + j] for j in local], which)
+        self._receive_all(list(plan), self.step_timeout)
 
     def render(self) -> tuple[Any, ...] | None:
         """Frames of every env, fetched through the pipes (recording does not need this)."""

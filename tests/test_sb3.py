@@ -153,3 +153,17 @@ def test_missing_sb3_says_how_to_install(monkeypatch) -> None:
 def test_on_error_continue_is_refused_rather_than_hanging(tmp_path: Path) -> None:
     with pytest.raises(rlcapture.ConfigError, match="on_error='raise'"):
         make_sb3_vec("CartPole-v1", 1, tmp_path / "out", on_error="continue")
+
+
+def test_attributes_and_methods_on_a_subset(tmp_path: Path) -> None:
+    env = make_sb3_vec("CartPole-v1", 3, tmp_path / "out", record="none", envs_per_worker=2)
+    try:
+        env.reset()
+        env.set_attr("marker", 7, indices=[0, 2])
+        assert env.get_attr("marker", indices=[2, 0]) == [7, 7]
+        with pytest.raises(AttributeError):
+            env.get_attr("marker", indices=[1])  # env 1 was not touched
+        assert env.env_method("get_wrapper_attr", "marker", indices=2) == [7]
+        assert len(env.env_method("render", indices=[1])) == 1
+    finally:
+        env.close()

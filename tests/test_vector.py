@@ -387,3 +387,19 @@ def test_malformed_actions_are_refused_not_hung(tmp_path: Path) -> None:
         env.step(np.array([1, 0]))
     finally:
         env.close()
+
+
+def test_call_and_set_attr_at_indices(tmp_path: Path) -> None:
+    envs = rlcapture.make_vec("CartPole-v1", 3, tmp_path / "out", record="none", envs_per_worker=2)
+    try:
+        envs.reset(seed=0)
+        envs.set_attr("marker", ["a", "c"], indices=[0, 2])
+        assert envs.call_at([2, 0], "get_wrapper_attr", "marker") == ("c", "a")
+        assert envs.call_at([1], "has_wrapper_attr", "marker") == (False,)
+        with pytest.raises(rlcapture.ConfigError, match="out of range"):
+            envs.call_at([3], "render")
+        with pytest.raises(rlcapture.ConfigError, match="got 1 values for 2 envs"):
+            envs.set_attr("marker", ["x"], indices=[0, 1])
+        envs.step(envs.action_space.sample())  # still in step
+    finally:
+        envs.close()

@@ -324,9 +324,13 @@ class _Worker:
         except _Failure as f:
             self.pending = _error_reply(f.env, f.exc, f.tb)
 
-    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    def call(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], which: Sequence[int] | None = None
+    ) -> bytes:
+        """Call ``name`` on this worker's envs (``which``: positions among them; None: all)."""
         results = []
-        for j, env in enumerate(self.envs):
+        for j in range(len(self.envs)) if which is None else which:
+            env = self.envs[j]
             try:
                 attr = getattr(env, name)
                 results.append(attr(*args, **kwargs) if callable(attr) else attr)
@@ -334,10 +338,11 @@ class _Worker:
                 raise _Failure(self.trackers[j].env, exc) from exc
         return pickle.dumps(("ok", results))
 
-    def set_attr(self, name: str, values: Sequence[Any]) -> bytes:
-        for j, env in enumerate(self.envs):
+    def set_attr(self, name: str, values: Sequence[Any], which: Sequence[int] | None = None) -> bytes:
+        """Set ``name`` on this worker's envs (``which``: positions, one value each)."""
+        for k, j in enumerate(range(len(self.envs)) if which is None else which):
             try:
-                setattr(env, name, values[j])
+                setattr(self.envs[j], name, values[k])
             except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
         return pickle.dumps(("ok", None))
