@@ -43,6 +43,15 @@ from .triggers import ScheduleSpec, as_schedule
 
 __all__ = ["CaptureVectorEnv", "make_vec"]
 
+_RENDER = pickle.dumps(("render",))
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity where the OS says, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
 
 class _State(Enum):
     DEFAULT = "default"
@@ -79,6 +88,12 @@ class CaptureVectorEnv(VectorEnv):
             the message in the manifest), then it steps no more (zero reward,
             never done) and :attr:`failed` marks it. A worker process that dies
             takes all of its envs out; the run only stops when no env is left.
+        render_after_batch: Workers hold a step's frames until every worker
+            has answered the step, then render (while the caller runs its
+            policy), so a worker that answers first does not take a core from
+            one still stepping. None (default): only when there are more
+            workers than usable cores, where that contention happens; with a
+            core per worker, rendering at once is earlier and free.
         **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder
             (``mosaic=True`` there means a tile for each of these envs).
     """
@@ -97,6 +112,7 @@ class CaptureVectorEnv(VectorEnv):
         first_env_index: int = 0,
         episodes_per_env: int | Sequence[int] | None = None,
         on_error: str = "raise",
+        render_after_batch: bool | None = None,
         **recorder_options: Any,
     ) -> None:
         self._state = _State.CLOSED
@@ -131,12 +147,17 @@ class CaptureVectorEnv(VectorEnv):
         if on_error not in ("raise", "continue"):
             raise ConfigError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
         self.on_error = on_error
+        workers = -(-n // envs_per_worker)
+        if render_after_batch is None:
+            render_after_batch = workers > usable_cores()
+        self.render_after_batch = bool(render_after_batch)
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
         self._dead: set[int] = set()
         self._owed: set[int] = set()  # workers whose reply has not been read yet
         self._started = False
         self._new_failures: list[int] = []
+        self._waiting: list[int] = []  # workers holding frames until every worker answered
         schedule = as_schedule(record)
         if episodes_per_env is None or isinstance(episodes_per_env, int):
             limits: list[int | None] = [episodes_per_env] * n
@@ -185,6 +206,7 @@ class CaptureVectorEnv(VectorEnv):
         ctx = get_context(context)
         n = self.num_envs
         base = self.first_env_index
+        gate = self.render_after_batch
         self._slices = [(i, min(n, i + per_worker)) for i in range(0, n, per_worker)]
         # The observation space is only known from an env: the first worker
         # reports it, then the shared arrays for all are made.
@@ -224,6 +246,7 @@ class CaptureVectorEnv(VectorEnv):
                 shared=shared,
                 limits=self._limits[lo:hi],
                 on_error=self.on_error,
+                gate=gate,
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(
@@ -407,7 +430,18 @@ class CaptureVectorEnv(VectorEnv):
             lo = self._slices[w][0]
             for j, message in msg[2]:
                 self._mark_failed(lo + j, message)
+            if len(msg) > 3 and msg[3]:
+                self._waiting.append(w)
         return msg[1]
+
+    def _release_renders(self) -> None:
+        """Every worker has answered: tell those holding frames to render them now."""
+        waiting, self._waiting = self._waiting, []
+        for w in waiting:
+            try:
+                self._conns[w].send_bytes(_RENDER)
+            except OSError:
+                pass  # a dead worker is noticed on the next step
 
     def _assert_ready(self) -> None:
         if self._state == _State.CLOSED:
@@ -445,6 +479,7 @@ class CaptureVectorEnv(VectorEnv):
             lo, hi = self._slices[w]
             self._send(w, "reset", seeds[lo:hi], options)
         replies = self._receive_all(self._live(), self.step_timeout)
+        self._release_renders()
         self._state = _State.DEFAULT
         infos = self._gather(replies)
         return (deepcopy(self._obs) if self.copy else self._obs), infos
@@ -500,6 +535,7 @@ class CaptureVectorEnv(VectorEnv):
             self._terminated[lo:hi] = False
             self._truncated[lo:hi] = False
         replies = self._receive_all(self._live(), self.step_timeout)
+        self._release_renders()
         self._state = _State.DEFAULT
         infos = self._gather(replies)
         obs = deepcopy(self._obs) if self.copy else self._obs

@@ -403,3 +403,30 @@ def test_call_and_set_attr_at_indices(tmp_path: Path) -> None:
         envs.step(envs.action_space.sample())  # still in step
     finally:
         envs.close()
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+@pytest.mark.parametrize("gate", [True, False])
+def test_render_after_batch_records_every_frame_of_its_step(tmp_path: Path, mode, gate: bool) -> None:
+    from functools import partial
+
+    from envs_for_tests import Pattern, pattern_frame
+
+    envs = rlcapture.CaptureVectorEnv(
+        [partial(Pattern, lengths=(3, 6))] * 3, tmp_path, envs_per_worker=2,
+        autoreset_mode=mode, render_after_batch=gate, **LOSSLESS,
+    )  # fmt: skip
+    assert envs.render_after_batch is gate
+    try:
+        envs.reset(seed=5)
+        for _ in range(20):
+            envs.step(np.zeros(3, int))
+    finally:
+        envs.close()
+    lines = [r for r in read_manifest(tmp_path) if r["end"] in ("terminated", "truncated")]
+    assert len(lines) >= 6
+    for r in lines:
+        frames = decode(tmp_path / r["video"], keep=True).frames
+        assert len(frames) == r["length"] + 1
+        for t, frame in enumerate(frames):
+            assert np.array_equal(frame[:37, :51], pattern_frame(r["seed"], t)), (r, t)

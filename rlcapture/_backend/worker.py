@@ -63,6 +63,7 @@ class WorkerSpec:
         shared: Shared,
         limits: Sequence[int | None] | None = None,
         on_error: str = "raise",
+        gate: bool = False,
     ) -> None:
         self.index = index
         self.env_fns = list(env_fns)
@@ -74,6 +75,10 @@ class WorkerSpec:
         self.shared = shared
         self.limits = list(limits) if limits is not None else [None] * len(self.env_indices)
         self.on_error = on_error
+        # Render only when the vector env says every worker has answered
+        # (a "render" message), so a worker that answers first does not take
+        # a core from one still stepping; for more workers than cores.
+        self.gate = gate
 
 
 class _Failure(Exception):
@@ -111,6 +116,7 @@ class _Worker:
         self.needs_reset = [False] * len(spec.env_indices)
         self.producer: FrameProducer | None = None
         self.to_render: list[int] = []
+        self.waiting = False  # frames held until the vector env says "render"
         # Episodes that ended this step (next-step autoreset), finished only
         # after their terminal frame was offered so its drop is counted.
         self.to_end: list[tuple[int, bool]] = []
@@ -197,7 +203,9 @@ class _Worker:
 
     def _reply(self, infos: list[Any] | None) -> bytes:
         failures, self.failures = self.failures, []
-        return pickle.dumps(("ok", infos, failures))
+        # With a gate, say whether frames wait for the vector env's go.
+        self.waiting = self.spec.gate and bool(self.to_render)
+        return pickle.dumps(("ok", infos, failures, self.waiting))
 
     def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
         tracker = self.trackers[j]
@@ -402,10 +410,18 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
             except (EOFError, OSError):
                 return  # the vector env's process is gone
             cmd, *args = pickle.loads(raw)
+            if worker.waiting:
+                # The go ("render"), or any command after a step whose go was
+                # never sent (the vector env raised): frames of the last step
+                # are rendered before anything else happens to the envs.
+                worker.waiting = False
+                worker.after_reply()
             if cmd == "close":
                 worker.close()
                 conn.send_bytes(pickle.dumps(("ok", None)))
                 return
+            if cmd == "render":  # every worker has answered; rendered above (no reply)
+                continue
             if worker.pending is not None:
                 worker.close("error")
                 conn.send_bytes(worker.pending)
@@ -431,7 +447,8 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 conn.send_bytes(_error_reply(f.env, f.exc, f.tb))
                 return
             conn.send_bytes(reply)
-            worker.after_reply()
+            if not worker.waiting:
+                worker.after_reply()
     except KeyboardInterrupt:
         return
     finally:
