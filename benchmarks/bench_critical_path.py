@@ -10,7 +10,11 @@ the CPU is free meanwhile) steps N = 4 CartPole-v1 envs (random actions), with:
 * ``all``: rlcapture recording every frame; workers answer ``step`` first and
   render afterwards, and the encoder runs in its own process;
 * ``all-nice``: the same with the encoder process reniced to 19 by this script
-  (an experiment: does deferring encoding to idle CPU shorten the steps?).
+  (an experiment: does deferring encoding to idle CPU shorten the steps?);
+* ``all-now`` / ``all-gate``: ``all`` with ``render_after_batch`` forced off
+  (each worker renders as soon as it answered) or on (workers render once
+  every worker answered); ``all`` takes the default (on when workers
+  outnumber cores).
 
 For each it reports step latency (the time ``envs.step`` takes, p50 and p99),
 throughput (env-steps/s over the stepping loop, and with ``close`` included),
@@ -46,7 +50,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 _MARK = "@@RESULT@@ "
-VARIANTS = ("none", "render", "all", "all-nice")
+VARIANTS = ("none", "render", "all-now", "all-gate")
 
 
 def _now() -> float:
@@ -113,7 +117,10 @@ def trial(spec: dict[str, Any]) -> dict[str, Any]:
         warm.env.render()
         warm.env.close()
         record = "all" if variant.startswith("all") else "none"
-        envs = rlcapture.CaptureVectorEnv([Timed] * n, tmp / "out", record=record)
+        gate = {"all-gate": True, "all-now": False}.get(variant)  # else the default (auto)
+        envs = rlcapture.CaptureVectorEnv(
+            [Timed] * n, tmp / "out", record=record, render_after_batch=gate
+        )
         if variant == "all-nice":
             os.setpriority(os.PRIO_PROCESS, envs.recorder.encoder_pid, 19)
         envs.action_space.seed(spec["seed"])
@@ -252,11 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1 repeat, 150 steps")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "critical_path.json"))
+    ap.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="none, render, all, all-nice, all-now, all-gate (default: %(default)s)",
+    )
     ap.add_argument("--trial", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trial:
         print(_MARK + json.dumps(trial(json.loads(args.trial))), flush=True)
         return 0
+    variants = [v for v in args.variants.split(",") if v]
     repeats = 1 if args.quick else args.repeats
     steps = 150 if args.quick else args.steps
     sleeps = [float(x) for x in args.sleep_ms.split(",")]
@@ -267,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     trials = []
     for rep in range(repeats):
-        k = rep % len(VARIANTS)
-        order = list(VARIANTS[k:] + VARIANTS[:k])
+        k = rep % len(variants)
+        order = variants[k:] + variants[:k]
         for t in sleeps:
             for v in order:
                 spec = {
@@ -290,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     rows = []
     for t in sleeps:
-        for v in VARIANTS:
+        for v in variants:
             rs = [x for x in trials if x["sleep_ms"] == t and x["variant"] == v]
 
             def med(key: str, rs: list[dict[str, Any]] = rs) -> Any:
