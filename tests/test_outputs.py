@@ -318,3 +318,14 @@ def test_a_png_that_cannot_be_written_is_named(tmp_path: Path) -> None:
             envs.close()
     (line,) = read_manifest(tmp_path / "episodes.jsonl")
     assert "File too large" in line["error"]
+
+
+def test_keep_judges_only_recorded_episodes(tmp_path: Path) -> None:
+    # every other episode recorded; returns 4, 6, 2, 8, 3, 5 (recorded: 4, 2, 3)
+    env_fn = partial(Pattern, lengths=(2,), rewards=(2.0, 3.0, 1.0, 4.0, 1.5, 2.5))
+    lines = run(tmp_path, env_fn, 1, 6, keep="best:2", record="every:2")
+    recorded = [r for r in lines if r["recorded"]]
+    assert [r["return"] for r in recorded] == [4, 2, 3]
+    assert all("kept" not in r for r in lines if not r["recorded"])
+    assert sorted(r["return"] for r in recorded if r["kept"]) == [3, 4]
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2

@@ -440,7 +440,7 @@ class _Encoder:
             record["video"] = None
             record["frames"] = 0
         evicted: list[tuple[tuple[int, int], str]] = []
-        if not self.keep.keeps_all:
+        if not self.keep.keeps_all and entry is not None:  # only recorded episodes are judged
             decision = self.keep.decide((env, episode), record)
             record["kept"] = decision.kept
             record["why"] = decision.why
