@@ -293,7 +293,7 @@ class ShardedProducer:
         self.producers: list[FrameProducer] = []
         self._by_env: dict[int, FrameProducer] = {}
         try:
-            for shard, group in sorted(groups.items()):
+            for _shard, group in sorted(groups.items()):
                 producer = FrameProducer(endpoint.for_env(group[0]), group, **kwargs)
                 self.producers.append(producer)
                 self._by_env.update(dict.fromkeys(group, producer))
