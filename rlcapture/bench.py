@@ -977,7 +977,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"rlcapture bench {result['env']}: {s['frames']} env-steps per run, median of "
         f"{s['repeats']} run{'s' if s['repeats'] != 1 else ''}, policy {s['policy']}; "
         f"{m['cores']} cores ({m['cpu_model']})",
-        f"{'N':>3}  {'variant':<26} {'steps/s':>9} {'frames/s':>9} {'recorded':>8} {'overhead':>9} "
+        f"{'N':>3}  {'variant':<28} {'steps/s':>9} {'frames/s':>9} {'recorded':>8} {'overhead':>9} "
         f"{'CPU ms/step':>11} {'CPU busy':>8} {'peak PSS':>9} {'of ceiling':>10}",
     ]
     for row in result["results"]:
@@ -987,7 +987,7 @@ def format_table(result: dict[str, Any]) -> str:
         over = "-" if row["variant"] == "none" else _fmt(row["overhead_pct"], ".1f") + "%"
         rec = _fmt(100 * row["recorded_fraction"], ".1f") + "%" if row["recorded_fraction"] else "-"
         lines.append(
-            f"{row['n']:>3}  {row['label']:<26} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "
+            f"{row['n']:>3}  {row['label']:<28} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "
             f"{over:>9} {_fmt(row['cpu_ms_per_step'], '.2f'):>11} "
             f"{_fmt(row['cpu_busy_pct'], '.0f') + '%':>8} "
             f"{_fmt(row['peak_pss_mb'], '.0f') + ' MB':>9} "
@@ -1346,7 +1346,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         shutil.rmtree(folder, ignore_errors=True)
                     trials.append(r)
                     log(
-                        f"  rep {rep} N={n:<3} {_label(v):<26} {r['steps_per_s']:8.0f} steps/s "
+                        f"  rep {rep} N={n:<3} {_label(v):<28} {r['steps_per_s']:8.0f} steps/s "
                         f"{r['frames_per_s']:8.0f} frames/s  {r['run_s']:6.2f} s  "
                         f"peak PSS {r['peak_pss_mb']:5.0f} MB  other load "
                         f"{r['other_load_cores']:.2f} cores"
