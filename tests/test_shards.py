@@ -11,12 +11,14 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LOSSLESS, by_env, decode, read_manifest
+from conftest import LOSSLESS, PYTHON, by_env, decode, pid_gone, read_manifest, wait_until
 
 import rlcapture
 from rlcapture import BatchCapture, CaptureWrapper, Recorder
@@ -210,6 +212,61 @@ def test_close_reports_an_encoder_that_died_unnoticed(tmp_path: Path) -> None:
     assert rec.close() == rec.summary
 
 
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import rlcapture
+
+    env = rlcapture.make_vec("CartPole-v1", 4, sys.argv[1], encoders=2, max_episode_steps=30)
+    env.reset(seed=0)
+    for i in range(100000):
+        env.step(np.zeros(4, int))
+        if i == 60:
+            print(json.dumps([p.pid for p in env._procs] + env.recorder.encoder_pids), flush=True)
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_main_process_killed_with_two_encoders(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """Each encoder sees the recorder's death (no encoder holds another's control pipe)."""
+    script = tmp_path / "record_forever.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [PYTHON, str(script), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=subprocess_env, text=True,
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        line = proc.stdout.readline()
+        assert line, f"the script failed: {proc.stderr.read()}"
+        children = json.loads(line)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+        assert wait_until(lambda: all(pid_gone(p) for p in children), 20.0), [
+            p for p in children if not pid_gone(p)
+        ]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children:
+            if not pid_gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+    # Both encoders closed every video they had open and gave it a line (the
+    # episodes cut short end as "error", from the workers on their way down).
+    records = check_recording(out)
+    assert {r["env"] for r in records} == {0, 1, 2, 3}
+    for rs in by_env(records).values():
+        assert [r["episode"] for r in rs] == list(range(len(rs)))
+
+
 # -- options ----------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [0, -1, "x", 1.5, True, None, 65, "2"])
 def test_bad_encoders_values(tmp_path: Path, value: object) -> None:
@@ -259,3 +316,35 @@ def test_manifest_with_several_writers(tmp_path: Path) -> None:
     assert len(records) == 900
     for w in range(3):
         assert [r["episode"] for r in records if r["env"] == w] == list(range(300))
+
+
+# -- rlcapture bench --encoders -----------------------------------------------------------
+def test_bench_variants_per_encoder_count() -> None:
+    from rlcapture.bench import _base, _encoders_of, _label, _select_variants
+
+    assert _select_variants("none,all,every", 20, [1, 2]) == [
+        "none", "all", "all/e2", "every:20", "every:20/e2",
+    ]  # fmt: skip
+    assert _select_variants("all", 20, [2]) == ["all/e2"]
+    assert _select_variants(None, 20) == _select_variants(None, 20, [1])
+    assert _base("every:20/e2") == "every" and _encoders_of("every:20/e2") == 2
+    assert _encoders_of("all") == 1 and _label("all/e2") == "rlcapture every frame, 2 enc"
+
+
+def test_bench_compares_encoder_counts(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "res.json"
+    code = main(
+        ["bench", "CartPole-v1", "-n", "2", "--frames", "60", "--repeats", "1",
+         "--variants", "none,render,all", "--encoders", "1", "2", "--json", str(out), "-q"]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert "--encoders 1 2" in result["command"] and result["settings"]["encoders"] == [1, 2]
+    rows = {r["variant"]: r for r in result["results"]}
+    assert set(rows) == {"none", "render", "all", "all/e2"}
+    for v, k in (("all", 1), ("all/e2", 2)):
+        assert (
+            rows[v]["encoders"] == k and rows[v]["frames"] == 62
+        )  # 2 resets + 60 steps... per env
+        assert rows[v]["encode_ms"] > 0 and rows[v]["ceiling_pct"] is not None
+    assert "rlcapture every frame, 2 enc" in capsys.readouterr().out
