@@ -19,7 +19,7 @@ import numpy as np
 from ._backend.channel import Endpoint
 from ._backend.episode import EpisodeTracker
 from ._backend.frames import as_frame
-from ._backend.producer import FrameProducer
+from ._backend.producer import FrameProducer, ShardedProducer, open_producer
 from .errors import ClosedError, ConfigError
 from .triggers import ScheduleSpec, as_schedule
 from .wrapper import _endpoint
@@ -66,11 +66,12 @@ class BatchCapture:
         envs = range(first_env_index, first_env_index + num_envs)
         self._trackers = [EpisodeTracker(e, schedule, episodes, derive=False) for e in envs]
         self.recording = np.zeros(num_envs, dtype=bool)
-        self._producer: FrameProducer | None = FrameProducer(
+        # One ring, or one per encoder shard (Recorder(encoders=k)): env e goes to shard e % k.
+        self._producer: FrameProducer | ShardedProducer | None = open_producer(
             endpoint, envs, name=f"batch (envs {envs[0]}-{envs[-1]})", fps=fps, drop=drop, slots=slots
         )
 
-    def _live(self) -> FrameProducer:
+    def _live(self) -> FrameProducer | ShardedProducer:
         if self._producer is None:
             raise ClosedError("this BatchCapture is closed")
         return self._producer

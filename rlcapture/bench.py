@@ -26,6 +26,11 @@ variants rotated each repeat), each in a fresh Python process:
     Stable-Baselines3's ``VecVideoRecorder`` around a ``SubprocVecEnv`` (only if
     stable-baselines3 is installed).
 
+With ``--encoders K [K ...]`` the rlcapture recording variants run once per K
+(``Recorder(encoders=K)``); a K other than 1 is written ``all/eK``,
+``every:M/eK``, so ``--encoders 1 2`` compares one and two encoder processes
+in the same alternating repetitions.
+
 A run steps ``ceil(F / N)`` vector steps and is timed from ``reset`` to the
 return of ``close`` (every video finished). What it reports:
 
@@ -122,21 +127,45 @@ def variant_names(every: int) -> list[str]:
     return [f"every:{every}" if v == "every" else v for v in _BASE_VARIANTS]
 
 
+def _split_encoders(variant: str) -> tuple[str, int]:
+    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, 1)."""
+    name, sep, k = variant.partition("/e")
+    return (name, int(k)) if sep else (variant, 1)
+
+
+def _encoders_of(variant: str) -> int:
+    """How many encoder processes the variant's recorder runs."""
+    return _split_encoders(variant)[1]
+
+
+def _with_encoders(variant: str, k: int) -> str:
+    return variant if k == 1 else f"{variant}/e{k}"
+
+
 def _base(variant: str) -> str:
+    variant = _split_encoders(variant)[0]
     return "every" if variant.startswith("every:") else variant
 
 
 def _what(variant: str) -> str:
+    variant, k = _split_encoders(variant)
+    more = f", Recorder(encoders={k})" if k != 1 else ""
     if variant.startswith("every:"):
         m = int(variant.split(":", 1)[1])
-        return f"CaptureVectorEnv(record='{variant}'): episodes 0, {m}, {2 * m}, ... of each env"
-    return _BASE_VARIANTS[variant][1]
+        return (
+            f"CaptureVectorEnv(record='{variant}'){more}: episodes 0, {m}, {2 * m}, ... of each env"
+        )
+    what = _BASE_VARIANTS[variant][1]
+    return f"{what}{more}" if k != 1 else what
 
 
 def _label(variant: str) -> str:
+    variant, k = _split_encoders(variant)
     if variant.startswith("every:"):
-        return f"rlcapture 1 ep in {variant.split(':', 1)[1]}"
-    return _BASE_VARIANTS[variant][0]
+        label = f"rlcapture 1 ep in {variant.split(':', 1)[1]}"
+    else:
+        label = _BASE_VARIANTS[variant][0]
+    return f"{label}, {k} enc" if k != 1 else label
 
 
 # ======================================================================================
@@ -489,7 +518,7 @@ class _Run:
 
             record = {"none": "none", "render": "none", "all": "all"}.get(self.base, variant)
             fns = [_Rendering(fn) if self.base == "render" else fn] * n
-            self.recorder = Recorder(folder / "out")
+            self.recorder = Recorder(folder / "out", encoders=_encoders_of(variant))
             try:
                 self.envs: Any = CaptureVectorEnv(fns, self.recorder, record=record)
             except BaseException:
@@ -536,12 +565,13 @@ class _Run:
         return self.envs.step(actions)[0]
 
     def encoder_cpu(self) -> float | None:
+        """CPU used so far by the encoder processes (all of them, summed)."""
         if self.recorder is None:
             return None
         import psutil
 
         try:
-            return _proc_cpu(psutil.Process(self.recorder.encoder_pid))
+            return sum(_proc_cpu(psutil.Process(pid)) for pid in self.recorder.encoder_pids)
         except psutil.Error:
             return None
 
@@ -554,7 +584,9 @@ class _Run:
 
         ours = False
         with contextlib.suppress(psutil.Error):
-            ours = psutil.Process(self.recorder.encoder_pid).ppid() == os.getpid()
+            ours = all(
+                psutil.Process(pid).ppid() == os.getpid() for pid in self.recorder.encoder_pids
+            )
         r0 = _reaped_cpu()
         summary = self.recorder.close()
         total = _reaped_cpu() - r0 if ours else None
@@ -636,6 +668,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     run_s = t3 - t1
     return {
         "variant": variant,
+        "encoders": _encoders_of(variant),
         "n": n,
         "steps": steps,
         "repeat": spec.get("repeat", 0),
@@ -882,7 +915,10 @@ def summarize_trials(
                 0.0, 1e3 * (render["cpu_s"] - none["cpu_s"]) / render["frames_rendered"]
             )
         encode_ms = None
-        for source in ("all", every):
+        # One encoder's figures first (k encoders on few cores also pay for
+        # switching between them), then any variant that encoded every frame.
+        sources = ["all", every, *(v for v in variants if _base(v) in ("all", "every"))]
+        for source in sources:
             m = med.get(source) if source else None
             if m and m["encoder_cpu_s"] is not None and m["frames"]:
                 encode_ms = 1e3 * m["encoder_cpu_s"] / m["frames"]
@@ -919,6 +955,12 @@ def summarize_trials(
             row["ceiling_pct"] = (
                 100.0 * m["frames_per_s"] / ceiling if ceiling and base in _EVERY_FRAME else None
             )
+            row["encoders"] = _encoders_of(v) if base in ("all", "every") else None
+            row["encode_ms"] = (
+                1e3 * m["encoder_cpu_s"] / m["frames"]
+                if base in ("all", "every") and m["encoder_cpu_s"] is not None and m["frames"]
+                else None
+            )
             rows.append(row)
     return rows, costs
 
@@ -935,7 +977,7 @@ def format_table(result: dict[str, Any]) -> str:
         f"rlcapture bench {result['env']}: {s['frames']} env-steps per run, median of "
         f"{s['repeats']} run{'s' if s['repeats'] != 1 else ''}, policy {s['policy']}; "
         f"{m['cores']} cores ({m['cpu_model']})",
-        f"{'N':>3}  {'variant':<22} {'steps/s':>9} {'frames/s':>9} {'recorded':>8} {'overhead':>9} "
+        f"{'N':>3}  {'variant':<28} {'steps/s':>9} {'frames/s':>9} {'recorded':>8} {'overhead':>9} "
         f"{'CPU ms/step':>11} {'CPU busy':>8} {'peak PSS':>9} {'of ceiling':>10}",
     ]
     for row in result["results"]:
@@ -945,7 +987,7 @@ def format_table(result: dict[str, Any]) -> str:
         over = "-" if row["variant"] == "none" else _fmt(row["overhead_pct"], ".1f") + "%"
         rec = _fmt(100 * row["recorded_fraction"], ".1f") + "%" if row["recorded_fraction"] else "-"
         lines.append(
-            f"{row['n']:>3}  {row['label']:<22} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "
+            f"{row['n']:>3}  {row['label']:<28} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "
             f"{over:>9} {_fmt(row['cpu_ms_per_step'], '.2f'):>11} "
             f"{_fmt(row['cpu_busy_pct'], '.0f') + '%':>8} "
             f"{_fmt(row['peak_pss_mb'], '.0f') + ' MB':>9} "
@@ -1057,6 +1099,8 @@ def draw_chart(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         y += head_h
         for r in (r for r in rows if r["n"] == n):
             color = _COLORS.get(_base(r["variant"]), (100, 100, 100))
+            if _encoders_of(r["variant"]) != 1:  # more encoders: a darker shade
+                color = tuple(c * 3 // 5 for c in color)
             d.text((32, y + 3), r["label"], fill=(40, 40, 40), font=label_f)
             w = max(1.0, r["steps_per_s"] * scale)
             d.rectangle([left, y + 3, left + w, y + row_h - 3], fill=color)
@@ -1141,6 +1185,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="comma-separated subset of none,render,all,every,gym-vec,gym-worker,sb3 "
         "(default: all that are installed)",
     )
+    p.add_argument(
+        "--encoders", "-e", type=_int_range(1, 64, "--encoders"), nargs="+", default=[1],
+        metavar="K",
+        help="encoder processes of the rlcapture recording variants; several values run "
+        "each of those variants once per K, side by side (default 1)",
+    )  # fmt: skip
     p.add_argument("--seed", type=_int_range(0, 2**31 - 1, "--seed"), default=0)
     p.add_argument("--json", help="where to write the results (default bench-ENV.json)")
     p.add_argument("--png", help="where to draw the chart (default: the JSON path, .png)")
@@ -1165,12 +1215,27 @@ def _command(args: argparse.Namespace, ns: Sequence[int]) -> str:
         parts += ["--policy", args.policy]
     if args.variants:
         parts += ["--variants", args.variants]
+    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
+    if encoders != [1]:
+        parts += ["--encoders", *map(str, encoders)]
     if args.max_other_load is not None:
         parts += ["--max-other-load", f"{args.max_other_load:g}"]
     return " ".join(parts)
 
 
-def _select_variants(text: str | None, every: int) -> list[str]:
+def _select_variants(text: str | None, every: int, encoders: Sequence[int] = (1,)) -> list[str]:
+    """The variants to run: ``--variants`` (default all), each recording one once per K."""
+    chosen = _chosen_variants(text, every)
+    out = []
+    for v in chosen:
+        if _base(v) in ("all", "every"):
+            out.extend(_with_encoders(v, k) for k in dict.fromkeys(encoders))
+        else:
+            out.append(v)
+    return out
+
+
+def _chosen_variants(text: str | None, every: int) -> list[str]:
     names = variant_names(every)
     if not text:
         return names
@@ -1213,7 +1278,8 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     env = args.env_id
     if not isinstance(env, str) or not env.strip():
         raise EnvError("give an env id or module:factory")
-    variants = _select_variants(args.variants, args.every_episode)
+    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
+    variants = _select_variants(args.variants, args.every_episode, encoders)
     ns = list(dict.fromkeys(args.num_envs))
     json_path = Path(args.json) if args.json else Path(f"bench-{_safe_name(env)}.json")
     png_path = Path(args.png) if args.png else json_path.with_suffix(".png")
@@ -1280,7 +1346,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         shutil.rmtree(folder, ignore_errors=True)
                     trials.append(r)
                     log(
-                        f"  rep {rep} N={n:<3} {_label(v):<22} {r['steps_per_s']:8.0f} steps/s "
+                        f"  rep {rep} N={n:<3} {_label(v):<28} {r['steps_per_s']:8.0f} steps/s "
                         f"{r['frames_per_s']:8.0f} frames/s  {r['run_s']:6.2f} s  "
                         f"peak PSS {r['peak_pss_mb']:5.0f} MB  other load "
                         f"{r['other_load_cores']:.2f} cores"
@@ -1312,6 +1378,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             "policy": args.policy,
             "seed": args.seed,
             "max_other_load": args.max_other_load,
+            "encoders": encoders,
         },
         "probe": probe,
         "variants": {v: {"label": _label(v), "what": _what(v)} for v in variants},

@@ -243,6 +243,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--mosaic", action="store_true", help="also write OUT/mosaic.mp4 with every env side by side")
     rec.add_argument("--envs-per-worker", type=_positive(int, 1, 1024, "--envs-per-worker"), default=1)
+    rec.add_argument(
+        "--encoders",
+        type=_positive(int, 1, 64, "--encoders"),
+        default=1,
+        help="encoder processes; env i is encoded by encoder i %% K (default 1)",
+    )
     rec.add_argument("--drop", action="store_true", help="drop frames rather than slow the envs")
     rec.add_argument("--step-timeout", type=_positive(float, 0.001, 1e6, "--step-timeout"))
     rec.add_argument(
@@ -322,6 +328,7 @@ def _record_one(
         record=schedule,
         episodes_per_env=quotas,
         envs_per_worker=args.envs_per_worker,
+        encoders=args.encoders,
         step_timeout=args.step_timeout,
         fps=args.fps,
         codec=args.codec,

@@ -83,7 +83,13 @@ class StepTimeoutError(WorkerError, TimeoutError):
 
 
 class EncoderError(ProcessDiedError):
-    """The encoder process raised or died."""
+    """The encoder process raised or died.
 
-    def __init__(self, message: str, exitcode: int | None = None) -> None:
+    Attributes:
+        shard: Which of the recorder's encoder processes (0 with one encoder),
+            or None where it is not known (a producer that lost its encoder).
+    """
+
+    def __init__(self, message: str, exitcode: int | None = None, shard: int | None = None) -> None:
         super().__init__(message, "encoder", exitcode)
+        self.shard = shard

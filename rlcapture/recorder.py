@@ -1,11 +1,12 @@
 """The recorder: the engine's front, which owns the output folder and the encoder.
 
 A :class:`Recorder` prepares the output folder (refusing to overwrite a recording
-unless asked), starts the encoder process and hands out its :attr:`endpoint`,
-through which any number of producers attach: the workers of
-:class:`~rlcapture.CaptureVectorEnv`, :class:`~rlcapture.CaptureWrapper` inside
-another runner's envs, and :class:`~rlcapture.BatchCapture` for simulators that
-render a batch in one process.
+unless asked), starts the encoder process (or ``encoders`` of them, each
+recording a share of the envs into the same folder and manifest) and hands out
+its :attr:`endpoint`, through which any number of producers attach: the workers
+of :class:`~rlcapture.CaptureVectorEnv`, :class:`~rlcapture.CaptureWrapper`
+inside another runner's envs, and :class:`~rlcapture.BatchCapture` for
+simulators that render a batch in one process.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Recorder", "MANIFEST", "VIDEOS", "FRAMES"]
+__all__ = ["Recorder", "MANIFEST", "VIDEOS", "FRAMES", "MAX_ENCODERS"]
 
 MANIFEST = "episodes.jsonl"
 VIDEOS = "videos"
@@ -46,6 +48,8 @@ _LOCK = ".rlcapture.lock"
 # scripts: letters, digits (any script) and . _ - + = @ , only. This refuses
 # '/', '\\', NUL, control characters, spaces, quotes and ; | & $ ` * ? < > ( ).
 _PREFIX_OK = re.compile(r"[\w.+=@,-]*")
+#: The most encoder processes one recorder starts.
+MAX_ENCODERS = 64
 
 
 def _check_prefix(prefix: str) -> str:
@@ -71,15 +75,41 @@ def _image_options(frames: int | None, keyframes: bool | int) -> ImageOptions:
     return ImageOptions(every=frames, keyframes=True, keyframe_every=keyframes)
 
 
-def _encoder_entry(config: EncoderConfig, control: Any, parent: Any) -> None:
-    """Run the encoder after closing the recorder's end of the control pipe.
+def _check_encoders(encoders: Any) -> int:
+    if isinstance(encoders, bool) or not isinstance(encoders, int) or not (
+        1 <= encoders <= MAX_ENCODERS
+    ):
+        raise ConfigError(
+            f"encoders must be an integer from 1 to {MAX_ENCODERS} (encoder processes; "
+            f"env i is encoded by encoder i % encoders), got {encoders!r}"
+        )
+    return encoders
 
-    A forked child inherits that end; kept open, it would hide the recorder's
-    death (no end-of-file) and leave the encoder running forever, holding the
-    folder's lock, after the recorder's process is killed.
+
+def _encoder_entry(config: EncoderConfig, control: Any, parents: Any) -> None:
+    """Run the encoder after closing the recorder's ends of the control pipes.
+
+    A forked child inherits them (its own and those of the encoders started
+    before it); kept open, they would hide the recorder's death (no
+    end-of-file) and leave an encoder running forever, holding the folder's
+    lock, after the recorder's process is killed.
     """
-    parent.close()
+    for parent in parents:
+        parent.close()
     encoder_main(config, control)
+
+
+class _Shard:
+    """One encoder process: its control pipe, where it listens, what it did."""
+
+    def __init__(self, index: int, proc: Any, conn: Any, token: str) -> None:
+        self.index = index
+        self.proc = proc
+        self.conn: Any = conn
+        self.token = token
+        self.address = ""
+        self.summary: dict[str, Any] | None = None
+        self.done = False  # closed, or failed and reported
 
 
 class Recorder:
@@ -122,6 +152,10 @@ class Recorder:
             and manifest). Without it such a folder is refused and left untouched.
         context: ``multiprocess`` start method ("fork", "spawn", "forkserver").
         timeout: Seconds any side waits for another before calling it stuck.
+        encoders: Encoder processes. With ``k > 1``, env ``i`` is encoded by
+            encoder ``i % k``; all write to the same folder and manifest.
+            Worth it where one encoder cannot keep up and there are cores to
+            spare (see ``benchmarks/RESULTS.md``); 1 by default.
 
     Raises:
         OutputExistsError: ``out`` holds a recording and ``overwrite`` is False.
@@ -152,9 +186,9 @@ class Recorder:
         overwrite: bool = False,
         context: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        encoders: int = 1,
     ) -> None:
-        self._proc: Any = None
-        self._conn: Any = None
+        self._shards: list[_Shard] = []
         self._lock_fd = -1
         self._closed = False
         self.summary: dict[str, Any] = {}
@@ -168,6 +202,7 @@ class Recorder:
             raise ConfigError(f"slots must be an integer from 1 to 4096, got {slots!r}")
         if not (timeout > 0):
             raise ConfigError(f"timeout must be positive, got {timeout!r}")
+        self.encoders = _check_encoders(encoders)
         try:
             check_codec(codec, pix_fmt)
         except ValueError as exc:
@@ -198,6 +233,17 @@ class Recorder:
                 "(CaptureVectorEnv takes mosaic=True for all its envs)"
             )
         self.mosaic = mosaic
+        if self.encoders > 1 and mosaic is not None:
+            raise ConfigError(
+                "mosaic needs every env's frames in one encoder; use encoders=1 with mosaic"
+            )
+        ranked = [r.label() for r in self.keep if r.kind in ("worst", "best") or r.count]
+        if self.encoders > 1 and ranked:
+            raise ConfigError(
+                f"keep rule {ranked[0]!r} ranks episodes across the run, but each of the "
+                f"{self.encoders} encoders would rank only its own; use encoders=1 with it "
+                "(failures and sample:P work with several encoders)"
+            )
         self.name_prefix = _check_prefix(name_prefix)
         self.out = Path(out)
         self.timeout = float(timeout)
@@ -263,52 +309,88 @@ class Recorder:
                 f"cannot write in {str(out)!r}: {exc.strerror}; choose a folder you can write to"
             ) from None
 
-    # -- encoder process --------------------------------------------------------
+    # -- encoder processes ------------------------------------------------------
     def _start(self, context: str | None, drop: bool, slots: int) -> None:
         ctx = get_context(context)
         self.context = ctx.get_start_method()
-        token = secrets.token_hex(16)
-        config = EncoderConfig(
-            out_dir=str(self.out.resolve()),
-            outputs=self.outputs,
-            token=token,
-            prefix=self.name_prefix,
-            keep=self.keep,
-            keep_seed=self.keep_seed,
-            mosaic=self.mosaic,
-        )
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_encoder_entry,
-            args=(config, child, self._conn),
-            name="rlcapture-encoder",
-            daemon=True,
-        )
-        self._proc.start()
-        child.close()
-        msg = wait_ready(self._conn, self._proc, max(self.timeout, 30.0))
-        if not msg or msg[0] != "ready":
-            raise self._failure(msg, "failed to start")
+        out_dir = str(self.out.resolve())
+        try:
+            for i in range(self.encoders):
+                token = secrets.token_hex(16)
+                config = EncoderConfig(
+                    out_dir=out_dir,
+                    outputs=self.outputs,
+                    token=token,
+                    prefix=self.name_prefix,
+                    keep=self.keep,
+                    keep_seed=self.keep_seed,
+                    mosaic=self.mosaic,
+                )
+                conn, child = ctx.Pipe()
+                shard = _Shard(i, None, conn, token)
+                self._shards.append(shard)
+                shard.proc = ctx.Process(
+                    target=_encoder_entry,
+                    args=(config, child, [s.conn for s in self._shards]),
+                    name="rlcapture-encoder" if self.encoders == 1 else f"rlcapture-encoder-{i}",
+                    daemon=True,
+                )
+                shard.proc.start()
+                child.close()
+            for shard in self._shards:
+                msg = wait_ready(shard.conn, shard.proc, max(self.timeout, 30.0))
+                if not msg or msg[0] != "ready":
+                    raise self._failure(shard, msg, "failed to start")
+                shard.address = msg[1]
+        except BaseException:
+            self._stop_all(2.0)
+            raise
+        first = self._shards[0]
         self.endpoint = Endpoint(
-            address=msg[1],
-            token=token,
+            address=first.address,
+            token=first.token,
             options={"drop": bool(drop), "slots": slots, "timeout": self.timeout},
+            shards=(
+                tuple((s.address, s.token) for s in self._shards) if self.encoders > 1 else ()
+            ),
         )
 
-    def _failure(self, msg: Any, what: str) -> EncoderError:
-        proc = self._proc
+    def _stop_all(self, timeout: float) -> None:
+        """Stop every encoder process still running (after a failure)."""
+        for shard in self._shards:
+            if shard.conn is not None:
+                shard.conn.close()  # end-of-file: an idle encoder exits at once
+                shard.conn = None
+        for shard in self._shards:
+            if shard.proc is not None and shard.proc.pid is not None:
+                stop_process(shard.proc, timeout)
+            shard.done = True
+
+    def _name(self, shard: _Shard) -> str:
+        if self.encoders == 1:
+            return f"the encoder process (pid {shard.proc.pid})"
+        return (
+            f"encoder {shard.index} of {self.encoders} (pid {shard.proc.pid}; "
+            f"envs i with i % {self.encoders} == {shard.index})"
+        )
+
+    def _failure(self, shard: _Shard, msg: Any, what: str) -> EncoderError:
+        proc = shard.proc
         if msg and msg[0] == "error":
             proc.join(5.0)
+            name = "the encoder process" if self.encoders == 1 else self._name(shard)
             err = EncoderError(
-                f"the encoder process {what}: {msg[1]} ({describe_exit(proc.exitcode)})",
+                f"{name} {what}: {msg[1]} ({describe_exit(proc.exitcode)})",
                 proc.exitcode,
+                shard.index,
             )
             err.__cause__ = RemoteTraceback(msg[2])
             return err
         proc.join(1.0)
         return EncoderError(
-            f"the encoder process (pid {proc.pid}) {what}: {describe_exit(proc.exitcode)}",
+            f"{self._name(shard)} {what}: {describe_exit(proc.exitcode)}",
             proc.exitcode,
+            shard.index,
         )
 
     @property
@@ -318,61 +400,103 @@ class Recorder:
 
     @property
     def encoder_pid(self) -> int:
-        return int(self._proc.pid)
+        """The pid of the (first) encoder process."""
+        return int(self._shards[0].proc.pid)
+
+    @property
+    def encoder_pids(self) -> list[int]:
+        """The pid of every encoder process, shard 0 first."""
+        return [int(s.proc.pid) for s in self._shards]
+
+    def endpoint_for(self, env_index: int) -> Endpoint:
+        """The endpoint of the encoder that records env ``env_index`` (shard ``env_index % encoders``).
+
+        :attr:`endpoint` routes by itself wherever rlcapture takes an endpoint;
+        this one is for a :class:`~rlcapture._backend.producer.FrameProducer`
+        made by hand.
+        """
+        if isinstance(env_index, bool) or not isinstance(env_index, int) or env_index < 0:
+            raise ConfigError(f"env_index must be a non-negative integer, got {env_index!r}")
+        return self.endpoint.for_env(env_index)
 
     def check(self) -> None:
-        """Raise :class:`EncoderError` if the encoder died or failed (one cheap poll).
+        """Raise :class:`EncoderError` if an encoder died or failed (one cheap poll each).
 
         Call it now and then from a loop that owns the recorder;
-        :class:`CaptureVectorEnv` calls it on every step.
+        :class:`CaptureVectorEnv` calls it on every step. The error names the
+        encoder and how it ended. With several encoders the others keep
+        running, so that :meth:`close` can finish their videos.
         """
         if self._closed:
             return
-        conn = self._conn
-        if conn.poll():
+        for shard in self._shards:
+            if shard.done or not shard.conn.poll():
+                continue
             try:
-                msg = conn.recv()
+                msg = shard.conn.recv()
             except (EOFError, OSError):
                 msg = None
-            self._closed = True
-            stop_process(self._proc, 5.0)
-            self._release()
-            raise self._failure(msg, "died")
+            shard.done = True
+            stop_process(shard.proc, 5.0)
+            err = self._failure(shard, msg, "died")
+            shard.conn.close()
+            shard.conn = None
+            if all(s.done for s in self._shards):
+                self._closed = True
+                self._release()
+            raise err
 
     def close(self, timeout: float | None = None) -> dict[str, Any]:
-        """Finish every video and the manifest, and stop the encoder (idempotent).
+        """Finish every video and the manifest, and stop the encoders (idempotent).
 
         Producers should be closed first; ones still attached get ``timeout``
         seconds to say goodbye, then their open videos are closed as they are.
 
         Returns:
-            What the encoder did: ``frames``, ``episodes``, ``videos``.
+            What the encoders did, summed: ``frames``, ``episodes``, ``videos``
+            (an encoder that failed earlier and was reported by :meth:`check`
+            is left out).
 
         Raises:
-            EncoderError: If the encoder failed or died before finishing.
+            EncoderError: If an encoder failed or died before finishing (the
+                first one; the others are still closed).
         """
         if self._closed:
             return self.summary
         self._closed = True
         timeout = self.timeout if timeout is None else timeout
+        live = [s for s in self._shards if not s.done]
         try:
-            try:
-                self._conn.send(("close", timeout))
-            except OSError:
-                pass
-            msg = wait_ready(self._conn, self._proc, timeout + 30.0)
-            if not msg or msg[0] != "closed":
-                raise self._failure(msg, "failed while closing")
-            self.summary = msg[1]
+            for shard in live:  # every encoder finishes at the same time
+                try:
+                    shard.conn.send(("close", timeout))
+                except OSError:
+                    pass
+            deadline = time.monotonic() + timeout + 30.0
+            errors: list[EncoderError] = []
+            for shard in live:
+                msg = wait_ready(shard.conn, shard.proc, max(0.0, deadline - time.monotonic()))
+                shard.done = True
+                if not msg or msg[0] != "closed":
+                    errors.append(self._failure(shard, msg, "failed while closing"))
+                else:
+                    shard.summary = msg[1]
+            done = [s.summary for s in self._shards if s.summary is not None]
+            if done:
+                self.summary = {key: sum(int(d.get(key, 0)) for d in done) for key in done[0]}
+            if errors:
+                raise errors[0]
             return self.summary
         finally:
-            stop_process(self._proc, 10.0)
+            for shard in live:
+                stop_process(shard.proc, 10.0)
             self._release()
 
     def _release(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for shard in self._shards:
+            if shard.conn is not None:
+                shard.conn.close()
+                shard.conn = None
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -397,5 +521,6 @@ class Recorder:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"encoder pid {self._proc.pid}"
+        pids = ", ".join(str(s.proc.pid) for s in self._shards)
+        state = "closed" if self._closed else f"encoder pid{'s' if self.encoders > 1 else ''} {pids}"
         return f"Recorder({str(self.out)!r}, {state})"

@@ -26,6 +26,7 @@ __all__ = ["CaptureWrapper"]
 
 
 def _endpoint(target: Recorder | Endpoint) -> Endpoint:
+    """The endpoint of a recorder: it knows every encoder shard and picks one per env."""
     if isinstance(target, Recorder):
         return target.endpoint
     if isinstance(target, Endpoint):
@@ -68,7 +69,8 @@ class CaptureWrapper(gym.Wrapper):
                 f"env {env_index} has render_mode={env.render_mode!r}; make it with "
                 "render_mode='rgb_array' to record it"
             )
-        self._endpoint = _endpoint(recorder)
+        # With several encoder shards, the one that records this env.
+        self._endpoint = _endpoint(recorder).for_env(env_index)
         self._tracker = EpisodeTracker(env_index, as_schedule(record), episodes)
         self._drop = drop
         self._producer: FrameProducer | None = None

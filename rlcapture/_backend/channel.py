@@ -75,11 +75,26 @@ class Endpoint:
         address: The listening socket's address.
         token: A secret a producer must present in its hello.
         options: Producer defaults chosen by the recorder (drop mode, ring size).
+        shards: With several encoder processes, the ``(address, token)`` of
+            each; env ``e`` belongs to shard ``e % len(shards)``, and
+            :meth:`for_env` picks its endpoint. Empty with one encoder.
     """
 
     address: str
     token: str
     options: dict[str, Any] = field(default_factory=dict)
+    shards: tuple[tuple[str, str], ...] = ()
+
+    def shard_of(self, env: int) -> int:
+        """The encoder shard that records env ``env`` (always 0 with one encoder)."""
+        return int(env) % len(self.shards) if self.shards else 0
+
+    def for_env(self, env: int) -> Endpoint:
+        """The endpoint of the encoder that records env ``env``."""
+        if not self.shards:
+            return self
+        address, token = self.shards[self.shard_of(env)]
+        return Endpoint(address, token, self.options)
 
 
 def pack_json(kind: int, payload: dict[str, Any]) -> bytes:

@@ -5,6 +5,16 @@ so a line is on disk (in the page cache) before the next episode is handled
 and a crash cannot leave earlier lines half-written. A write that fails
 part-way (a full disk, a file size limit) is taken back, so the file never
 ends in half a line.
+
+Several encoder processes (``Recorder(encoders=k)``) append to one manifest,
+each through its own descriptor. ``O_APPEND`` alone keeps whole-line writes
+from interleaving, but taking back a torn line (truncating to the size seen
+before the write) could cut off a line another encoder appended meanwhile, and
+the rest of a short write could land after someone else's line. So each line
+is written under an exclusive ``flock`` of the manifest, held only for that
+line's write (and its take-back): the size seen before the write is then
+still the file's size when it is truncated. Readers take no lock; they never
+see half a line except for the moment a line is being written.
 """
 
 from __future__ import annotations
@@ -13,7 +23,14 @@ import errno
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: one writer only
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["Manifest", "FIELDS", "read_manifest"]
 
@@ -56,23 +73,36 @@ class Manifest:
         ordered.update({k: _clean(v) for k, v in record.items() if k not in ordered})
         line = json.dumps(ordered, separators=(", ", ": ")) + "\n"
         data = memoryview(line.encode())
-        before = os.fstat(self._fd).st_size  # the encoder is the only writer
-        try:
-            while data:
-                written = os.write(self._fd, data)
-                if written <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                # A short write (the disk or the size limit reached): try the
-                # rest, which raises the real error if there is no room left.
-                data = data[written:]
-        except OSError:
-            try:  # take back the part of the line that was written
-                if os.fstat(self._fd).st_size != before:
-                    os.ftruncate(self._fd, before)
+        with self._locked():  # other encoders of the same recorder wait meanwhile
+            before = os.fstat(self._fd).st_size
+            try:
+                while data:
+                    written = os.write(self._fd, data)
+                    if written <= 0:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    # A short write (the disk or the size limit reached): try the
+                    # rest, which raises the real error if there is no room left.
+                    data = data[written:]
             except OSError:
-                pass
-            raise
+                try:  # take back the part of the line that was written
+                    if os.fstat(self._fd).st_size != before:
+                        os.ftruncate(self._fd, before)
+                except OSError:
+                    pass
+                raise
         self.lines += 1
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the manifest's ``flock`` (shared by every writer of this file)."""
+        if fcntl is None:
+            yield
+            return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def moved(self) -> bool:
         """Whether the file at ``path`` is gone or is another file (its folder removed)."""

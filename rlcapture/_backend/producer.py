@@ -25,7 +25,7 @@ from .channel import Endpoint
 from .frames import as_frame
 from .ring import Ring, RingIndex
 
-__all__ = ["FrameProducer", "DEFAULT_SLOTS", "DEFAULT_TIMEOUT"]
+__all__ = ["FrameProducer", "ShardedProducer", "open_producer", "DEFAULT_SLOTS", "DEFAULT_TIMEOUT"]
 
 DEFAULT_SLOTS = 8
 #: Seconds a producer waits for the encoder before declaring it stuck.
@@ -285,6 +285,59 @@ class FrameProducer:
             self.close()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
+
+
+class ShardedProducer:
+    """Producers of envs that belong to several encoder shards: one per shard.
+
+    A recorder with ``encoders=k`` records env ``e`` in shard ``e % k``; a
+    producer of several envs (a worker hosting a few, a batch) opens one
+    :class:`FrameProducer` (one connection, one ring) per shard it needs and
+    sends each env's frames and episode ends to its own. Same methods as
+    :class:`FrameProducer`.
+    """
+
+    def __init__(self, endpoint: Endpoint, envs: Iterable[int], **kwargs: Any) -> None:
+        groups: dict[int, list[int]] = {}
+        for e in sorted(int(e) for e in envs):
+            groups.setdefault(endpoint.shard_of(e), []).append(e)
+        self.producers: list[FrameProducer] = []
+        self._by_env: dict[int, FrameProducer] = {}
+        try:
+            for _shard, group in sorted(groups.items()):
+                producer = FrameProducer(endpoint.for_env(group[0]), group, **kwargs)
+                self.producers.append(producer)
+                self._by_env.update(dict.fromkeys(group, producer))
+        except BaseException:
+            self.close()
+            raise
+
+    def check(self, env: int, episode: int, step: int, frame: Any) -> np.ndarray:
+        return self._by_env[env].check(env, episode, step, frame)
+
+    def frame(self, env: int, episode: int, step: int, frame: Any) -> bool:
+        return self._by_env[env].frame(env, episode, step, frame)
+
+    def end(self, record: dict[str, Any]) -> None:
+        self._by_env[int(record["env"])].end(record)
+
+    def close(self) -> None:
+        for producer in self.producers:
+            producer.close()
+
+
+def open_producer(
+    endpoint: Endpoint, envs: Iterable[int], **kwargs: Any
+) -> FrameProducer | ShardedProducer:
+    """A producer for ``envs``: connected to the encoder (or encoders) that own them.
+
+    Keyword arguments go to :class:`FrameProducer`.
+    """
+    envs = sorted(int(e) for e in envs)
+    shards = {endpoint.shard_of(e) for e in envs}
+    if len(shards) <= 1:
+        return FrameProducer(endpoint.for_env(envs[0]) if envs else endpoint, envs, **kwargs)
+    return ShardedProducer(endpoint, envs, **kwargs)
 
 
 def _size(shape: tuple[int, ...]) -> str:

@@ -26,7 +26,7 @@ from ..errors import ClosedError, ConfigError, EncoderError, EnvError, FrameErro
 from ..triggers import Schedule
 from .channel import Endpoint
 from .episode import EpisodeTracker
-from .producer import FrameProducer
+from .producer import FrameProducer, ShardedProducer, open_producer
 
 __all__ = ["worker_main", "WorkerSpec", "Shared"]
 
@@ -114,7 +114,7 @@ class _Worker:
         self.obs_space: Any = None
         self.next_step = spec.autoreset_mode == AutoresetMode.NEXT_STEP
         self.needs_reset = [False] * len(spec.env_indices)
-        self.producer: FrameProducer | None = None
+        self.producer: FrameProducer | ShardedProducer | None = None
         self.to_render: list[int] = []
         self.waiting = False  # frames held until the vector env says "render"
         # Episodes that ended this step (next-step autoreset), finished only
@@ -140,7 +140,9 @@ class _Worker:
         env0 = self.envs[0]
         self.obs_space = env0.observation_space
         fps = env0.metadata.get("render_fps")
-        self.producer = FrameProducer(
+        # One producer, or one per encoder shard when this worker's envs
+        # belong to several (Recorder(encoders=k) records env e in shard e % k).
+        self.producer = open_producer(
             self.spec.endpoint,
             self.spec.env_indices,
             name=f"worker {self.spec.index} (envs {_span(self.spec.env_indices)})",
