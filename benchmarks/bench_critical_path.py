@@ -14,7 +14,8 @@ the CPU is free meanwhile) steps N = 4 CartPole-v1 envs (random actions), with:
 * ``all-now`` / ``all-gate``: ``all`` with ``render_after_batch`` forced off
   (each worker renders as soon as it answered) or on (workers render once
   every worker answered); ``all`` takes the default (on when workers
-  outnumber cores).
+  outnumber cores);
+* ``every``: rlcapture recording 1 episode in 20 (``record="every:20"``).
 
 For each it reports step latency (the time ``envs.step`` takes, p50 and p99),
 throughput (env-steps/s over the stepping loop, and with ``close`` included),
@@ -116,7 +117,7 @@ def trial(spec: dict[str, Any]) -> dict[str, Any]:
         warm.reset(seed=0)
         warm.env.render()
         warm.env.close()
-        record = "all" if variant.startswith("all") else "none"
+        record = "all" if variant.startswith("all") else "every:20" if variant == "every" else "none"
         gate = {"all-gate": True, "all-now": False}.get(variant)  # else the default (auto)
         envs = rlcapture.CaptureVectorEnv(
             [Timed] * n, tmp / "out", record=record, render_after_batch=gate
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="none, render, all, all-nice, all-now, all-gate (default: %(default)s)",
+        help="none, render, all, all-nice, all-now, all-gate, every (default: %(default)s)",
     )
     ap.add_argument("--trial", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
