@@ -153,6 +153,21 @@ def test_keep_failures_sample_and_unfinished() -> None:
         return alive
 
     assert len(sample(1)) == 3 and sample(1) == sample(1) != sample(2)
+
+    # the same seed keeps the same episodes whatever order they end in
+    def kept_in(order: list, spec: str) -> set:
+        p = KeepPolicy(parse_keep(spec), seed=4)
+        alive: set = set()
+        for key in order:
+            d = p.decide(key, ended(1.0))
+            alive |= {key} if d.kept else set()
+            alive -= {k for k, _ in d.evicted}
+        return alive
+
+    keys = [(e, k) for k in range(10) for e in range(4)]
+    shuffled = sorted(keys, key=lambda k: hash((k[1] * 7919 + k[0]) % 97))
+    assert kept_in(keys, "sample:5") == kept_in(shuffled, "sample:5")
+    assert kept_in(keys, "sample:0.3") == kept_in(shuffled, "sample:0.3")
     frac = KeepPolicy(parse_keep("sample:0.5"), seed=0)
     kept = sum(frac.decide((0, i), ended(i)).kept for i in range(400))
     assert 150 < kept < 250

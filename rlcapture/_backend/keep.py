@@ -14,15 +14,21 @@ never deletes what it cannot judge.
 Spec strings (``--keep``), combined with commas, an episode kept if any rule
 keeps it: ``all``, ``worst:K``, ``best:K``, ``failures`` (terminated rather
 than truncated), ``failures:R`` (return below ``R``), ``sample:K`` (a uniform
-sample of ``K`` episodes, reservoir sampling), ``sample:P`` with ``0 < P < 1``
-(each episode kept with probability ``P``).
+sample of ``K`` episodes), ``sample:P`` with ``0 < P < 1`` (each episode kept
+with probability ``P``).
+
+Random samples draw one number per episode from a hash of (seed, env,
+episode), not from a generator consumed in the order episodes end: envs end
+their episodes in an order that changes from run to run, and the same seed
+must keep the same episodes. ``sample:K`` keeps the K episodes with the
+smallest numbers, which is a uniform sample without replacement.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,12 +156,11 @@ class KeepPolicy:
     def __init__(self, rules: tuple[KeepRule, ...], seed: int = 0) -> None:
         self.rules = rules
         self.keeps_all = any(r.kind == "all" for r in rules)
-        self._rng = random.Random(seed)
+        self.seed = seed
         self._order = 0  # episodes judged so far: breaks ties, earliest first
         # Per ranked rule, a heap of the episodes it holds. For "worst" the
         # heap's top is the best return held (the next to go): (-return, -order).
         self._heaps: list[list[tuple[float, int, Key]]] = [[] for _ in rules]
-        self._seen = [0] * len(rules)  # for reservoir sampling
         self._holders: dict[Key, set[int]] = {}  # which ranked rules hold an episode
 
     def decide(self, key: Key, record: dict[str, Any]) -> Decision:
@@ -177,7 +182,7 @@ class KeepPolicy:
                 if failed:
                     reasons.append(rule.label())
             elif rule.kind == "sample" and rule.probability is not None:
-                if self._rng.random() < rule.probability:
+                if self._draw(key) < rule.probability:
                     reasons.append(rule.label())
             else:  # ranked: worst, best, sample:K
                 out = self._rank(i, rule, key, ret, order)
@@ -199,19 +204,8 @@ class KeepPolicy:
             item = (-ret, -order, key)
         elif rule.kind == "best":  # keep highest returns; top = lowest held
             item = (ret, -order, key)
-        else:  # reservoir sample of rule.count
-            self._seen[i] += 1
-            if len(heap) < rule.count:
-                heap.append((0.0, order, key))
-                self._holders.setdefault(key, set()).add(i)
-                return None
-            j = self._rng.randrange(self._seen[i])
-            if j >= rule.count:
-                return key
-            _, _, out = heap[j]
-            heap[j] = (0.0, order, key)
-            self._holders.setdefault(key, set()).add(i)
-            return out
+        else:  # sample of rule.count: keep the smallest draws; top = largest held
+            item = (-self._draw(key), -order, key)
         self._holders.setdefault(key, set()).add(i)
         if len(heap) < rule.count:
             heapq.heappush(heap, item)
@@ -233,6 +227,11 @@ class KeepPolicy:
             return []  # another ranked rule still holds it
         del self._holders[out]
         return [(out, f"pushed out of the {rule.label()}")]
+
+    def _draw(self, key: Key) -> float:
+        """A number in [0, 1) fixed by (seed, env, episode): the same whatever the order."""
+        digest = hashlib.blake2b(f"{self.seed}:{key[0]}:{key[1]}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") / 2**64
 
     def held(self, key: Key) -> bool:
         """Whether a ranked rule still holds ``key`` (so a later episode may push it out)."""
