@@ -164,8 +164,10 @@ def test_one_encoder_killed_mid_run(tmp_path: Path) -> None:
     # Shard 0 (envs 0 and 2) finished its videos properly; shard 1's died
     # with it, and what reached the disk decodes.
     records = read_manifest(out)
-    assert records and {r["env"] for r in records} <= {0, 2}
-    assert {r["env"] for r in records if r["end"] == "closed"} == {0, 2}
+    assert {r["env"] for r in records} == {0, 2}
+    # an episode running at close ends "closed"; one that had just ended
+    # (next-step autoreset, not yet reset) has no running episode to close
+    assert {r["end"] for r in records} <= {"terminated", "truncated", "closed"}
     for r in records:
         assert decode(out / r["video"]).count == r["frames"]
     for path in (out / "videos").glob("env[13]-*.mp4"):
