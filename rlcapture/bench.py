@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import importlib
 import json
 import math
 import os
@@ -78,6 +77,7 @@ from typing import Any, TextIO
 import gymnasium as gym
 import numpy as np
 
+from .envs import import_object
 from .errors import ConfigError, EnvError, OutputError, RLCaptureError
 
 __all__ = ["RenderEveryFrame", "add_parser", "bench", "draw_chart", "variant_names"]
@@ -218,32 +218,6 @@ def _is_factory_spec(spec: str) -> bool:
     return bool(ident.match(module)) and bool(ident.match(attr))
 
 
-def _import_object(spec: str, what: str) -> Any:
-    """Import ``module:attr`` (the current folder importable, as with ``python -m``)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"{what} {spec!r} must be written module:callable")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import {what} module {module_name!r}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module failed to import
-        raise ConfigError(
-            f"importing {what} module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ConfigError(f"module {module_name!r} has no {attr!r} (the {what} {spec!r})")
-    if not callable(obj):
-        raise ConfigError(f"{what} {spec!r} is not callable")
-    return obj
-
-
 def _module_root(spec: str) -> str | None:
     """The folder to put on ``sys.path`` so that ``spec``'s module imports (after importing it)."""
     name = spec.partition(":")[0]
@@ -260,7 +234,7 @@ def _module_root(spec: str) -> str | None:
 def _env_factory(env: str) -> Callable[[], gym.Env]:
     """A function that makes the benchmarked env (in this process or a worker)."""
     if _is_factory_spec(env):
-        return _import_object(env, "env factory")
+        return import_object(env, "env factory")
     from .envs import make_env_fn
 
     return make_env_fn(env)
@@ -340,7 +314,7 @@ def _policy(spec: str, single_action_space: gym.Space, n: int, seed: int) -> Cal
         return _RandomPolicy(single_action_space, n, seed)
     if ":" not in spec:
         raise ConfigError(f"unknown policy {spec!r}: use 'random' or 'module:callable'")
-    return _import_object(spec, "policy")
+    return import_object(spec, "policy")
 
 
 # ======================================================================================

@@ -9,7 +9,6 @@ line on stderr and exit status 2; Ctrl-C stops cleanly with status 130.
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import re
 import sys
@@ -21,7 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._backend.manifest import read_manifest
-from .envs import make_env_fn
+from .envs import import_object, make_env_fn
 from .errors import ConfigError, RLCaptureError
 from .stats import describe, summarize
 from .triggers import as_schedule
@@ -96,19 +95,7 @@ def load_policy(
         return load_sb3_policy(spec, deterministic)
     if ":" not in spec:
         raise ConfigError(f"unknown policy {spec!r}: use 'random', 'sb3:ALGO:path.zip' or 'module:callable'")
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import policy module {module_name!r}: {exc}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ConfigError(f"module {module_name!r} has no {attr!r}")
-    if not callable(obj):
-        raise ConfigError(f"policy {spec!r} is not callable")
-    return obj
+    return import_object(spec, "policy")
 
 
 class _Progress:

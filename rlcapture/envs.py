@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -9,7 +12,7 @@ from gymnasium import error as gym_error
 
 from .errors import ConfigError, EnvError
 
-__all__ = ["EnvFactory", "make_env_fn", "check_env_id"]
+__all__ = ["EnvFactory", "make_env_fn", "check_env_id", "import_object"]
 
 
 def check_env_id(env_id: str) -> None:
@@ -81,3 +84,29 @@ def make_env_fn(
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
     check_env_id(env_id)
     return EnvFactory(env_id, env_kwargs, max_episode_steps)
+
+
+def import_object(spec: str, what: str) -> Any:
+    """Import ``module:attr`` (the current folder importable, as with ``python -m``)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{what} {spec!r} must be written module:callable")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {what} module {module_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+        raise ConfigError(
+            f"importing {what} module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"module {module_name!r} has no {attr!r} (the {what} {spec!r})")
+    if not callable(obj):
+        raise ConfigError(f"{what} {spec!r} is not callable")
+    return obj
