@@ -24,6 +24,13 @@ deleted afterwards (``--keep`` keeps them):
    ``frames + dropped`` = frames offered, i.e. ``dropped`` = offered - encoded,
    and that videos decode to ``frames``.
 
+4. ``keep`` (only when asked: ``--parts keep``): CartPole-v1 N=4 with
+   ``keep="worst:3,best:3"``, keyframes, a PNG every 5th step and the mosaic,
+   for half the vector part's frames. Rows add the bytes and files on disk
+   (without the growing mosaic): flat, since discarded episodes' files are
+   deleted as they are judged. Checks that the videos left are exactly the
+   kept episodes', the 3 worst and 3 best returns.
+
 Output: a table per part on stdout and everything in
 ``benchmarks/results/soak.json``.
 
@@ -365,6 +372,74 @@ def part_drop(folder: Path, seconds: float, length: int = 30) -> dict[str, Any]:
 
 
 # -- main ----------------------------------------------------------------------------------
+# -- part 4: keep rules, images and the mosaic over a long run ---------------------------------
+def disk_usage(folder: Path) -> tuple[int, int]:
+    """(bytes, files) under ``folder``."""
+    size = files = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(root, name)).st_size
+                files += 1
+            except FileNotFoundError:
+                pass  # deleted by a keep decision meanwhile
+    return size, files
+
+
+def part_keep(folder: Path, total: int, every: int, n: int = 4) -> dict[str, Any]:
+    out = folder / "keep"
+    env = rlcapture.make_vec(
+        "CartPole-v1", n, out, overwrite=True, keep="worst:3,best:3", keyframes=True, frames=5,
+        mosaic=True,
+    )  # fmt: skip
+    roles = {"main": os.getpid(), "encoder": env.recorder.encoder_pid}
+    win = Windows(
+        f"keep: CartPole-v1 N={n}, keep worst:3,best:3, keyframes, PNG every 5th step, mosaic",
+        every,
+        roles,
+    )
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    offered, episodes = n, 0
+    while offered < total:
+        _, _, term, trunc, _ = env.step(rng.integers(0, 2, n))
+        offered += n
+        episodes += int(np.count_nonzero(term | trunc))
+        if offered >= win.next_row:
+            size, files = disk_usage(out)
+            mosaic = os.path.getsize(out / "mosaic.mp4")
+            extra = {"episodes": episodes, "disk_kb_without_mosaic": (size - mosaic) // 1024, "files": files}
+            win.tick(offered, extra)
+            print(f"{'':>8} episodes {episodes}, on disk {extra['disk_kb_without_mosaic']} kB in {files} files "
+                  f"(+ mosaic {mosaic // 1024} kB)", flush=True)  # fmt: skip
+        else:
+            win.tick(offered)
+    env.close()
+    result = win.summary()
+    records = read_manifest(out / "episodes.jsonl")
+    kept = [r for r in records if r.get("kept")]
+    finished = [r for r in records if r["end"] in ("terminated", "truncated")]
+    returns = sorted(r["return"] for r in finished)
+    want = sorted(returns[:3] + returns[-3:])
+    on_disk = sorted(p.name for p in (out / "videos").glob("*.mp4"))
+    result.update(
+        episodes=len(records),
+        kept=len(kept),
+        kept_returns=sorted(r["return"] for r in kept if r["end"] in ("terminated", "truncated")),
+        want_returns=want,
+        videos_on_disk=len(on_disk),
+        mosaic_frames=decode_count(out / "mosaic.mp4"),
+    )
+    ties = len(set(returns[:4])) < 4 or len(set(returns[-4:])) < 4  # equal returns may swap
+    result["consistent"] = (
+        on_disk == sorted(Path(r["video"]).name for r in kept)
+        and (ties or result["kept_returns"] == want)
+        and all(len(r["keyframes"]) >= 2 and all((out / k).exists() for k in r["keyframes"]) for r in kept)
+        and not result["shm_new_at_end"]
+    )
+    return result
+
+
 def machine_info() -> dict[str, Any]:
     import av
     import gymnasium
@@ -418,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             report["mixed"] = part_mixed(folder, steps, 2_000 if quick else 10_000, long=10_000)
         if "drop" in parts:
             report["drop"] = part_drop(folder, 8.0 if quick else 30.0)
+        if "keep" in parts:
+            report["keep"] = part_keep(folder, total // 2, every)
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
