@@ -406,6 +406,7 @@ class _Encoder:
             raise stop
 
     def _check_output(self) -> None:
+        """Let each sink say, about once a second, that its output is gone (a removed folder)."""
         for sink in self.sinks:
             sink.check()
 
