@@ -1,11 +1,17 @@
-"""The encoder process: pulls tagged frames from every ring and writes videos.
+"""The encoder process: pulls tagged frames from every ring and hands them to its sinks.
 
 One process, one thread, one event loop. It accepts producers on the channel's
 listening socket, maps the rings they send, and takes their messages in order:
-a frame is encoded into the stream of its (env, episode) and its slot freed at
-once; an episode end closes that stream and appends the episode's line to the
+a frame goes to every sink of its (env, episode) and its slot is freed at
+once; an episode end closes the episode's files and appends its line to the
 manifest. Producers are served round-robin, one frame each per round, so a busy
 env cannot starve the others.
+
+What is written is not this loop's business: the outputs (video, PNG frames,
+mosaic, manifest and keep rules) are sinks (:mod:`.sinks`), called in the
+order :func:`.sinks.build_sinks` gives. This file keeps what every output
+shares: the handshake, the schedule, the slots and credits, one name per
+episode for all its files, and the error reports.
 
 It ends when the recorder asks it to and every producer has said goodbye (or
 the deadline passes), or when the recorder's process dies; either way it closes
@@ -30,49 +36,21 @@ import socket
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import av
-
 from . import channel
-from .images import ImageWriter
-from .keep import KeepPolicy, KeepRule
-from .manifest import Manifest
-from .mosaic import Mosaic
-from .outputs import EpisodeOutputs, OutputOptions, delete_paths, episode_stem
+from .keep import KeepRule
+from .outputs import OutputOptions, episode_stem
 from .ring import Ring
+from .sinks import Ending, EpisodeStart, OutputWriteError, Sink, build_sinks
+from .sinks.base import keep_slot, reason
 
 __all__ = ["EncoderConfig", "OutputWriteError", "encoder_main"]
 
 #: Seconds between checks that the output folder is still where it was.
 _CHECK_EVERY = 1.0
-
-
-class OutputWriteError(OSError):
-    """A video or the manifest could not be written; the message says what was kept."""
-
-    def __init__(self, code: int | None, message: str) -> None:
-        super().__init__(code, message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def _reason(exc: BaseException) -> str:
-    """``[Errno 27] File too large`` (the file is named elsewhere in the message)."""
-    if isinstance(exc, OSError) and exc.errno and exc.strerror:
-        return f"[Errno {exc.errno}] {exc.strerror}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _amount(nbytes: int) -> str:
-    if nbytes < 10_000:
-        return f"{nbytes} bytes"
-    if nbytes < 10_000_000:
-        return f"{nbytes / 1000:.0f} kB"
-    return f"{nbytes / 1e6:.0f} MB"
 
 
 @dataclass(frozen=True)
@@ -129,10 +107,26 @@ class _Producer:
             self.owed = 0
 
 
+class _Open:
+    """An episode being recorded: its producer, its sinks' handles, its frame path."""
+
+    __slots__ = ("producer", "handles", "copiers", "last", "frames")
+
+    def __init__(self, producer: _Producer, handles: list[tuple[Sink, Any]]) -> None:
+        self.producer = producer
+        self.handles = handles  # (sink, handle) of each sink that began it, in order
+        takers = [(sink.frame, h) for sink, h in handles if type(sink).frame is not Sink.frame]
+        # Only the last sink taking frames may free the slot early (see Sink.frame).
+        self.copiers = takers[:-1]
+        self.last = takers[-1] if takers else None
+        self.frames = 0
+
+
 class _Encoder:
     def __init__(self, config: EncoderConfig, control: Any) -> None:
         self.config = config
         self.control = control
+        self.sinks = build_sinks(config)
         self.sel = selectors.DefaultSelector()
         self.listener, self.address, self.folder = channel.listen()
         self.listener.setblocking(False)
@@ -141,15 +135,12 @@ class _Encoder:
         self.producers: dict[int, _Producer] = {}
         self.owner: dict[int, _Producer] = {}
         self.next_episode: dict[int, int] = {}  # per env, one past the last episode seen
-        self.videos: dict[tuple[int, int], tuple[EpisodeOutputs, _Producer]] = {}
-        opts = config.outputs
-        self.images = ImageWriter(2, opts.images.compress_level) if opts.images.enabled else None
-        self.keep = KeepPolicy(config.keep, config.keep_seed)
-        self.kept: dict[tuple[int, int], list[str]] = {}  # files of episodes a ranked rule may drop
-        self.mosaic: Mosaic | None = None
-        self.manifest = Manifest(os.path.join(config.out_dir, config.manifest))
-        self.manifest_failed = False  # no more lines can go to the manifest
-        self.failed: dict[tuple[int, int], str] = {}  # videos whose writing failed
+        self.open: dict[tuple[int, int], _Open] = {}
+        # The slot of the frame being handed to the sinks: whose it is, and
+        # after how many freed slots its producer gets its credits.
+        self.holder: _Producer | None = None
+        self.batch = 1
+        self.release: Callable[[], None] = self._release  # one bound method, not one per frame
         self.next_check = time.monotonic() + _CHECK_EVERY
         self.closing = False
         self.deadline = float("inf")
@@ -308,176 +299,121 @@ class _Encoder:
     def _frame(self, p: _Producer, body: tuple[int, ...]) -> None:
         slot, env, episode, step, h, w, c = body
         episode += p.base.get(env, 0)
-        entry = self.videos.get((env, episode))
-        fps = self.config.outputs.video.fps or p.fps or 30.0
-        if entry is None:
+        ep = self.open.get((env, episode))
+        if ep is None:
             self._seen(env, episode)
-            video = self._open(env, episode, w, h, c, fps)
+            fps = self.config.outputs.video.fps or p.fps or 30.0
+            ep = self.open[(env, episode)] = self._open(p, env, episode, (h, w, c), fps)
             self.video_files += 1
-            entry = self.videos[(env, episode)] = (video, p)
-        video = entry[0]
-        assert p.ring is not None, "frame before its ring"
+        ring = p.ring
+        assert ring is not None, "frame before its ring"
         # Credits go back in batches of half a ring (or when this producer's
         # queue runs dry): a producer blocked on a full ring then renders
         # several frames per wake-up instead of one, which halves the context
         # switches when envs outrun the encoder. Drop mode returns each slot
         # at once, since a late credit there is a dropped frame.
-        batch = 1 if p.drop else max(1, p.ring.slots // 2)
-
-        def release() -> None:
-            p.owed += 1
-            if p.owed >= batch:
-                p.give_credits()
-
-        pixels = p.ring.view(slot, (h, w, c))
-        if self.config.mosaic:
-            mosaic = self._mosaic(fps)
-            try:
-                mosaic.put(env, episode, pixels)
-            except (OSError, av.error.FFmpegError) as exc:
-                raise self._write_failed(mosaic, exc) from exc
-        try:
-            video.write(pixels, step, release)
-        except (OSError, av.error.FFmpegError) as exc:
-            error = self._write_failed(video, exc)
-            self.failed[(env, episode)] = str(error)
-            raise error from exc
+        self.batch = 1 if p.drop else max(1, ring.slots // 2)
+        self.holder = p
+        pixels = ring.view(slot, (h, w, c))
+        ep.frames += 1
+        for take, handle in ep.copiers:
+            take(handle, pixels, step, keep_slot)
+        if ep.last is not None:
+            take, handle = ep.last
+            take(handle, pixels, step, self.release)
+        if self.holder is not None:
+            self._release()
         self.frames += 1
 
-    # -- output errors --------------------------------------------------------
-    def _rel(self, path: str) -> str:
-        return os.path.relpath(path, self.config.out_dir)
+    def _release(self) -> None:
+        """Free the slot of the frame being handed out (once, whoever calls)."""
+        p = self.holder
+        if p is not None:
+            self.holder = None
+            p.owed += 1
+            if p.owed >= self.batch:
+                p.give_credits()
 
-    def _write_failed(self, video: EpisodeOutputs | Mosaic, exc: BaseException) -> OutputWriteError:
-        """The error for a file that could not be written: its name, what it kept."""
-        path = getattr(exc, "filename", None) or video.path
-        kept = f"{_amount(video.size)} kept" if path == video.path else f"{video.frames} frames kept"
-        return OutputWriteError(
-            exc.errno if isinstance(exc, OSError) else None,
-            f"writing {self._rel(path)} failed after {video.frames} frames ({kept}): {_reason(exc)}",
-        )
-
-    def _mosaic(self, fps: float) -> Mosaic:
-        """The overview video, opened at the first frame (its rate is the first env's)."""
-        if self.mosaic is None:
-            assert self.config.mosaic
-            name = f"{self.config.prefix}mosaic"
-            for attempt in range(1000):
-                path = os.path.join(self.config.out_dir, f"{name}.mp4" if not attempt else f"{name}.{attempt}.mp4")
-                if not os.path.lexists(path):
-                    break
-            self.mosaic = Mosaic(path, self.config.mosaic, fps, self.config.outputs.video)
-        return self.mosaic
-
-    def _write_line(self, record: dict[str, Any], update: bool = False) -> None:
-        try:
-            self.manifest.write(record, update=update)
-        except OSError as exc:
-            self.manifest_failed = True
-            raise OutputWriteError(
-                exc.errno,
-                f"writing {self._rel(self.manifest.path)} failed after "
-                f"{self.manifest.lines} lines: {_reason(exc)}",
-            ) from exc
-
-    def _check_output(self) -> None:
-        """Stop if the output folder was removed or moved: writes would go nowhere.
-
-        Open files stay writable after their folder is removed, so without
-        this check a run would go on "recording" into deleted files.
-        """
-        if not self.manifest_failed and self.manifest.moved():
-            self.manifest_failed = True
-            raise OutputWriteError(
-                errno.ENOENT,
-                f"the output folder {self.config.out_dir} was removed or moved "
-                f"({self.config.manifest} is gone) after {self.episodes} episodes; "
-                "nothing more can be recorded there",
-            )
-
-    def _seen(self, env: int, episode: int) -> None:
-        if episode >= self.next_episode.get(env, 0):
-            self.next_episode[env] = episode + 1
-
-    def _open(self, env: int, episode: int, w: int, h: int, c: int, fps: float) -> EpisodeOutputs:
-        """Start an episode's files; files already there are kept and a new name used."""
+    def _open(
+        self, p: _Producer, env: int, episode: int, shape: tuple[int, int, int], fps: float
+    ) -> _Open:
+        """Begin an episode with every sink under one name; files already there keep theirs."""
+        out_dir = self.config.out_dir
         stem = episode_stem(self.config.prefix, env, episode)
         try:
-            return EpisodeOutputs(
-                self.config.out_dir, stem, (h, w, c), fps, self.config.outputs, self.images
+            for attempt in range(1000):
+                name = stem if attempt == 0 else f"{stem}.{attempt}"
+                try:
+                    return _Open(p, self._begin(EpisodeStart(env, episode, name, shape, fps)))
+                except FileExistsError:
+                    continue  # a sink's file of that name exists: every sink takes the next
+            raise FileExistsError(
+                f"{stem} and 999 alternatives exist already in {os.path.join(out_dir, 'videos')}"
             )
         except FileExistsError:
             raise
         except OSError as exc:
             hint = " (was the output folder removed?)" if exc.errno == errno.ENOENT else ""
-            name = self._rel(exc.filename) if exc.filename else f"the files of {stem}"
+            name = os.path.relpath(exc.filename, out_dir) if exc.filename else f"the files of {stem}"
             raise OutputWriteError(
-                exc.errno, f"cannot create {name} in {self.config.out_dir}: {_reason(exc)}{hint}"
+                exc.errno, f"cannot create {name} in {out_dir}: {reason(exc)}{hint}"
             ) from exc
+
+    def _begin(self, start: EpisodeStart) -> list[tuple[Sink, Any]]:
+        """Every sink's handle of ``start``; if one sink fails, the others' files go."""
+        begun: list[tuple[Sink, Any]] = []
+        try:
+            for sink in self.sinks:
+                handle = sink.begin(start)
+                if handle is not None:
+                    begun.append((sink, handle))
+        except BaseException:
+            for sink, handle in reversed(begun):
+                try:
+                    sink.discard(handle)
+                except OSError:
+                    pass  # the error being raised is the one to report
+            raise
+        return begun
+
+    def _seen(self, env: int, episode: int) -> None:
+        if episode >= self.next_episode.get(env, 0):
+            self.next_episode[env] = episode + 1
 
     def _end(self, p: _Producer, record: dict[str, Any], shifted: bool = False) -> None:
         env = int(record["env"])
         episode = int(record["episode"]) + (0 if shifted else p.base.get(env, 0))
         record["episode"] = episode
         self._seen(env, episode)
-        entry = self.videos.pop((env, episode), None)
-        error: OutputWriteError | None = None
-        paths: list[str] = []
-        if entry is not None:
-            video = entry[0]
-            if self.mosaic is not None:
-                self.mosaic.end(env)
+        ep = self.open.pop((env, episode), None)
+        ending = Ending((env, episode), record, recorded=ep is not None)
+        ending.fields.update(video=None, frames=ep.frames if ep is not None else 0)
+        stop: OutputWriteError | None = None
+        for sink, handle in ep.handles if ep is not None else ():
             try:
-                video.close()
-            except (OSError, av.error.FFmpegError) as exc:
-                # The episode still gets its line, saying its video is torn.
-                error = self._write_failed(video, exc)
-                error.__cause__ = exc
-                record["error"] = str(error)
-            record.update(video.fields(self._rel))
-            paths = video.paths()
-        else:
-            record["video"] = None
-            record["frames"] = 0
-        evicted: list[tuple[tuple[int, int], str]] = []
-        if not self.keep.keeps_all and entry is not None:  # only recorded episodes are judged
-            decision = self.keep.decide((env, episode), record)
-            record["kept"] = decision.kept
-            record["why"] = decision.why
-            evicted = decision.evicted
-            if not decision.kept:
-                self._discard(record, paths)
-            elif self.keep.held((env, episode)):
-                self.kept[(env, episode)] = paths
-        try:
-            self._write_line(record)
-        except OutputWriteError:
-            if error is None:
-                raise  # else the video's error is the one to report
+                sink.end(handle, ending)
+            except OutputWriteError as exc:  # not the episode's own file: stop after its line
+                stop = stop or exc
+        if ending.error is not None:  # the episode still gets its line, saying what is torn
+            record["error"] = str(ending.error)
+        record.update(ending.fields)
+        for sink in self.sinks:
+            sink.record(ending)
         self.episodes += 1
-        for key, why in evicted:
-            # The line goes first: a crash between the two leaves a file the
-            # manifest calls discarded, never a line naming a missing file.
-            self._write_line({"env": key[0], "episode": key[1], "kept": False, "why": why}, update=True)
-            delete_paths(self.kept.pop(key, []))
-        if error is not None:
-            raise error
+        if ending.error is not None:
+            raise ending.error
+        if stop is not None:
+            raise stop
 
-    def _discard(self, record: dict[str, Any], paths: list[str]) -> None:
-        """Delete a discarded episode's files; its line keeps the counts, not the names."""
-        failed = delete_paths(paths)
-        for field in ("video", "images"):
-            if record.get(field) is not None:
-                record[field] = None
-        if "keyframes" in record:
-            record["keyframes"] = []
-        if failed:
-            record["not_deleted"] = [self._rel(p) for p in failed]
+    def _check_output(self) -> None:
+        """Let each sink say, about once a second, that its output is gone (a removed folder)."""
+        for sink in self.sinks:
+            sink.check()
 
     def _drop_producer(self, p: _Producer) -> None:
         """Forget a producer whose stream ended; close the videos it left open."""
-        for key, (_video, owner) in list(self.videos.items()):
-            if owner is p:
+        for key, ep in list(self.open.items()):
+            if ep.producer is p:
                 self._end(
                     p,
                     {
@@ -506,14 +442,8 @@ class _Encoder:
         for p in list(self.producers.values()):
             p.queue.clear()
             self._drop_producer(p)
-        if self.mosaic is not None:
-            try:
-                self.mosaic.close()
-            except (OSError, av.error.FFmpegError) as exc:
-                raise self._write_failed(self.mosaic, exc) from exc
-        if self.images is not None:
-            self.images.close()
-        self.manifest.close()
+        for sink in self.sinks:
+            sink.close()
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -524,33 +454,28 @@ class _Encoder:
         except one whose writing failed) and, if the manifest can still be
         written, gets a line with ``"end": "error"`` so no file is unaccounted.
         """
-        for (env, episode), (video, _) in list(self.videos.items()):
-            error = self.failed.get((env, episode))
+        for key, ep in list(self.open.items()):
+            ending = Ending(key, {}, aborting=True)
+            ending.fields.update(video=None, frames=ep.frames)
+            for sink, handle in ep.handles:
+                try:
+                    sink.end(handle, ending)
+                except Exception:  # noqa: BLE001 - best effort on the way down
+                    pass
+            ending.record = {"env": key[0], "episode": key[1], **ending.fields, "end": "error"}
+            if ending.error is not None:  # this video is torn: it decodes up to its last fragment
+                ending.record["error"] = str(ending.error)
+            for sink in self.sinks:
+                try:
+                    sink.record(ending)
+                except Exception:  # noqa: BLE001 - best effort on the way down
+                    pass
+        self.open.clear()
+        for sink in self.sinks:
             try:
-                video.close()
-            except Exception as exc:  # noqa: BLE001 - best effort on the way down
-                error = error or str(self._write_failed(video, exc))
-            if self.manifest_failed:
-                continue
-            record: dict[str, Any] = {"env": env, "episode": episode, **video.fields(self._rel)}
-            record["end"] = "error"
-            if error is not None:  # this video is torn: it decodes up to its last fragment
-                record["error"] = error
-            try:
-                self.manifest.write(record)
-            except OSError:
-                self.manifest_failed = True
-        self.videos.clear()
-        for part in (self.mosaic, self.images):
-            try:
-                if part is not None:
-                    part.close()
+                sink.abort()
             except Exception:  # noqa: BLE001 - best effort on the way down
                 pass
-        try:
-            self.manifest.close()
-        except OSError:
-            pass
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 

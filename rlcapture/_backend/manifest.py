@@ -32,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: one writer only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Manifest", "FIELDS", "read_manifest"]
+__all__ = ["Manifest", "FIELDS", "read_manifest", "forget_files"]
 
 #: Field order of a line; fields beyond these follow in the order given.
 FIELDS = ("env", "episode", "seed", "return", "length", "time", "video", "frames", "dropped", "end")
@@ -149,8 +149,13 @@ def _fold(record: dict[str, Any], update: dict[str, Any]) -> None:
     """Apply an update line; a discarded episode's files are gone, so are their names."""
     record.update({k: v for k, v in update.items() if k not in ("env", "episode", "update")})
     if update.get("kept") is False:
-        for field in ("video", "images"):
-            if record.get(field) is not None:
-                record[field] = None
-        if record.get("keyframes"):
-            record["keyframes"] = []
+        forget_files(record)
+
+
+def forget_files(record: dict[str, Any]) -> None:
+    """Drop the names of a discarded episode's files from its record; counts stay."""
+    for field in ("video", "images"):
+        if record.get(field) is not None:
+            record[field] = None
+    if record.get("keyframes"):
+        record["keyframes"] = []
