@@ -61,24 +61,40 @@ import math
 import os
 import platform
 import re
-import resource
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import batch_space
 
 from .envs import import_object
 from .errors import ConfigError, EnvError, OutputError, RLCaptureError
+from .measure import (
+    MB,
+    TreePSS,
+    TrialFailed,
+    cpu_model,
+    headless,
+    median,
+    proc_cpu,
+    reaped_cpu,
+    retry_quiet,
+    run_trial_process,
+    self_cpu,
+    time_per_call,
+    tree_cpu,
+    trial_main,
+    video_frames,
+)
+from .measure import cores as count_cores
+from .policies import load_policy
 
 __all__ = ["RenderEveryFrame", "add_parser", "bench", "draw_chart", "variant_names"]
 
@@ -87,10 +103,6 @@ DEFAULT_NUM_ENVS = (1, 2, 4)
 DEFAULT_FRAMES = 2000
 DEFAULT_REPEATS = 3
 DEFAULT_EVERY = 20
-MB = 1024 * 1024
-
-_RESULT = "@@RLCAPTURE-BENCH-RESULT@@ "
-_ERROR = "@@RLCAPTURE-BENCH-ERROR@@ "
 
 #: name -> (short label for tables and the chart, what it is)
 _BASE_VARIANTS: dict[str, tuple[str, str]] = {
@@ -289,188 +301,7 @@ def _copy_cost_ms(frame: np.ndarray, batches: int = 7, per_batch: int = 40) -> f
     """Median time of copying ``frame`` (as rendered: same strides) into a numpy buffer."""
     buf = np.empty(frame.shape, np.uint8)
     np.copyto(buf, frame)  # touch the pages
-    times = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(per_batch):
-            np.copyto(buf, frame)
-        times.append((time.perf_counter() - t0) / per_batch)
-    return 1e3 * statistics.median(times)
-
-
-class _RandomPolicy:
-    def __init__(self, single_action_space: gym.Space, n: int, seed: int) -> None:
-        from gymnasium.vector.utils import batch_space
-
-        self.space = batch_space(single_action_space, n)
-        self.space.seed(seed)
-
-    def __call__(self, obs: Any) -> Any:
-        return self.space.sample()
-
-
-def _policy(spec: str, single_action_space: gym.Space, n: int, seed: int) -> Callable[[Any], Any]:
-    if spec == "random":
-        return _RandomPolicy(single_action_space, n, seed)
-    if ":" not in spec:
-        raise ConfigError(f"unknown policy {spec!r}: use 'random' or 'module:callable'")
-    return import_object(spec, "policy")
-
-
-# ======================================================================================
-# measuring (in the trial process)
-# ======================================================================================
-def _tree_pids(root: int) -> list[int]:
-    """``root`` and its descendants, from ``/proc/PID/task/TID/children``."""
-    pids, i = [root], 0
-    while i < len(pids):
-        pid = pids[i]
-        i += 1
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                    pids.extend(int(x) for x in f.read().split())
-        except OSError:
-            pass
-    return pids
-
-
-def _pss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-        data = f.read()
-    start = data.index(b"\nPss:") + 5
-    return int(data[start : data.index(b"kB", start)]) * 1024
-
-
-class _TreePSS:
-    """Peak PSS summed over this process and its descendants.
-
-    A thread at nice 19 samples it. Reading ``smaps_rollup`` costs the kernel
-    about a millisecond per process, which is a lot on a small machine: the
-    interval grows to 20 times the cost of one sample (the sampler then takes
-    at most ~5% of one core), at least ``interval``. Its CPU time is measured
-    and taken out of the CPU figures.
-    """
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self.interval = interval
-        self.root = psutil.Process()
-        self._fast = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-        self.peak = 0
-        self.samples = 0
-        self.cpu_s = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
-
-    def sample(self) -> float:
-        """Take one sample; returns what it cost in seconds."""
-        t0 = time.perf_counter()
-        total = 0
-        if self._fast:
-            for pid in _tree_pids(self.root.pid):
-                with contextlib.suppress(OSError, ValueError):
-                    total += _pss_bytes(pid)
-        else:
-            psutil = self._psutil
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                procs = [self.root]
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_full_info().pss
-        with self._lock:
-            self.peak = max(self.peak, total)
-            self.samples += 1
-        return time.perf_counter() - t0
-
-    def _run(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        t0 = time.thread_time()
-        while not self._stop.is_set():
-            cost = self.sample()
-            self._stop.wait(max(self.interval, 20 * cost))
-        self.cpu_s = time.thread_time() - t0
-
-    def __enter__(self) -> _TreePSS:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _self_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _reaped_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def _proc_cpu(p: Any) -> float:
-    t = p.cpu_times()
-    return t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
-
-
-def _tree_cpu() -> float:
-    """CPU used so far by this process and every descendant, alive or gone.
-
-    This process and what it reaped (``getrusage``), plus, for each live (or
-    not yet reaped) descendant, its own CPU and what it reaped. Counts each
-    process once, also where children are not ours to reap (a forkserver's).
-    """
-    import psutil
-
-    total = _self_cpu() + _reaped_cpu()
-    for p in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += _proc_cpu(p)
-    return total
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine was busy since boot (``/proc/stat``)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _video_frames(folder: Path) -> tuple[int, int, int]:
-    """(videos, frames, bytes) of the MP4 files under ``folder``."""
-    import av
-
-    videos = frames = size = 0
-    for path in sorted(folder.rglob("*.mp4")):
-        videos += 1
-        size += path.stat().st_size
-        try:
-            with av.open(str(path)) as c:
-                s = c.streams.video[0]
-                n = s.frames
-                if not n:  # fragmented MP4 has no count in its header
-                    n = sum(1 for pkt in c.demux(s) if pkt.size)
-                frames += n
-        except av.error.FFmpegError:
-            pass
-    return videos, frames, size
+    return 1e3 * time_per_call(lambda: np.copyto(buf, frame), per_batch, batches)
 
 
 # ======================================================================================
@@ -528,6 +359,9 @@ class _Run:
             self.single_action_space = inner.action_space
         else:
             raise ConfigError(f"unknown variant {variant!r}")
+        # What a random policy samples: the same batch for every variant (SB3's
+        # VecEnv has an unbatched action_space).
+        self.action_space = batch_space(self.single_action_space, n)
 
     def reset(self, seed: int) -> Any:
         if self.sb3:
@@ -545,7 +379,7 @@ class _Run:
         import psutil
 
         try:
-            return sum(_proc_cpu(psutil.Process(pid)) for pid in self.recorder.encoder_pids)
+            return sum(proc_cpu(psutil.Process(pid)) for pid in self.recorder.encoder_pids)
         except psutil.Error:
             return None
 
@@ -561,9 +395,9 @@ class _Run:
             ours = all(
                 psutil.Process(pid).ppid() == os.getpid() for pid in self.recorder.encoder_pids
             )
-        r0 = _reaped_cpu()
+        r0 = reaped_cpu()
         summary = self.recorder.close()
-        total = _reaped_cpu() - r0 if ours else None
+        total = reaped_cpu() - r0 if ours else None
         return {"summary": summary, "encoder_life_cpu_s": total}
 
 
@@ -600,14 +434,14 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         warm.render()
     finally:
         warm.close()
-    mem = _TreePSS()
+    mem = TreePSS()
     with mem:
         t0 = time.perf_counter()
         run = _Run(variant, spec, folder)
         try:
-            policy = _policy(spec["policy"], run.single_action_space, n, seed)
+            policy = load_policy(spec["policy"], run, seed)
             t1 = time.perf_counter()
-            self0, tree0 = _self_cpu(), _tree_cpu()
+            self0, tree0 = self_cpu(), tree_cpu()
             enc0 = run.encoder_cpu()
             obs = run.reset(seed)
             for _ in range(steps):
@@ -622,7 +456,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         closed = run.close()
         t3 = time.perf_counter()
         mem.stop()  # its CPU, all of it counted in ours, is taken out below
-        self1, tree1 = _self_cpu(), _tree_cpu()
+        self1, tree1 = self_cpu(), tree_cpu()
     cpu = tree1 - tree0 - mem.cpu_s
     main_cpu = (self1 - self0) - mem.cpu_s
     env_steps = n * steps
@@ -633,11 +467,11 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         encoder_cpu = None if last is None else max(0.0, last - enc0)
     summary = closed.get("summary") or {}
     if base in _CORE:
-        video_files, video_frames = int(summary.get("videos", 0)), int(summary.get("frames", 0))
+        video_files, written = int(summary.get("videos", 0)), int(summary.get("frames", 0))
         size = sum(p.stat().st_size for p in folder.rglob("*.mp4"))
     else:
-        video_files, video_frames, size = _video_frames(folder)
-    frames = video_frames * n if base in _TILED else video_frames
+        video_files, written, size = video_frames(folder)
+    frames = written * n if base in _TILED else written
     rendered = n * (steps + 1) if base == "render" else frames
     run_s = t3 - t1
     return {
@@ -649,7 +483,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         "env_steps": env_steps,
         "frames": frames,
         "frames_rendered": rendered,
-        "video_frames": video_frames,
+        "video_frames": written,
         "videos": video_files,
         "bytes_written": size,
         "setup_s": t1 - t0,
@@ -672,35 +506,33 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _trial_main(raw: str) -> int:
     """Entry point of a trial process: one JSON spec in, one JSON line out."""
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    spec = json.loads(raw)
-    try:
-        result = run_trial(spec)
-    except BaseException as exc:  # noqa: BLE001 - reported to the driver
-        import traceback
-
-        traceback.print_exc()
-        text = str(exc).strip().splitlines()
-        err = {
-            "type": type(exc).__name__,
-            "message": text[0] if text else type(exc).__name__,
-            "user": isinstance(exc, (ConfigError, EnvError)),
-        }
-        print(_ERROR + json.dumps(err), flush=True)
-        return 1
-    print(_RESULT + json.dumps(result), flush=True)
-    return 0
+    return trial_main(run_trial, raw, (ConfigError, EnvError))
 
 
 # ======================================================================================
 # the driver
 # ======================================================================================
-class _TrialFailed(Exception):
-    def __init__(self, message: str, user: bool, detail: str) -> None:
-        super().__init__(message)
-        self.user = user
-        self.detail = detail
+_TRIAL = "import sys; from rlcapture.bench import _trial_main; sys.exit(_trial_main(sys.argv[1]))"
+
+
+def _measure(
+    spec: dict[str, Any], timeout: float, pythonpath: str, max_load: float | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """One run in a fresh process; with ``max_load``, on a machine that others leave alone."""
+    base = Path(spec["folder"])
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+
+    def attempt(k: int) -> dict[str, Any]:
+        folder = base / f"attempt{k}"
+        folder.mkdir()
+        try:
+            trial = json.dumps({**spec, "folder": str(folder)})
+            return run_trial_process(["-c", _TRIAL, trial], timeout, env=env)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return retry_quiet(attempt, max_load, log)
 
 
 def _python_path(extra: Sequence[str]) -> str:
@@ -714,99 +546,6 @@ def _python_path(extra: Sequence[str]) -> str:
         if p and p not in seen:
             seen.append(p)
     return os.pathsep.join(seen)
-
-
-def _run_trial_process(spec: dict[str, Any], timeout: float, pythonpath: str) -> dict[str, Any]:
-    """Run one trial in a fresh Python process; measure the load of other programs meanwhile."""
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    env.setdefault("SDL_VIDEODRIVER", "dummy")
-    env.setdefault("SDL_AUDIODRIVER", "dummy")
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from rlcapture.bench import _trial_main; sys.exit(_trial_main(sys.argv[1]))",
-        json.dumps(spec),
-    ]
-    c0 = _reaped_cpu()
-    busy0 = _machine_busy_s()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise _TrialFailed(f"timed out after {timeout:g} s", False, "") from None
-    finally:
-        if proc.poll() is None:  # interrupted: take its workers down too
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    wall = time.perf_counter() - t0
-    ours = _reaped_cpu() - c0
-    busy = _machine_busy_s() - busy0
-    for line in out.splitlines():
-        if line.startswith(_RESULT):
-            result = json.loads(line[len(_RESULT) :])
-            # Descendants the trial could not reap (a forkserver's) are in its
-            # own count, not in ours.
-            ours = max(ours, float(result.get("tree_cpu_total_s") or 0.0))
-            # Cores' worth of CPU that other programs used during the trial.
-            result["other_load_cores"] = max(0.0, busy - ours) / wall if wall > 0 else 0.0
-            return result
-        if line.startswith(_ERROR):
-            e = json.loads(line[len(_ERROR) :])
-            raise _TrialFailed(f"{e['type']}: {e['message']}", bool(e["user"]), err[-3000:])
-    tail = [x for x in err.strip().splitlines() if x.strip()]
-    raise _TrialFailed(
-        f"the trial process exited with status {proc.returncode}"
-        + (f": {tail[-1]}" if tail else ""),
-        False,
-        err[-3000:],
-    )
-
-
-def _wait_quiet(threshold: float, max_wait: float, log: Callable[[str], None]) -> float:
-    """Wait until other programs use less than ``threshold`` cores; returns the seconds waited."""
-    waited = 0.0
-    while waited < max_wait:
-        b0 = _machine_busy_s()
-        time.sleep(0.5)
-        load = (_machine_busy_s() - b0) / 0.5
-        if load < threshold:
-            break
-        if waited == 0:
-            log(f"  (other programs use {load:.1f} cores; waiting for a quieter machine)")
-        time.sleep(2.0)
-        waited += 2.5
-    return waited
-
-
-def _measure(
-    spec: dict[str, Any], timeout: float, pythonpath: str, max_load: float | None,
-    log: Callable[[str], None],
-) -> dict[str, Any]:  # fmt: skip
-    """One run; with ``max_load``, on a machine that others leave alone, where possible."""
-    waited = 0.0
-    base = Path(spec["folder"])
-    for attempt in range(3 if max_load is not None else 1):
-        if max_load is not None:
-            waited += _wait_quiet(max_load, 300.0, log)
-        folder = base / f"attempt{attempt}"
-        folder.mkdir()
-        try:
-            r = _run_trial_process({**spec, "folder": str(folder)}, timeout, pythonpath)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        r["attempt"], r["waited_s"] = attempt, waited
-        if max_load is None or r["other_load_cores"] < max_load:
-            break
-        log(f"  (other programs took {r['other_load_cores']:.2f} cores during that run: again)")
-    return r
 
 
 def _available(variant: str) -> str | None:
@@ -825,28 +564,6 @@ def _available(variant: str) -> str | None:
         except Exception as exc:  # noqa: BLE001
             return f"stable-baselines3 does not import: {type(exc).__name__}: {exc}"
     return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
 
 
 def _safe_name(text: str) -> str:
@@ -868,7 +585,7 @@ def summarize_trials(
             if not rs:
                 continue
             m = {
-                key: _median([t.get(key) for t in rs])
+                key: median([t.get(key) for t in rs])
                 for key in (
                     "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
                     "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
@@ -876,8 +593,8 @@ def summarize_trials(
                 )
             }  # fmt: skip
             m["env_steps"] = rs[0]["env_steps"]
-            m["frames"] = _median([t["frames"] for t in rs])
-            m["frames_rendered"] = _median([t["frames_rendered"] for t in rs])
+            m["frames"] = median([t["frames"] for t in rs])
+            m["frames_rendered"] = median([t["frames_rendered"] for t in rs])
             m["repeats"] = len(rs)
             med[v] = m
         none = med.get("none")
@@ -1241,8 +958,7 @@ def _writable(path: Path, what: str) -> None:
 def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Run ``rlcapture bench``; returns the exit status."""
     # pygame (classic-control rendering) needs no display for rgb_array.
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    headless()
     try:
         import psutil  # noqa: F401
     except ImportError:
@@ -1266,16 +982,15 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if root:
             extra_path.append(root)
     if args.policy != "random":
-        import gymnasium.spaces as spaces
-
-        _policy(args.policy, spaces.Discrete(2), 1, 0)  # import it here: errors now, not later
+        # Made here too: errors now, not in every trial.
+        load_policy(args.policy, SimpleNamespace(action_space=gym.spaces.Discrete(2)), 0)
         root = _module_root(args.policy)
         if root:
             extra_path.append(root)
     pythonpath = _python_path(extra_path)
     skipped = {v: why for v in variants if (why := _available(v)) is not None}
     runnable = [v for v in variants if v not in skipped]
-    cores = _cores()
+    cores = count_cores()
     date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     log = (
         (lambda text: print(text, file=stderr, flush=True))
@@ -1309,7 +1024,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         r = _measure(
                             spec, float(args.timeout), pythonpath, args.max_other_load, log
                         )
-                    except _TrialFailed as exc:
+                    except TrialFailed as exc:
                         if _base(v) in _CORE:
                             cls = EnvError if exc.user else RLCaptureError
                             raise cls(f"bench run {v!r} with N={n} failed: {exc}") from None
@@ -1337,7 +1052,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         "command": _command(args, ns),
         "machine": {
             "cores": cores,
-            "cpu_model": _cpu_model(),
+            "cpu_model": cpu_model(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "gymnasium": gym.__version__,
