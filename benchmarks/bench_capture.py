@@ -59,23 +59,9 @@ if str(ROOT) not in sys.path:
 
 # How every figure is taken (process-tree PSS and CPU, other programs' load,
 # trials in fresh processes) is shared with `rlcapture bench`.
-from rlcapture.measure import (  # noqa: E402
-    MB,
-    TreePSS,
-    TrialFailed,
-    headless,
-    machine_busy_s,
-    machine_info,
-    median,
-    reaped_cpu,
-    retry_quiet,
-    run_trial_process,
-    self_cpu,
-    trial_main,
-    video_frames,
-)
+from rlcapture import measure  # noqa: E402
 
-headless()  # inherited by workers and trials
+measure.headless()  # inherited by workers and trials
 
 VARIANTS = ("rlcapture", "gym-vec", "gym-worker")
 #: Part 1 also runs rlcapture without the PSS sampler, to show the sampler's cost.
@@ -146,9 +132,9 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         interval = spec.get("interval", 0.05) if spec.get("sample", True) else None
         # A fixed interval (backoff 0): part 1 measures what such a sampler costs.
-        with TreePSS(interval, backoff=0) as mem:
-            cpu0 = self_cpu() + reaped_cpu()
-            busy0 = machine_busy_s()
+        with measure.TreePSS(interval, backoff=0) as mem:
+            cpu0 = measure.self_cpu() + measure.reaped_cpu()
+            busy0 = measure.machine_busy_s()
             t0 = time.perf_counter()
             envs = _make_env(variant, env_id, n, folder, mes)
             t1 = time.perf_counter()
@@ -159,10 +145,10 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
             t2 = time.perf_counter()
             envs.close()
             t3 = time.perf_counter()
-            own = self_cpu() + reaped_cpu() - cpu0
-            busy = machine_busy_s() - busy0
+            own = measure.self_cpu() + measure.reaped_cpu() - cpu0
+            busy = measure.machine_busy_s() - busy0
             cpu = own - mem.cpu_s
-        videos, frames, size = video_frames(folder)
+        videos, frames, size = measure.video_frames(folder)
         env_steps = n * steps
         return {
             **spec,
@@ -173,8 +159,8 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
             "fps_with_setup": env_steps / (t3 - t0),
             "cpu_s": cpu,
             "cpu_ms_per_frame": 1e3 * cpu / env_steps,
-            "peak_pss_mb": mem.peak / MB if interval is not None else None,
-            "baseline_pss_mb": mem.baseline / MB,
+            "peak_pss_mb": mem.peak / measure.MB if interval is not None else None,
+            "baseline_pss_mb": mem.baseline / measure.MB,
             "pss_samples": mem.samples,
             "pss_sampling_ms": 1e3 * mem.busy_s / max(1, mem.samples),
             "sampler_cpu_s": mem.cpu_s,
@@ -293,7 +279,7 @@ def trial_encoder(spec: dict[str, Any]) -> dict[str, Any]:
                     dt = _tight_loop(frames, tmp / "tight.mp4", fps, variant == "tight-zero-copy")
                 else:
                     dt = _rlcapture_encoder(frames, tmp / "out", fps)
-                _, written, _ = video_frames(tmp)
+                _, written, _ = measure.video_frames(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             runs.append(
@@ -354,14 +340,14 @@ def run_trial(kind: str, spec: dict[str, Any], timeout: float = 600.0) -> dict[s
     """Run one trial in a fresh process, on a quiet machine where possible."""
     argv = [str(Path(__file__).resolve()), "--trial", kind, json.dumps(spec)]
     try:
-        result = retry_quiet(
-            lambda _attempt: run_trial_process(argv, timeout, cwd=ROOT),
+        result = measure.retry_quiet(
+            lambda _attempt: measure.run_trial_process(argv, timeout, cwd=ROOT),
             QUIET["threshold"] if QUIET["enabled"] else None,
             _log,
             retries=int(QUIET["retries"]),
             max_wait=QUIET["max_wait"],
         )
-    except TrialFailed as exc:
+    except measure.TrialFailed as exc:
         raise RuntimeError(f"trial {kind} {spec} failed: {exc}\n{exc.detail}") from None
     result["disturbed"] = bool(result["other_load_cores"] >= QUIET["threshold"])
     return result
@@ -378,7 +364,7 @@ def _machine_info() -> dict[str, Any]:
         moviepy_version = moviepy.__version__
     except Exception:  # noqa: BLE001 - any import failure means "not installed"
         moviepy_version = None
-    return {**machine_info(), "moviepy": moviepy_version}
+    return {**measure.machine_info(), "moviepy": moviepy_version}
 
 
 def _log(msg: str) -> None:
@@ -420,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.trial:
         run = {"capture": trial_capture, "encoder": trial_encoder}[args.trial[0]]
-        return trial_main(run, args.trial[1])
+        return measure.trial_main(run, args.trial[1])
 
     q = args.quick
     QUIET["enabled"] = not args.no_wait
@@ -493,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
             for v in [*VARIANTS, UNSAMPLED]:
                 rs = [t for t in trials if t["n"] == n and t["label"] == v]
                 row[v] = {
-                    "fps": median([t["fps"] for t in rs]),
-                    "peak_pss_mb": median([t["peak_pss_mb"] for t in rs]),
-                    "cpu_ms_per_frame": median([t["cpu_ms_per_frame"] for t in rs]),
-                    "sampler_cpu_share": median([t["sampler_cpu_share"] for t in rs]),
+                    "fps": measure.median([t["fps"] for t in rs]),
+                    "peak_pss_mb": measure.median([t["peak_pss_mb"] for t in rs]),
+                    "cpu_ms_per_frame": measure.median([t["cpu_ms_per_frame"] for t in rs]),
+                    "sampler_cpu_share": measure.median([t["sampler_cpu_share"] for t in rs]),
                 }
             row["ratio_vs_gym_vec"] = row["rlcapture"]["fps"] / row["gym-vec"]["fps"]
             row["ratio_vs_gym_worker"] = row["rlcapture"]["fps"] / row["gym-worker"]["fps"]
@@ -539,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                         "variant": variant,
                         "episode_length": length,
                         "steps": mem_steps,
-                        "peak_pss_mb": median([t["peak_pss_mb"] for t in rs]),
-                        "fps": median([t["fps"] for t in rs]),
+                        "peak_pss_mb": measure.median([t["peak_pss_mb"] for t in rs]),
+                        "fps": measure.median([t["fps"] for t in rs]),
                     }
                 )
         results["memory_vs_episode_length"] = {"trials": trials, "medians": table}
@@ -550,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         r = run_trial("encoder", {"part": 3, "frames": enc_frames, "fps": 50, "repeats": repeats})
         for run in r["runs"]:
             _log(f"  [3] rep {run['repeat']} {run['variant']:10s} {run['fps']:7.1f} frames/s")
-        tight = median([x["fps"] for x in r["runs"] if x["variant"] == "tight"])
-        rlc = median([x["fps"] for x in r["runs"] if x["variant"] == "rlcapture"])
-        zc = median([x["fps"] for x in r["runs"] if x["variant"] == "tight-zero-copy"])
+        tight = measure.median([x["fps"] for x in r["runs"] if x["variant"] == "tight"])
+        rlc = measure.median([x["fps"] for x in r["runs"] if x["variant"] == "rlcapture"])
+        zc = measure.median([x["fps"] for x in r["runs"] if x["variant"] == "tight-zero-copy"])
         results["encoder"] = {
             "trials": r,
             "medians": {

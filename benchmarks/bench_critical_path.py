@@ -46,16 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rlcapture.measure import (  # noqa: E402
-    TrialFailed,
-    headless,
-    median,
-    retry_quiet,
-    run_trial_process,
-    trial_main,
-)
+from rlcapture import measure  # noqa: E402
 
-headless()  # inherited by workers and trials
+measure.headless()  # inherited by workers and trials
 VARIANTS = ("none", "render", "all-now", "all-gate")
 
 
@@ -215,8 +208,10 @@ def run_trial(spec: dict[str, Any], max_load: float = 0.3) -> dict[str, Any]:
     """Run a trial in a fresh process on a quiet machine (waits, and redoes disturbed runs)."""
     argv = [str(Path(__file__).resolve()), "--trial", json.dumps(spec)]
     try:
-        return retry_quiet(lambda _attempt: run_trial_process(argv, 600, cwd=ROOT), max_load, _log)
-    except TrialFailed as exc:
+        return measure.retry_quiet(
+            lambda _attempt: measure.run_trial_process(argv, 600, cwd=ROOT), max_load, _log
+        )
+    except measure.TrialFailed as exc:
         raise RuntimeError(f"trial {spec} failed: {exc}\n{exc.detail}") from None
 
 
@@ -236,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trial", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trial:
-        return trial_main(trial, args.trial)
+        return measure.trial_main(trial, args.trial)
     variants = [v for v in args.variants.split(",") if v]
     repeats = 1 if args.quick else args.repeats
     steps = 150 if args.quick else args.steps
@@ -273,12 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     for t in sleeps:
         for v in variants:
             rs = [x for x in trials if x["sleep_ms"] == t and x["variant"] == v]
-
-            rows.append({"sleep_ms": t, "variant": v, **{k: median([x[k] for x in rs]) for k in (
+            med = {k: measure.median([x[k] for x in rs]) for k in (
                 "p50_ms", "p90_ms", "p99_ms", "last_worker_start_p50_ms",
                 "last_worker_start_p99_ms", "steps_per_s_loop", "steps_per_s_with_close",
                 "close_s", "render_ms_mean", "render_share_in_policy", "render_share_in_step",
-                "render_share_after_loop", "other_load_cores")}})  # fmt: skip
+                "render_share_after_loop", "other_load_cores")}  # fmt: skip
+            rows.append({"sleep_ms": t, "variant": v, **med})
     print(
         f"\nN={n} CartPole-v1, {steps} vector steps, median of {repeats}; "
         "latency = time in envs.step; render shares from in-worker timestamps"

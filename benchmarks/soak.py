@@ -58,17 +58,10 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 import rlcapture  # noqa: E402
+from rlcapture import measure  # noqa: E402
 from rlcapture._backend.manifest import read_manifest  # noqa: E402
-from rlcapture.measure import (  # noqa: E402
-    MB,
-    headless,
-    machine_busy_s,
-    machine_info,
-    tree_cpu,
-    tree_pss,
-)
 
-headless()  # pygame (CartPole's renderer) needs no display; inherited by workers
+measure.headless()  # pygame (CartPole's renderer) needs no display; inherited by workers
 
 SHM = Path("/dev/shm")
 
@@ -98,8 +91,8 @@ class Windows:
         self.next_row = every
         self.next_sample = 0.0
         self.peak = 0
-        self.busy_win = machine_busy_s()
-        self.cpu_win = tree_cpu()
+        self.busy_win = measure.machine_busy_s()
+        self.cpu_win = measure.tree_cpu()
         self.shm_start = shm_entries()
         print(f"\n== {name} ==", flush=True)
         print(
@@ -111,7 +104,7 @@ class Windows:
     def tick(self, frames: int, extra: dict[str, Any] | None = None) -> None:
         now = time.perf_counter()
         if now >= self.next_sample:
-            self.peak = max(self.peak, tree_pss()[0])
+            self.peak = max(self.peak, measure.tree_pss()[0])
             self.next_sample = time.perf_counter() + 0.5
         if frames >= self.next_row:
             self.row(frames, extra)
@@ -119,14 +112,14 @@ class Windows:
 
     def row(self, frames: int, extra: dict[str, Any] | None = None) -> None:
         now = time.perf_counter()
-        self.peak = max(self.peak, tree_pss()[0])
-        busy, cpu = machine_busy_s(), tree_cpu()
+        self.peak = max(self.peak, measure.tree_pss()[0])
+        busy, cpu = measure.machine_busy_s(), measure.tree_cpu()
         span = now - self.t_win
         row = {
             "frames": frames,
             "elapsed_s": round(now - self.t0, 2),
             "window_fps": round((frames - self.frames_win) / span, 1) if span > 0 else None,
-            "peak_pss_mb": round(self.peak / MB, 1),
+            "peak_pss_mb": round(self.peak / measure.MB, 1),
             "fds": {role: fd_count(pid) for role, pid in self.roles.items()},
             "shm_entries": len(shm_entries()),
             # Cores' worth of CPU that processes outside this tree took meanwhile.
@@ -427,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
         ),
         "quick": quick,
-        "machine": machine_info(),
+        "machine": measure.machine_info(),
         "shm_at_start": shm_entries(),
     }
     t0 = time.perf_counter()

@@ -410,7 +410,8 @@ def retry_quiet(
         if max_load is None or result["other_load_cores"] < max_load:
             break
         if log is not None:
-            log(f"  (other programs took {result['other_load_cores']:.2f} cores during that run: again)")
+            load = result["other_load_cores"]
+            log(f"  (other programs took {load:.2f} cores during that run: again)")
     result["disturbed"] = max_load is not None and result["other_load_cores"] >= max_load
     return result
 

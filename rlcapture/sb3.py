@@ -41,7 +41,7 @@ __all__ = ["RecordCallback", "SB3VecEnv", "load_sb3_model", "make_sb3_vec", "req
 
 
 def _with_config(config: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """The keywords for :class:`CaptureVectorEnv`: ``options``, plus ``config`` when one is given."""
+    """The keywords for :class:`CaptureVectorEnv`: ``options``, and ``config`` if given."""
     return dict(options) if config is None else {**options, "config": config}
 
 
