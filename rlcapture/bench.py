@@ -58,7 +58,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import tempfile
@@ -69,7 +68,6 @@ from types import SimpleNamespace
 from typing import Any, TextIO
 
 import gymnasium as gym
-import numpy as np
 
 from .bench_report import format_table, summarize_trials
 from .bench_trial import RenderEveryFrame, is_factory_spec, module_root, probe_env
@@ -84,8 +82,7 @@ from .bench_variants import (
     variant_what,
 )
 from .errors import ConfigError, EnvError, OutputError, RLCaptureError
-from .measure import TrialFailed, cpu_model, headless, retry_quiet, run_trial_process
-from .measure import cores as count_cores
+from .measure import TrialFailed, headless, machine_info, retry_quiet, run_trial_process
 from .policies import load_policy
 
 __all__ = [
@@ -359,55 +356,18 @@ def _writable(path: Path, what: str) -> None:
         raise OutputError(f"cannot write the {what} in {str(parent)!r}: permission denied")
 
 
-def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Run ``rlcapture bench``; returns the exit status."""
-    # pygame (classic-control rendering) needs no display for rgb_array.
-    headless()
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "rlcapture bench needs psutil: pip install psutil (or rlcapture[bench])"
-        ) from None
-    env = args.env_id
-    if not isinstance(env, str) or not env.strip():
-        raise EnvError("give an env id or module:factory")
-    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
-    variants = select_variants(args.variants, args.every_episode, encoders)
-    ns = list(dict.fromkeys(args.num_envs))
-    json_path = Path(args.json) if args.json else Path(f"bench-{_safe_name(env)}.json")
-    png_path = Path(args.png) if args.png else json_path.with_suffix(".png")
-    _writable(json_path, "JSON results")
-    _writable(png_path, "chart")
-    probe = probe_env(env)
-    extra_path = []
-    if is_factory_spec(env):
-        root = module_root(env)
-        if root:
-            extra_path.append(root)
-    if args.policy != "random":
-        # Made here too: errors now, not in every trial.
-        load_policy(args.policy, SimpleNamespace(action_space=gym.spaces.Discrete(2)), 0)
-        root = module_root(args.policy)
-        if root:
-            extra_path.append(root)
-    pythonpath = _python_path(extra_path)
-    skipped = {v: why for v in variants if (why := unavailable(v)) is not None}
-    runnable = [v for v in variants if v not in skipped]
-    cores = count_cores()
-    date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    log = (
-        (lambda text: print(text, file=stderr, flush=True))
-        if not args.quiet
-        else (lambda text: None)
-    )
-    log(
-        f"rlcapture bench {env}: N = {' '.join(map(str, ns))}, {len(runnable)} variants, "
-        f"{args.repeats} repeat(s), {args.frames} env-steps per run"
-    )
+def _run_trials(
+    args: argparse.Namespace, env: str, runnable: list[str], ns: list[int], pythonpath: str,
+    log: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], dict[str, str]]:  # fmt: skip
+    """Every repeat of every (N, variant), the order of the variants rotated each repeat.
+
+    Returns the trials' results, and why each variant that failed (and was
+    left out from then on) failed. A failure of one of rlcapture's own
+    variants stops the bench.
+    """
     trials: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
-    started = time.perf_counter()
     tmp_root = Path(tempfile.mkdtemp(prefix="rlcapture-bench-"))
     try:
         for rep in range(args.repeats):
@@ -446,23 +406,64 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                     )
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    ran = [v for v in runnable if v not in failures]
-    rows, costs = summarize_trials(trials, ran, ns, cores, probe["copy_ms_per_frame"])
-    import av
+    return trials, failures
 
+
+def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Run ``rlcapture bench``; returns the exit status."""
+    # pygame (classic-control rendering) needs no display for rgb_array.
+    headless()
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "rlcapture bench needs psutil: pip install psutil (or rlcapture[bench])"
+        ) from None
+    env = args.env_id
+    if not isinstance(env, str) or not env.strip():
+        raise EnvError("give an env id or module:factory")
+    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
+    variants = select_variants(args.variants, args.every_episode, encoders)
+    ns = list(dict.fromkeys(args.num_envs))
+    json_path = Path(args.json) if args.json else Path(f"bench-{_safe_name(env)}.json")
+    png_path = Path(args.png) if args.png else json_path.with_suffix(".png")
+    _writable(json_path, "JSON results")
+    _writable(png_path, "chart")
+    probe = probe_env(env)
+    extra_path = []
+    if is_factory_spec(env):
+        root = module_root(env)
+        if root:
+            extra_path.append(root)
+    if args.policy != "random":
+        # Made here too: errors now, not in every trial.
+        load_policy(args.policy, SimpleNamespace(action_space=gym.spaces.Discrete(2)), 0)
+        root = module_root(args.policy)
+        if root:
+            extra_path.append(root)
+    pythonpath = _python_path(extra_path)
+    skipped = {v: why for v in variants if (why := unavailable(v)) is not None}
+    runnable = [v for v in variants if v not in skipped]
+    date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    log = (
+        (lambda text: print(text, file=stderr, flush=True))
+        if not args.quiet
+        else (lambda text: None)
+    )
+    log(
+        f"rlcapture bench {env}: N = {' '.join(map(str, ns))}, {len(runnable)} variants, "
+        f"{args.repeats} repeat(s), {args.frames} env-steps per run"
+    )
+    started = time.perf_counter()
+    trials, failures = _run_trials(args, env, runnable, ns, pythonpath, log)
+    ran = [v for v in runnable if v not in failures]
+    machine = machine_info()
+    rows, costs = summarize_trials(trials, ran, ns, machine["cores"], probe["copy_ms_per_frame"])
     result: dict[str, Any] = {
         "env": env,
         "date": date,
         "command": _command(args, ns),
-        "machine": {
-            "cores": cores,
-            "cpu_model": cpu_model(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "gymnasium": gym.__version__,
-            "av": av.__version__,
-            "numpy": np.__version__,
-        },
+        "machine": machine,
         "settings": {
             "num_envs": ns,
             "frames": args.frames,

@@ -64,7 +64,6 @@ def _per_env(infos: dict[str, Any], i: int) -> dict[str, Any]:
     return out
 
 
-
 class SB3VecEnv(VecEnv):  # type: ignore[misc]
     """A :class:`CaptureVectorEnv` as an SB3 ``VecEnv`` (same-step autoreset).
 

@@ -150,6 +150,16 @@ def test_missing_sb3_says_how_to_install(monkeypatch) -> None:
         require_sb3()
 
 
+def test_module_without_sb3_says_how_to_install(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)
+    monkeypatch.delitem(sys.modules, "rlcapture.sb3")
+    with pytest.raises(rlcapture.ConfigError, match=r'pip install "rlcapture\[sb3\]"'):
+        importlib.import_module("rlcapture.sb3")
+
+
 def test_on_error_continue_is_refused_rather_than_hanging(tmp_path: Path) -> None:
     with pytest.raises(rlcapture.ConfigError, match="on_error='raise'"):
         make_sb3_vec("CartPole-v1", 1, tmp_path / "out", on_error="continue")
