@@ -291,7 +291,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=list(DEFAULT_NUM_ENVS), metavar="N",
         help="one or more env counts (default 1 2 4)",
     )  # fmt: skip
-    p.add_argument("--policy", default="random", help="random (default) or module:callable")
+    p.add_argument(
+        "--policy", default="random",
+        help="random (default), sb3:ALGO:path.zip or module:callable",
+    )  # fmt: skip
     p.add_argument(
         "--frames", "-f", type=_int_range(1, 10**8, "--frames"), default=DEFAULT_FRAMES,
         help=f"env-steps per run, over all envs (default {DEFAULT_FRAMES})",

@@ -154,7 +154,8 @@ def test_module_without_sb3_says_how_to_install(monkeypatch) -> None:
     import importlib
     import sys
 
-    monkeypatch.setitem(sys.modules, "stable_baselines3", None)
+    for name in [m for m in sys.modules if m.split(".")[0] == "stable_baselines3"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     monkeypatch.delitem(sys.modules, "rlcapture.sb3")
     with pytest.raises(rlcapture.ConfigError, match=r'pip install "rlcapture\[sb3\]"'):
         importlib.import_module("rlcapture.sb3")
