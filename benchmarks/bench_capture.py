@@ -44,18 +44,11 @@ every trial records how much CPU other work took meanwhile.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as _dt
 import json
 import os
-import platform
-import resource
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,13 +57,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# pygame (the classic-control renderer) needs no display for rgb_array; without
-# these it prints "XDG_RUNTIME_DIR is invalid" on exit. Inherited by children.
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+# How every figure is taken (process-tree PSS and CPU, other programs' load,
+# trials in fresh processes) is shared with `rlcapture bench`.
+from rlcapture import measure  # noqa: E402
 
-_MARK = "@@RESULT@@ "
-MB = 1024 * 1024
+measure.headless()  # inherited by workers and trials
 
 VARIANTS = ("rlcapture", "gym-vec", "gym-worker")
 #: Part 1 also runs rlcapture without the PSS sampler, to show the sampler's cost.
@@ -81,122 +72,6 @@ LABELS = {
     "gym-vec": "gym vector RecordVideo",
     "gym-worker": "gym RecordVideo per worker",
 }
-
-
-# --------------------------------------------------------------------------------------
-# measuring
-# --------------------------------------------------------------------------------------
-# The process-tree walk and the PSS read are the ones `rlcapture bench` uses.
-from rlcapture.bench import _pss_bytes, _tree_pids  # noqa: E402
-
-
-class TreePSS:
-    """Samples the PSS summed over this process and all its descendants.
-
-    The sampler is a thread of this process; reading ``smaps_rollup`` costs the
-    kernel about 1 ms per process (it walks the page tables), a lot on two
-    cores, so the thread runs at nice 19 (it takes CPU only from idle time as
-    far as the scheduler allows) and reads ``/proc`` directly. The numbers are
-    the same as psutil's ``memory_full_info().pss``; where ``/proc/PID/task/TID/
-    children`` is missing (kernels without CONFIG_PROC_CHILDREN) psutil is used.
-    """
-
-    def __init__(self, interval: float | None = 0.05) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self.interval = interval
-        self.root = psutil.Process()
-        self._fast = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-        self.peak = 0
-        self.samples = 0
-        self.max_procs = 0
-        self.busy_s = 0.0  # wall time spent sampling
-        self.cpu_s = 0.0  # CPU time of the sampler thread (user + kernel)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
-
-    def sample(self) -> int:
-        psutil = self._psutil
-        t0 = time.perf_counter()
-        total = 0
-        if self._fast:
-            pids = _tree_pids(self.root.pid)
-            for pid in pids:
-                with contextlib.suppress(OSError, ValueError):
-                    total += _pss_bytes(pid)
-            nprocs = len(pids)
-        else:
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                procs = [self.root]
-            for p in procs:
-                with contextlib.suppress(
-                    psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess
-                ):
-                    total += p.memory_full_info().pss
-            nprocs = len(procs)
-        self.peak = max(self.peak, total)
-        self.samples += 1
-        self.max_procs = max(self.max_procs, nprocs)
-        self.busy_s += time.perf_counter() - t0
-        return total
-
-    def _run(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        t0 = time.thread_time()
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-        self.cpu_s = time.thread_time() - t0
-
-    def __enter__(self) -> TreePSS:
-        self.baseline = self.sample()
-        if self.interval is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.sample()
-
-
-def _cpu_seconds() -> float:
-    """User+system CPU of this process and of its children that were reaped."""
-    s = resource.getrusage(resource.RUSAGE_SELF)
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy since boot (from /proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _video_frames(folder: Path) -> tuple[int, int]:
-    """(videos, frames) of the MP4 files under ``folder``, from their headers."""
-    import av
-
-    videos = frames = 0
-    for path in sorted(folder.rglob("*.mp4")):
-        videos += 1
-        with av.open(str(path)) as c:
-            s = c.streams.video[0]
-            n = s.frames
-            if not n:  # fragmented MP4 has no frame count in its header: demux
-                n = sum(1 for pkt in c.demux(s) if pkt.size)
-            frames += n
-    return videos, frames
 
 
 # --------------------------------------------------------------------------------------
@@ -256,9 +131,10 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
     folder = tmp / "out"
     try:
         interval = spec.get("interval", 0.05) if spec.get("sample", True) else None
-        with TreePSS(interval) as mem:
-            cpu0 = _cpu_seconds()
-            busy0 = _machine_busy_s()
+        # A fixed interval (backoff 0): part 1 measures what such a sampler costs.
+        with measure.TreePSS(interval, backoff=0) as mem:
+            cpu0 = measure.self_cpu() + measure.reaped_cpu()
+            busy0 = measure.machine_busy_s()
             t0 = time.perf_counter()
             envs = _make_env(variant, env_id, n, folder, mes)
             t1 = time.perf_counter()
@@ -269,10 +145,10 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
             t2 = time.perf_counter()
             envs.close()
             t3 = time.perf_counter()
-            own = _cpu_seconds() - cpu0
-            busy = _machine_busy_s() - busy0
+            own = measure.self_cpu() + measure.reaped_cpu() - cpu0
+            busy = measure.machine_busy_s() - busy0
             cpu = own - mem.cpu_s
-        videos, frames = _video_frames(folder)
+        videos, frames, size = measure.video_frames(folder)
         env_steps = n * steps
         return {
             **spec,
@@ -283,8 +159,8 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
             "fps_with_setup": env_steps / (t3 - t0),
             "cpu_s": cpu,
             "cpu_ms_per_frame": 1e3 * cpu / env_steps,
-            "peak_pss_mb": mem.peak / MB if interval is not None else None,
-            "baseline_pss_mb": mem.baseline / MB,
+            "peak_pss_mb": mem.peak / measure.MB if interval is not None else None,
+            "baseline_pss_mb": mem.baseline / measure.MB,
             "pss_samples": mem.samples,
             "pss_sampling_ms": 1e3 * mem.busy_s / max(1, mem.samples),
             "sampler_cpu_s": mem.cpu_s,
@@ -295,7 +171,7 @@ def trial_capture(spec: dict[str, Any]) -> dict[str, Any]:
             "max_procs": mem.max_procs,
             "videos": videos,
             "frames_written": frames,
-            "bytes_written": sum(p.stat().st_size for p in folder.rglob("*.mp4")),
+            "bytes_written": size,
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -403,7 +279,7 @@ def trial_encoder(spec: dict[str, Any]) -> dict[str, Any]:
                     dt = _tight_loop(frames, tmp / "tight.mp4", fps, variant == "tight-zero-copy")
                 else:
                     dt = _rlcapture_encoder(frames, tmp / "out", fps)
-                _, written = _video_frames(tmp)
+                _, written, _ = measure.video_frames(tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             runs.append(
@@ -460,60 +336,20 @@ def effective_cores(count: int = 10_000_000) -> dict[str, float]:
 QUIET = {"threshold": 0.25, "max_wait": 300.0, "retries": 2, "enabled": True}
 
 
-def wait_quiet() -> float:
-    """Wait until the machine is idle apart from us; returns the seconds waited."""
-    waited = 0.0
-    while QUIET["enabled"]:
-        b0 = _machine_busy_s()
-        time.sleep(0.5)
-        load = (_machine_busy_s() - b0) / 0.5
-        if load < QUIET["threshold"] or waited >= QUIET["max_wait"]:
-            break
-        if waited == 0:
-            _log(f"    (other work is using {load:.1f} cores; waiting for a quiet machine)")
-        time.sleep(2.0)
-        waited += 2.5
-    return waited
-
-
-def _run_once(kind: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--trial", kind, json.dumps(spec)]
-    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy0 = _machine_busy_s()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    busy = _machine_busy_s() - busy0
-    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ours = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
-    for line in proc.stdout.splitlines():
-        if line.startswith(_MARK):
-            result = json.loads(line[len(_MARK) :])
-            # Other jobs' CPU during the whole trial process, in cores.
-            result["foreign_cores_trial"] = max(0.0, busy - ours) / wall
-            return result
-    raise RuntimeError(
-        f"trial {kind} {spec} failed (exit {proc.returncode}):\n"
-        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-
-
 def run_trial(kind: str, spec: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
     """Run one trial in a fresh process, on a quiet machine where possible."""
-    waited = 0.0
-    result: dict[str, Any] = {}
-    for attempt in range(1 + int(QUIET["retries"])):
-        waited += wait_quiet()
-        result = _run_once(kind, spec, timeout)
-        result["attempt"] = attempt
-        result["waited_s"] = waited
-        if not QUIET["enabled"] or result["foreign_cores_trial"] < QUIET["threshold"]:
-            break
-        _log(
-            f"    (other work took {result['foreign_cores_trial']:.2f} cores during this "
-            "trial; running it again)"
+    argv = [str(Path(__file__).resolve()), "--trial", kind, json.dumps(spec)]
+    try:
+        result = measure.retry_quiet(
+            lambda _attempt: measure.run_trial_process(argv, timeout, cwd=ROOT),
+            QUIET["threshold"] if QUIET["enabled"] else None,
+            _log,
+            retries=int(QUIET["retries"]),
+            max_wait=QUIET["max_wait"],
         )
-    result["disturbed"] = bool(result["foreign_cores_trial"] >= QUIET["threshold"])
+    except measure.TrialFailed as exc:
+        raise RuntimeError(f"trial {kind} {spec} failed: {exc}\n{exc.detail}") from None
+    result["disturbed"] = bool(result["other_load_cores"] >= QUIET["threshold"])
     return result
 
 
@@ -521,43 +357,14 @@ def _mb(value: float | None) -> str:
     return "    n/a" if value is None else f"{value:7.1f}"
 
 
-def _median(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def machine_info() -> dict[str, Any]:
-    import av
-    import gymnasium
-    import numpy
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def _machine_info() -> dict[str, Any]:
     try:
         import moviepy
 
         moviepy_version = moviepy.__version__
     except Exception:  # noqa: BLE001 - any import failure means "not installed"
         moviepy_version = None
-    return {
-        "nproc": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu,
-        "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "gymnasium": gymnasium.__version__,
-        "av": av.__version__,
-        "moviepy": moviepy_version,
-        "numpy": numpy.__version__,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    return {**measure.machine_info(), "moviepy": moviepy_version}
 
 
 def _log(msg: str) -> None:
@@ -598,10 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.trial:
-        kind, spec = args.trial[0], json.loads(args.trial[1])
-        result = {"capture": trial_capture, "encoder": trial_encoder}[kind](spec)
-        print(_MARK + json.dumps(result), flush=True)
-        return 0
+        run = {"capture": trial_capture, "encoder": trial_encoder}[args.trial[0]]
+        return measure.trial_main(run, args.trial[1])
 
     q = args.quick
     QUIET["enabled"] = not args.no_wait
@@ -614,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = {int(x) for x in args.parts.split(",")}
 
     started = time.perf_counter()
-    info = machine_info()
+    info = _machine_info()
     results: dict[str, Any] = {
         "machine": info,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -666,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"  [1] rep {rep} N={n} {label:19s} {r['fps']:7.1f} frames/s  "
                         f"peak PSS {_mb(r['peak_pss_mb'])} MB  ({r['run_s']:.2f} s, "
                         f"{r['videos']} videos, {r['frames_written']} frames, "
-                        f"other work {r['foreign_cores_trial']:.2f} cores)"
+                        f"other work {r['other_load_cores']:.2f} cores)"
                     )
         table = []
         for n in ns:
@@ -674,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
             for v in [*VARIANTS, UNSAMPLED]:
                 rs = [t for t in trials if t["n"] == n and t["label"] == v]
                 row[v] = {
-                    "fps": _median([t["fps"] for t in rs]),
-                    "peak_pss_mb": _median([t["peak_pss_mb"] for t in rs]),
-                    "cpu_ms_per_frame": _median([t["cpu_ms_per_frame"] for t in rs]),
-                    "sampler_cpu_share": _median([t["sampler_cpu_share"] for t in rs]),
+                    "fps": measure.median([t["fps"] for t in rs]),
+                    "peak_pss_mb": measure.median([t["peak_pss_mb"] for t in rs]),
+                    "cpu_ms_per_frame": measure.median([t["cpu_ms_per_frame"] for t in rs]),
+                    "sampler_cpu_share": measure.median([t["sampler_cpu_share"] for t in rs]),
                 }
             row["ratio_vs_gym_vec"] = row["rlcapture"]["fps"] / row["gym-vec"]["fps"]
             row["ratio_vs_gym_worker"] = row["rlcapture"]["fps"] / row["gym-worker"]["fps"]
@@ -705,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 _log(
                     f"  [2] rep {rep} {variant:10s} episode {length:5d}  "
                     f"peak PSS {r['peak_pss_mb']:7.1f} MB  {r['fps']:7.1f} frames/s "
-                    f"({r['videos']} videos, other work {r['foreign_cores_trial']:.2f} cores)"
+                    f"({r['videos']} videos, other work {r['other_load_cores']:.2f} cores)"
                 )
         table = []
         for variant in ("rlcapture", "gym-vec"):
@@ -720,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                         "variant": variant,
                         "episode_length": length,
                         "steps": mem_steps,
-                        "peak_pss_mb": _median([t["peak_pss_mb"] for t in rs]),
-                        "fps": _median([t["fps"] for t in rs]),
+                        "peak_pss_mb": measure.median([t["peak_pss_mb"] for t in rs]),
+                        "fps": measure.median([t["fps"] for t in rs]),
                     }
                 )
         results["memory_vs_episode_length"] = {"trials": trials, "medians": table}
@@ -731,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         r = run_trial("encoder", {"part": 3, "frames": enc_frames, "fps": 50, "repeats": repeats})
         for run in r["runs"]:
             _log(f"  [3] rep {run['repeat']} {run['variant']:10s} {run['fps']:7.1f} frames/s")
-        tight = _median([x["fps"] for x in r["runs"] if x["variant"] == "tight"])
-        rlc = _median([x["fps"] for x in r["runs"] if x["variant"] == "rlcapture"])
-        zc = _median([x["fps"] for x in r["runs"] if x["variant"] == "tight-zero-copy"])
+        tight = measure.median([x["fps"] for x in r["runs"] if x["variant"] == "tight"])
+        rlc = measure.median([x["fps"] for x in r["runs"] if x["variant"] == "rlcapture"])
+        zc = measure.median([x["fps"] for x in r["runs"] if x["variant"] == "tight-zero-copy"])
         results["encoder"] = {
             "trials": r,
             "medians": {

@@ -36,8 +36,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,10 +45,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-_MARK = "@@RESULT@@ "
+from rlcapture import measure  # noqa: E402
+
+measure.headless()  # inherited by workers and trials
 VARIANTS = ("none", "render", "all-now", "all-gate")
 
 
@@ -202,54 +200,19 @@ def trial(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _machine_busy_s() -> float:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(threshold: float, max_wait: float = 300.0) -> float:
-    """Wait until other programs use less than ``threshold`` cores; returns seconds waited."""
-    waited = 0.0
-    while waited < max_wait:
-        b0 = _machine_busy_s()
-        time.sleep(0.5)
-        if (_machine_busy_s() - b0) / 0.5 < threshold:
-            break
-        time.sleep(2.0)
-        waited += 2.5
-    return waited
+def _log(text: str) -> None:
+    print(f"  {text}", flush=True)
 
 
 def run_trial(spec: dict[str, Any], max_load: float = 0.3) -> dict[str, Any]:
     """Run a trial in a fresh process on a quiet machine (waits, and redoes disturbed runs)."""
-    for attempt in range(3):
-        waited = wait_quiet(max_load)
-        r = _run_once(spec)
-        r["attempt"], r["waited_s"] = attempt, waited
-        if r["other_load_cores"] < max_load:
-            break
-        print(f"    (other programs took {r['other_load_cores']:.2f} cores: again)", flush=True)
-    return r
-
-
-def _run_once(spec: dict[str, Any]) -> dict[str, Any]:
-    import resource
-
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    b0, t0 = _machine_busy_s(), time.perf_counter()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--trial", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ours = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    for line in proc.stdout.splitlines():
-        if line.startswith(_MARK):
-            result = json.loads(line[len(_MARK) :])
-            result["other_load_cores"] = max(0.0, _machine_busy_s() - b0 - ours) / wall
-            return result
-    raise RuntimeError(f"trial {spec} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    argv = [str(Path(__file__).resolve()), "--trial", json.dumps(spec)]
+    try:
+        return measure.retry_quiet(
+            lambda _attempt: measure.run_trial_process(argv, 600, cwd=ROOT), max_load, _log
+        )
+    except measure.TrialFailed as exc:
+        raise RuntimeError(f"trial {spec} failed: {exc}\n{exc.detail}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trial", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trial:
-        print(_MARK + json.dumps(trial(json.loads(args.trial))), flush=True)
-        return 0
+        return measure.trial_main(trial, args.trial)
     variants = [v for v in args.variants.split(",") if v]
     repeats = 1 if args.quick else args.repeats
     steps = 150 if args.quick else args.steps
@@ -306,16 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     for t in sleeps:
         for v in variants:
             rs = [x for x in trials if x["sleep_ms"] == t and x["variant"] == v]
-
-            def med(key: str, rs: list[dict[str, Any]] = rs) -> Any:
-                vals = [x[key] for x in rs if x[key] is not None]
-                return statistics.median(vals) if vals else None
-
-            rows.append({"sleep_ms": t, "variant": v, **{k: med(k) for k in (
+            med = {k: measure.median([x[k] for x in rs]) for k in (
                 "p50_ms", "p90_ms", "p99_ms", "last_worker_start_p50_ms",
                 "last_worker_start_p99_ms", "steps_per_s_loop", "steps_per_s_with_close",
                 "close_s", "render_ms_mean", "render_share_in_policy", "render_share_in_step",
-                "render_share_after_loop", "other_load_cores")}})  # fmt: skip
+                "render_share_after_loop", "other_load_cores")}  # fmt: skip
+            rows.append({"sleep_ms": t, "variant": v, **med})
     print(
         f"\nN={n} CartPole-v1, {steps} vector steps, median of {repeats}; "
         "latency = time in envs.step; render shares from in-worker timestamps"

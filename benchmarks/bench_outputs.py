@@ -23,14 +23,18 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from rlcapture.measure import run_trial_process, time_per_call, trial_main  # noqa: E402
 
 
 def _frame() -> np.ndarray:
@@ -46,13 +50,7 @@ def _frame() -> np.ndarray:
 
 def _timeit(fn, loops: int, repeats: int) -> float:
     """Median ms per call."""
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        times.append((time.perf_counter() - t) / loops * 1e3)
-    return statistics.median(times)
+    return 1e3 * time_per_call(fn, loops, repeats)
 
 
 def micro(loops: int, repeats: int) -> dict[str, float]:
@@ -118,35 +116,31 @@ VARIANTS = {
     "video+keep worst:3": {"keep": "worst:3"},
 }
 
-TRIAL = """
-import json, sys, time, tempfile
-import numpy as np
-import rlcapture
-n, steps, opts = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-with tempfile.TemporaryDirectory() as out:
-    envs = rlcapture.make_vec("CartPole-v1", n, out, **opts)
-    envs.action_space.seed(0)
-    t = time.perf_counter()
-    envs.reset(seed=0)
-    for _ in range(steps // n):
-        envs.step(envs.action_space.sample())
-    envs.close()
-    print(json.dumps({"seconds": time.perf_counter() - t, "steps": steps // n * n}))
-"""
+def trial(spec: dict) -> dict:
+    """One end-to-end run, in its own process: ``spec`` is n, steps and the recording options."""
+    import rlcapture
+
+    n, steps = spec["n"], spec["steps"]
+    with tempfile.TemporaryDirectory() as out:
+        envs = rlcapture.make_vec("CartPole-v1", n, out, **spec["options"])
+        envs.action_space.seed(0)
+        t = time.perf_counter()
+        envs.reset(seed=0)
+        for _ in range(steps // n):
+            envs.step(envs.action_space.sample())
+        envs.close()
+        return {"seconds": time.perf_counter() - t, "steps": steps // n * n}
 
 
 def end_to_end(n: int, steps: int, repeats: int) -> dict[str, list[float]]:
-    env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
     rates: dict[str, list[float]] = {k: [] for k in VARIANTS}
     names = list(VARIANTS)
     for r in range(repeats):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            done = subprocess.run(
-                [sys.executable, "-c", TRIAL, str(n), str(steps), json.dumps(VARIANTS[name])],
-                capture_output=True, text=True, env=env, check=True,
-            )  # fmt: skip
-            res = json.loads(done.stdout.strip().splitlines()[-1])
+            spec = {"n": n, "steps": steps, "options": VARIANTS[name]}
+            argv = [str(Path(__file__).resolve()), "--trial", json.dumps(spec)]
+            res = run_trial_process(argv, 600, cwd=HERE.parent)
             rates[name].append(res["steps"] / res["seconds"])
             print(f"  repeat {r}: {name:<24} {rates[name][-1]:7.0f} steps/s", file=sys.stderr)
     return rates
@@ -159,7 +153,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loops", type=int, default=200)
     parser.add_argument("--json", default=str(HERE / "results" / "outputs.json"))
+    parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.trial:
+        sys.exit(trial_main(trial, args.trial))
     costs = micro(args.loops, args.repeats)
     print("per call, ms (median):")
     for name, ms in costs.items():

@@ -41,10 +41,8 @@ Output: a table per part on stdout and everything in
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
 import random
 import shutil
 import sys
@@ -57,36 +55,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# pygame (CartPole's renderer) needs no display for rgb_array; inherited by workers.
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 
 import rlcapture  # noqa: E402
+from rlcapture import measure  # noqa: E402
 from rlcapture._backend.manifest import read_manifest  # noqa: E402
 
+measure.headless()  # pygame (CartPole's renderer) needs no display; inherited by workers
+
 SHM = Path("/dev/shm")
-MB = 1024 * 1024
 
 
 # -- measuring the process tree ------------------------------------------------------------
-def tree() -> list[psutil.Process]:
-    me = psutil.Process()
-    return [me, *me.children(recursive=True)]
-
-
-def tree_pss() -> int:
-    total = 0
-    for p in tree():
-        try:
-            total += p.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
 def fd_count(pid: int) -> int | None:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -96,25 +76,6 @@ def fd_count(pid: int) -> int | None:
 
 def shm_entries() -> list[str]:
     return sorted(os.listdir(SHM)) if SHM.is_dir() else []
-
-
-def tree_cpu() -> float:
-    total = 0.0
-    for p in tree():
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-def machine_busy() -> float:
-    """CPU seconds the machine spent busy since boot."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 class Windows:
@@ -130,8 +91,8 @@ class Windows:
         self.next_row = every
         self.next_sample = 0.0
         self.peak = 0
-        self.busy_win = machine_busy()
-        self.cpu_win = tree_cpu()
+        self.busy_win = measure.machine_busy_s()
+        self.cpu_win = measure.tree_cpu()
         self.shm_start = shm_entries()
         print(f"\n== {name} ==", flush=True)
         print(
@@ -143,7 +104,7 @@ class Windows:
     def tick(self, frames: int, extra: dict[str, Any] | None = None) -> None:
         now = time.perf_counter()
         if now >= self.next_sample:
-            self.peak = max(self.peak, tree_pss())
+            self.peak = max(self.peak, measure.tree_pss()[0])
             self.next_sample = time.perf_counter() + 0.5
         if frames >= self.next_row:
             self.row(frames, extra)
@@ -151,14 +112,14 @@ class Windows:
 
     def row(self, frames: int, extra: dict[str, Any] | None = None) -> None:
         now = time.perf_counter()
-        self.peak = max(self.peak, tree_pss())
-        busy, cpu = machine_busy(), tree_cpu()
+        self.peak = max(self.peak, measure.tree_pss()[0])
+        busy, cpu = measure.machine_busy_s(), measure.tree_cpu()
         span = now - self.t_win
         row = {
             "frames": frames,
             "elapsed_s": round(now - self.t0, 2),
             "window_fps": round((frames - self.frames_win) / span, 1) if span > 0 else None,
-            "peak_pss_mb": round(self.peak / MB, 1),
+            "peak_pss_mb": round(self.peak / measure.MB, 1),
             "fds": {role: fd_count(pid) for role, pid in self.roles.items()},
             "shm_entries": len(shm_entries()),
             # Cores' worth of CPU that processes outside this tree took meanwhile.
@@ -440,28 +401,6 @@ def part_keep(folder: Path, total: int, every: int, n: int = 4) -> dict[str, Any
     return result
 
 
-def machine_info() -> dict[str, Any]:
-    import av
-    import gymnasium
-
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "mem_total_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "gymnasium": gymnasium.__version__,
-        "av": av.__version__,
-        "numpy": np.__version__,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a ~1 minute version")
@@ -481,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
         ),
         "quick": quick,
-        "machine": machine_info(),
+        "machine": measure.machine_info(),
         "shm_at_start": shm_entries(),
     }
     t0 = time.perf_counter()

@@ -54,653 +54,81 @@ The results go to the terminal (a table), a JSON file and a PNG bar chart.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import math
 import os
-import platform
 import re
-import resource
 import shutil
-import signal
-import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 import gymnasium as gym
-import numpy as np
 
-from .envs import import_object
+from .bench_report import format_table, summarize_trials
+from .bench_trial import RenderEveryFrame, is_factory_spec, module_root, probe_env
+from .bench_variants import (
+    CORE,
+    select_variants,
+    unavailable,
+    variant_base,
+    variant_encoders,
+    variant_label,
+    variant_names,
+    variant_what,
+)
 from .errors import ConfigError, EnvError, OutputError, RLCaptureError
+from .measure import TrialFailed, headless, machine_info, retry_quiet, run_trial_process
+from .policies import load_policy
 
-__all__ = ["RenderEveryFrame", "add_parser", "bench", "draw_chart", "variant_names"]
+__all__ = [
+    "RenderEveryFrame",
+    "add_parser",
+    "bench",
+    "draw_chart",
+    "format_table",
+    "summarize_trials",
+    "variant_names",
+]
 
 DEFAULT_ENV = "CartPole-v1"
 DEFAULT_NUM_ENVS = (1, 2, 4)
 DEFAULT_FRAMES = 2000
 DEFAULT_REPEATS = 3
 DEFAULT_EVERY = 20
-MB = 1024 * 1024
-
-_RESULT = "@@RLCAPTURE-BENCH-RESULT@@ "
-_ERROR = "@@RLCAPTURE-BENCH-ERROR@@ "
-
-#: name -> (short label for tables and the chart, what it is)
-_BASE_VARIANTS: dict[str, tuple[str, str]] = {
-    "none": ("no recording", "CaptureVectorEnv(record='none'): steps only, never renders"),
-    "render": (
-        "render, no encode",
-        "CaptureVectorEnv(record='none') over envs that render every reset and step and "
-        "drop the frame (rendering inside step, on the critical path)",
-    ),
-    "all": ("rlcapture every frame", "CaptureVectorEnv(record='all')"),
-    "every": ("rlcapture 1 ep in M", "CaptureVectorEnv(record='every:M'): episodes 0, M, 2M, ..."),
-    "gym-vec": (
-        "gym vector RecordVideo",
-        "gymnasium.wrappers.vector.RecordVideo(AsyncVectorEnv), every episode, N frames tiled",
-    ),
-    "gym-worker": (
-        "gym RecordVideo/worker",
-        "gymnasium.wrappers.RecordVideo inside each AsyncVectorEnv worker, every episode",
-    ),
-    "sb3": (
-        "SB3 VecVideoRecorder",
-        "stable_baselines3 VecVideoRecorder(SubprocVecEnv), one video of every step, tiled",
-    ),
-}
-_RECORDING = ("all", "every", "gym-vec", "gym-worker", "sb3")
-#: Variants that try to record every frame: their frames/s is compared with the ceiling.
-_EVERY_FRAME = ("all", "gym-vec", "gym-worker", "sb3")
-_TILED = ("gym-vec", "sb3")
-_CORE = ("none", "render", "all", "every")
-
-
-def variant_names(every: int) -> list[str]:
-    """Every variant's name, in order, with ``every`` spelled ``every:M``."""
-    return [f"every:{every}" if v == "every" else v for v in _BASE_VARIANTS]
-
-
-def _split_encoders(variant: str) -> tuple[str, int]:
-    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, 1)."""
-    name, sep, k = variant.partition("/e")
-    return (name, int(k)) if sep else (variant, 1)
-
-
-def _encoders_of(variant: str) -> int:
-    """How many encoder processes the variant's recorder runs."""
-    return _split_encoders(variant)[1]
-
-
-def _with_encoders(variant: str, k: int) -> str:
-    return variant if k == 1 else f"{variant}/e{k}"
-
-
-def _base(variant: str) -> str:
-    variant = _split_encoders(variant)[0]
-    return "every" if variant.startswith("every:") else variant
-
-
-def _what(variant: str) -> str:
-    variant, k = _split_encoders(variant)
-    more = f", Recorder(encoders={k})" if k != 1 else ""
-    if variant.startswith("every:"):
-        m = int(variant.split(":", 1)[1])
-        return (
-            f"CaptureVectorEnv(record='{variant}'){more}: episodes 0, {m}, {2 * m}, ... of each env"
-        )
-    what = _BASE_VARIANTS[variant][1]
-    return f"{what}{more}" if k != 1 else what
-
-
-def _label(variant: str) -> str:
-    variant, k = _split_encoders(variant)
-    if variant.startswith("every:"):
-        label = f"rlcapture 1 ep in {variant.split(':', 1)[1]}"
-    else:
-        label = _BASE_VARIANTS[variant][0]
-    return f"{label}, {k} enc" if k != 1 else label
-
-
-# ======================================================================================
-# envs and policies
-# ======================================================================================
-class RenderEveryFrame(gym.Wrapper):
-    """Renders after every ``reset`` and ``step`` and drops the frame.
-
-    The ``render`` variant's envs: the frames a recording of every frame would
-    take, rendered and thrown away, so nothing is copied or encoded.
-    """
-
-    def reset(self, **kwargs: Any) -> Any:
-        out = self.env.reset(**kwargs)
-        self.env.render()
-        return out
-
-    def step(self, action: Any) -> Any:
-        out = self.env.step(action)
-        self.env.render()
-        return out
-
-
-class _Rendering:
-    """A picklable factory of :class:`RenderEveryFrame` envs."""
-
-    def __init__(self, fn: Callable[[], gym.Env]) -> None:
-        self.fn = fn
-
-    def __call__(self) -> gym.Env:
-        return RenderEveryFrame(self.fn())
-
-
-class _GymFactory:
-    """A picklable factory of a registered env with ``render_mode='rgb_array'``."""
-
-    def __init__(self, env_id: str) -> None:
-        self.env_id = env_id
-
-    def __call__(self) -> gym.Env:
-        return gym.make(self.env_id, render_mode="rgb_array")
-
-
-def _is_factory_spec(spec: str) -> bool:
-    """``module:callable`` (a factory), as opposed to a Gymnasium id like ``ale_py:ALE/Pong-v5``."""
-    if ":" not in spec:
-        return False
-    module, _, attr = spec.partition(":")
-    ident = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-    return bool(ident.match(module)) and bool(ident.match(attr))
-
-
-def _module_root(spec: str) -> str | None:
-    """The folder to put on ``sys.path`` so that ``spec``'s module imports (after importing it)."""
-    name = spec.partition(":")[0]
-    module = sys.modules.get(name)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return None
-    p = Path(path).resolve()
-    if p.name == "__init__.py":
-        p = p.parent
-    return str(p.parents[len(name.split(".")) - 1])
-
-
-def _env_factory(env: str) -> Callable[[], gym.Env]:
-    """A function that makes the benchmarked env (in this process or a worker)."""
-    if _is_factory_spec(env):
-        return import_object(env, "env factory")
-    from .envs import make_env_fn
-
-    return make_env_fn(env)
-
-
-def _probe(env: str) -> dict[str, Any]:
-    """Make the env once here: check it, and time copying one of its frames.
-
-    Raises:
-        EnvError: If it cannot be made, does not render to an RGB array, or fails.
-    """
-    fn = _env_factory(env)
-    try:
-        e = fn()
-    except RLCaptureError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure of the user's env is reported
-        raise EnvError(f"env {env!r} could not be made: {type(exc).__name__}: {exc}") from None
-    try:
-        if getattr(e, "render_mode", None) != "rgb_array":
-            raise EnvError(
-                f"env {env!r} has render_mode={getattr(e, 'render_mode', None)!r}; "
-                "rlcapture bench needs envs made with render_mode='rgb_array'"
-            )
-        try:
-            e.reset(seed=0)
-            frame = e.render()
-        except Exception as exc:  # noqa: BLE001 - any failure of the user's env is reported
-            raise EnvError(
-                f"env {env!r} failed to reset or render: {type(exc).__name__}: {exc}"
-            ) from None
-        from ._backend.frames import as_frame
-
-        try:
-            frame = as_frame(frame, f"env {env!r}")
-        except RLCaptureError as exc:
-            raise EnvError(str(exc)) from None
-        copy_ms = _copy_cost_ms(frame)
-        return {
-            "frame_shape": list(frame.shape),
-            "frame_bytes": int(frame.nbytes),
-            "copy_ms_per_frame": copy_ms,
-            "render_fps": (e.metadata or {}).get("render_fps"),
-            "spec": env,
-        }
-    finally:
-        with contextlib.suppress(Exception):
-            e.close()
-
-
-def _copy_cost_ms(frame: np.ndarray, batches: int = 7, per_batch: int = 40) -> float:
-    """Median time of copying ``frame`` (as rendered: same strides) into a numpy buffer."""
-    buf = np.empty(frame.shape, np.uint8)
-    np.copyto(buf, frame)  # touch the pages
-    times = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(per_batch):
-            np.copyto(buf, frame)
-        times.append((time.perf_counter() - t0) / per_batch)
-    return 1e3 * statistics.median(times)
-
-
-class _RandomPolicy:
-    def __init__(self, single_action_space: gym.Space, n: int, seed: int) -> None:
-        from gymnasium.vector.utils import batch_space
-
-        self.space = batch_space(single_action_space, n)
-        self.space.seed(seed)
-
-    def __call__(self, obs: Any) -> Any:
-        return self.space.sample()
-
-
-def _policy(spec: str, single_action_space: gym.Space, n: int, seed: int) -> Callable[[Any], Any]:
-    if spec == "random":
-        return _RandomPolicy(single_action_space, n, seed)
-    if ":" not in spec:
-        raise ConfigError(f"unknown policy {spec!r}: use 'random' or 'module:callable'")
-    return import_object(spec, "policy")
-
-
-# ======================================================================================
-# measuring (in the trial process)
-# ======================================================================================
-def _tree_pids(root: int) -> list[int]:
-    """``root`` and its descendants, from ``/proc/PID/task/TID/children``."""
-    pids, i = [root], 0
-    while i < len(pids):
-        pid = pids[i]
-        i += 1
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                    pids.extend(int(x) for x in f.read().split())
-        except OSError:
-            pass
-    return pids
-
-
-def _pss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-        data = f.read()
-    start = data.index(b"\nPss:") + 5
-    return int(data[start : data.index(b"kB", start)]) * 1024
-
-
-class _TreePSS:
-    """Peak PSS summed over this process and its descendants.
-
-    A thread at nice 19 samples it. Reading ``smaps_rollup`` costs the kernel
-    about a millisecond per process, which is a lot on a small machine: the
-    interval grows to 20 times the cost of one sample (the sampler then takes
-    at most ~5% of one core), at least ``interval``. Its CPU time is measured
-    and taken out of the CPU figures.
-    """
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self.interval = interval
-        self.root = psutil.Process()
-        self._fast = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-        self.peak = 0
-        self.samples = 0
-        self.cpu_s = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
-
-    def sample(self) -> float:
-        """Take one sample; returns what it cost in seconds."""
-        t0 = time.perf_counter()
-        total = 0
-        if self._fast:
-            for pid in _tree_pids(self.root.pid):
-                with contextlib.suppress(OSError, ValueError):
-                    total += _pss_bytes(pid)
-        else:
-            psutil = self._psutil
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                procs = [self.root]
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_full_info().pss
-        with self._lock:
-            self.peak = max(self.peak, total)
-            self.samples += 1
-        return time.perf_counter() - t0
-
-    def _run(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        t0 = time.thread_time()
-        while not self._stop.is_set():
-            cost = self.sample()
-            self._stop.wait(max(self.interval, 20 * cost))
-        self.cpu_s = time.thread_time() - t0
-
-    def __enter__(self) -> _TreePSS:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _self_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _reaped_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def _proc_cpu(p: Any) -> float:
-    t = p.cpu_times()
-    return t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
-
-
-def _tree_cpu() -> float:
-    """CPU used so far by this process and every descendant, alive or gone.
-
-    This process and what it reaped (``getrusage``), plus, for each live (or
-    not yet reaped) descendant, its own CPU and what it reaped. Counts each
-    process once, also where children are not ours to reap (a forkserver's).
-    """
-    import psutil
-
-    total = _self_cpu() + _reaped_cpu()
-    for p in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += _proc_cpu(p)
-    return total
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine was busy since boot (``/proc/stat``)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _video_frames(folder: Path) -> tuple[int, int, int]:
-    """(videos, frames, bytes) of the MP4 files under ``folder``."""
-    import av
-
-    videos = frames = size = 0
-    for path in sorted(folder.rglob("*.mp4")):
-        videos += 1
-        size += path.stat().st_size
-        try:
-            with av.open(str(path)) as c:
-                s = c.streams.video[0]
-                n = s.frames
-                if not n:  # fragmented MP4 has no count in its header
-                    n = sum(1 for pkt in c.demux(s) if pkt.size)
-                frames += n
-        except av.error.FFmpegError:
-            pass
-    return videos, frames, size
-
-
-# ======================================================================================
-# one trial (runs in its own process)
-# ======================================================================================
-class _Run:
-    """A vector env of one variant, with a uniform step/reset/close."""
-
-    def __init__(self, variant: str, spec: dict[str, Any], folder: Path) -> None:
-        self.variant = variant
-        self.base = _base(variant)
-        self.n = n = int(spec["n"])
-        self.recorder: Any = None
-        self.sb3 = False
-        fn = _env_factory(spec["env"])
-        if self.base in _CORE:
-            from .recorder import Recorder
-            from .vector import CaptureVectorEnv
-
-            record = {"none": "none", "render": "none", "all": "all"}.get(self.base, variant)
-            fns = [_Rendering(fn) if self.base == "render" else fn] * n
-            self.recorder = Recorder(folder / "out", encoders=_encoders_of(variant))
-            try:
-                self.envs: Any = CaptureVectorEnv(fns, self.recorder, record=record)
-            except BaseException:
-                self.recorder.close()
-                raise
-            self.single_action_space = self.envs.single_action_space
-        elif self.base == "gym-vec":
-            from gymnasium.wrappers.vector import RecordVideo as VecRecordVideo
-
-            inner = gym.vector.AsyncVectorEnv([fn] * n)
-            # A new video at every episode of env 0; video_length 0 = whole
-            # episodes: every step of the run is captured, N envs tiled.
-            self.envs = VecRecordVideo(
-                inner, str(folder / "videos"), episode_trigger=_always, disable_logger=True
-            )
-            self.single_action_space = inner.single_action_space
-        elif self.base == "gym-worker":
-            fns = [_GymRecording(fn, str(folder / f"env{i}")) for i in range(n)]
-            self.envs = gym.vector.AsyncVectorEnv(fns)
-            self.single_action_space = self.envs.single_action_space
-        elif self.base == "sb3":
-            from stable_baselines3.common.vec_env import SubprocVecEnv, VecVideoRecorder
-
-            self.sb3 = True
-            steps = int(spec["steps"])
-            inner = SubprocVecEnv([fn] * n)
-            self.envs = VecVideoRecorder(
-                inner,
-                str(folder / "videos"),
-                record_video_trigger=lambda step: step == 0,
-                video_length=steps + 1,
-            )
-            self.single_action_space = inner.action_space
-        else:
-            raise ConfigError(f"unknown variant {variant!r}")
-
-    def reset(self, seed: int) -> Any:
-        if self.sb3:
-            self.envs.seed(seed)
-            return self.envs.reset()
-        return self.envs.reset(seed=seed)[0]
-
-    def step(self, actions: Any) -> Any:
-        return self.envs.step(actions)[0]
-
-    def encoder_cpu(self) -> float | None:
-        """CPU used so far by the encoder processes (all of them, summed)."""
-        if self.recorder is None:
-            return None
-        import psutil
-
-        try:
-            return sum(_proc_cpu(psutil.Process(pid)) for pid in self.recorder.encoder_pids)
-        except psutil.Error:
-            return None
-
-    def close(self) -> dict[str, Any]:
-        """Close everything; for rlcapture, the encoder's whole-life CPU and summary."""
-        self.envs.close()
-        if self.recorder is None:
-            return {}
-        import psutil
-
-        ours = False
-        with contextlib.suppress(psutil.Error):
-            ours = all(
-                psutil.Process(pid).ppid() == os.getpid() for pid in self.recorder.encoder_pids
-            )
-        r0 = _reaped_cpu()
-        summary = self.recorder.close()
-        total = _reaped_cpu() - r0 if ours else None
-        return {"summary": summary, "encoder_life_cpu_s": total}
-
-
-def _always(episode: int) -> bool:
-    return True
-
-
-class _GymRecording:
-    """A picklable factory of ``RecordVideo(env)`` recording every episode."""
-
-    def __init__(self, fn: Callable[[], gym.Env], folder: str) -> None:
-        self.fn = fn
-        self.folder = folder
-
-    def __call__(self) -> gym.Env:
-        from gymnasium.wrappers import RecordVideo
-
-        return RecordVideo(self.fn(), self.folder, episode_trigger=_always, disable_logger=True)
-
-
-def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """One run of one variant: make, reset, step, close; time, CPU and memory."""
-    variant, n, steps, seed = spec["variant"], int(spec["n"]), int(spec["steps"]), int(spec["seed"])
-    base = _base(variant)
-    if base in ("gym-vec", "gym-worker", "sb3"):
-        import moviepy.video.io.ImageSequenceClip  # noqa: F401 - imported before timing
-    folder = Path(spec["folder"])
-    # Render once here: what rendering imports (pygame, ...) is imported before
-    # the workers fork, the same for every variant.
-    fn = _env_factory(spec["env"])
-    warm = fn()
-    try:
-        warm.reset(seed=seed)
-        warm.render()
-    finally:
-        warm.close()
-    mem = _TreePSS()
-    with mem:
-        t0 = time.perf_counter()
-        run = _Run(variant, spec, folder)
-        try:
-            policy = _policy(spec["policy"], run.single_action_space, n, seed)
-            t1 = time.perf_counter()
-            self0, tree0 = _self_cpu(), _tree_cpu()
-            enc0 = run.encoder_cpu()
-            obs = run.reset(seed)
-            for _ in range(steps):
-                obs = run.step(policy(obs))
-            t2 = time.perf_counter()
-            enc_before_close = run.encoder_cpu()
-            mem.sample()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                run.close()
-            raise
-        closed = run.close()
-        t3 = time.perf_counter()
-        mem.stop()  # its CPU, all of it counted in ours, is taken out below
-        self1, tree1 = _self_cpu(), _tree_cpu()
-    cpu = tree1 - tree0 - mem.cpu_s
-    main_cpu = (self1 - self0) - mem.cpu_s
-    env_steps = n * steps
-    encoder_cpu = None
-    if enc0 is not None:
-        life = closed.get("encoder_life_cpu_s")
-        last = life if life is not None else enc_before_close
-        encoder_cpu = None if last is None else max(0.0, last - enc0)
-    summary = closed.get("summary") or {}
-    if base in _CORE:
-        video_files, video_frames = int(summary.get("videos", 0)), int(summary.get("frames", 0))
-        size = sum(p.stat().st_size for p in folder.rglob("*.mp4"))
-    else:
-        video_files, video_frames, size = _video_frames(folder)
-    frames = video_frames * n if base in _TILED else video_frames
-    rendered = n * (steps + 1) if base == "render" else frames
-    run_s = t3 - t1
-    return {
-        "variant": variant,
-        "encoders": _encoders_of(variant),
-        "n": n,
-        "steps": steps,
-        "repeat": spec.get("repeat", 0),
-        "env_steps": env_steps,
-        "frames": frames,
-        "frames_rendered": rendered,
-        "video_frames": video_frames,
-        "videos": video_files,
-        "bytes_written": size,
-        "setup_s": t1 - t0,
-        "run_s": run_s,
-        "close_s": t3 - t2,
-        "steps_per_s": env_steps / run_s,
-        "frames_per_s": frames / run_s,
-        "cpu_s": cpu,
-        "main_cpu_s": main_cpu,
-        "encoder_cpu_s": encoder_cpu,
-        "encoder_cpu_before_close_s": (
-            None if enc0 is None or enc_before_close is None else enc_before_close - enc0
-        ),
-        "peak_pss_mb": mem.peak / MB,
-        "pss_samples": mem.samples,
-        "sampler_cpu_s": mem.cpu_s,
-        "tree_cpu_total_s": tree1,
-    }
-
-
-def _trial_main(raw: str) -> int:
-    """Entry point of a trial process: one JSON spec in, one JSON line out."""
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    spec = json.loads(raw)
-    try:
-        result = run_trial(spec)
-    except BaseException as exc:  # noqa: BLE001 - reported to the driver
-        import traceback
-
-        traceback.print_exc()
-        text = str(exc).strip().splitlines()
-        err = {
-            "type": type(exc).__name__,
-            "message": text[0] if text else type(exc).__name__,
-            "user": isinstance(exc, (ConfigError, EnvError)),
-        }
-        print(_ERROR + json.dumps(err), flush=True)
-        return 1
-    print(_RESULT + json.dumps(result), flush=True)
-    return 0
 
 
 # ======================================================================================
 # the driver
 # ======================================================================================
-class _TrialFailed(Exception):
-    def __init__(self, message: str, user: bool, detail: str) -> None:
-        super().__init__(message)
-        self.user = user
-        self.detail = detail
+#: What a trial process runs (``python -c``), its spec as argument.
+_TRIAL = (
+    "import sys; from rlcapture.bench_trial import trial_entry; sys.exit(trial_entry(sys.argv[1]))"
+)
+
+
+def _measure(
+    spec: dict[str, Any], timeout: float, pythonpath: str, max_load: float | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """One run in a fresh process; with ``max_load``, on a machine that others leave alone."""
+    base = Path(spec["folder"])
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+
+    def attempt(k: int) -> dict[str, Any]:
+        folder = base / f"attempt{k}"
+        folder.mkdir()
+        try:
+            trial = json.dumps({**spec, "folder": str(folder)})
+            return run_trial_process(["-c", _TRIAL, trial], timeout, env=env)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return retry_quiet(attempt, max_load, log)
 
 
 def _python_path(extra: Sequence[str]) -> str:
@@ -716,285 +144,8 @@ def _python_path(extra: Sequence[str]) -> str:
     return os.pathsep.join(seen)
 
 
-def _run_trial_process(spec: dict[str, Any], timeout: float, pythonpath: str) -> dict[str, Any]:
-    """Run one trial in a fresh Python process; measure the load of other programs meanwhile."""
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    env.setdefault("SDL_VIDEODRIVER", "dummy")
-    env.setdefault("SDL_AUDIODRIVER", "dummy")
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from rlcapture.bench import _trial_main; sys.exit(_trial_main(sys.argv[1]))",
-        json.dumps(spec),
-    ]
-    c0 = _reaped_cpu()
-    busy0 = _machine_busy_s()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise _TrialFailed(f"timed out after {timeout:g} s", False, "") from None
-    finally:
-        if proc.poll() is None:  # interrupted: take its workers down too
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    wall = time.perf_counter() - t0
-    ours = _reaped_cpu() - c0
-    busy = _machine_busy_s() - busy0
-    for line in out.splitlines():
-        if line.startswith(_RESULT):
-            result = json.loads(line[len(_RESULT) :])
-            # Descendants the trial could not reap (a forkserver's) are in its
-            # own count, not in ours.
-            ours = max(ours, float(result.get("tree_cpu_total_s") or 0.0))
-            # Cores' worth of CPU that other programs used during the trial.
-            result["other_load_cores"] = max(0.0, busy - ours) / wall if wall > 0 else 0.0
-            return result
-        if line.startswith(_ERROR):
-            e = json.loads(line[len(_ERROR) :])
-            raise _TrialFailed(f"{e['type']}: {e['message']}", bool(e["user"]), err[-3000:])
-    tail = [x for x in err.strip().splitlines() if x.strip()]
-    raise _TrialFailed(
-        f"the trial process exited with status {proc.returncode}"
-        + (f": {tail[-1]}" if tail else ""),
-        False,
-        err[-3000:],
-    )
-
-
-def _wait_quiet(threshold: float, max_wait: float, log: Callable[[str], None]) -> float:
-    """Wait until other programs use less than ``threshold`` cores; returns the seconds waited."""
-    waited = 0.0
-    while waited < max_wait:
-        b0 = _machine_busy_s()
-        time.sleep(0.5)
-        load = (_machine_busy_s() - b0) / 0.5
-        if load < threshold:
-            break
-        if waited == 0:
-            log(f"  (other programs use {load:.1f} cores; waiting for a quieter machine)")
-        time.sleep(2.0)
-        waited += 2.5
-    return waited
-
-
-def _measure(
-    spec: dict[str, Any], timeout: float, pythonpath: str, max_load: float | None,
-    log: Callable[[str], None],
-) -> dict[str, Any]:  # fmt: skip
-    """One run; with ``max_load``, on a machine that others leave alone, where possible."""
-    waited = 0.0
-    base = Path(spec["folder"])
-    for attempt in range(3 if max_load is not None else 1):
-        if max_load is not None:
-            waited += _wait_quiet(max_load, 300.0, log)
-        folder = base / f"attempt{attempt}"
-        folder.mkdir()
-        try:
-            r = _run_trial_process({**spec, "folder": str(folder)}, timeout, pythonpath)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        r["attempt"], r["waited_s"] = attempt, waited
-        if max_load is None or r["other_load_cores"] < max_load:
-            break
-        log(f"  (other programs took {r['other_load_cores']:.2f} cores during that run: again)")
-    return r
-
-
-def _available(variant: str) -> str | None:
-    """Why ``variant`` cannot run here, or None."""
-    base = _base(variant)
-    if base in ("gym-vec", "gym-worker", "sb3"):
-        try:
-            import moviepy  # noqa: F401
-        except ImportError:
-            return "moviepy is not installed (pip install 'gymnasium[other]')"
-    if base == "sb3":
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError:
-            return "stable-baselines3 is not installed"
-        except Exception as exc:  # noqa: BLE001
-            return f"stable-baselines3 does not import: {type(exc).__name__}: {exc}"
-    return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _median(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "env"
-
-
-def summarize_trials(
-    trials: list[dict[str, Any]], variants: Sequence[str], ns: Sequence[int], cores: int,
-    copy_ms: float | None,
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:  # fmt: skip
-    """Medians per (N, variant), and per-frame costs and the ceiling per N."""
-    rows: list[dict[str, Any]] = []
-    costs: dict[str, dict[str, Any]] = {}
-    every = next((v for v in variants if v.startswith("every:")), None)
-    for n in ns:
-        med: dict[str, dict[str, Any]] = {}
-        for v in variants:
-            rs = [t for t in trials if t["n"] == n and t["variant"] == v]
-            if not rs:
-                continue
-            m = {
-                key: _median([t.get(key) for t in rs])
-                for key in (
-                    "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
-                    "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
-                    "setup_s", "other_load_cores",
-                )
-            }  # fmt: skip
-            m["env_steps"] = rs[0]["env_steps"]
-            m["frames"] = _median([t["frames"] for t in rs])
-            m["frames_rendered"] = _median([t["frames_rendered"] for t in rs])
-            m["repeats"] = len(rs)
-            med[v] = m
-        none = med.get("none")
-        render = med.get("render")
-        step_ms = 1e3 * none["cpu_s"] / none["env_steps"] if none else None
-        render_ms = None
-        if none and render and render["frames_rendered"]:
-            render_ms = max(
-                0.0, 1e3 * (render["cpu_s"] - none["cpu_s"]) / render["frames_rendered"]
-            )
-        encode_ms = None
-        # One encoder's figures first (k encoders on few cores also pay for
-        # switching between them), then any variant that encoded every frame.
-        sources = ["all", every, *(v for v in variants if _base(v) in ("all", "every"))]
-        for source in sources:
-            m = med.get(source) if source else None
-            if m and m["encoder_cpu_s"] is not None and m["frames"]:
-                encode_ms = 1e3 * m["encoder_cpu_s"] / m["frames"]
-                encode_source = source
-                break
-        ceiling = None
-        if render_ms is not None and encode_ms is not None and render_ms + encode_ms > 0:
-            ceiling = 1e3 * cores / (render_ms + encode_ms)
-        backlog = None
-        a = med.get("all")
-        if a and a["encoder_cpu_s"] and a["encoder_cpu_before_close_s"] is not None:
-            backlog = 1.0 - a["encoder_cpu_before_close_s"] / a["encoder_cpu_s"]
-        costs[str(n)] = {
-            "n": n,
-            "step_ms": step_ms,
-            "render_ms": render_ms,
-            "copy_ms": copy_ms,
-            "encode_ms": encode_ms,
-            "encode_from": encode_source if encode_ms is not None else None,
-            "ceiling_frames_per_s": ceiling,
-            "encoder_share_of_work_left_at_close": backlog,
-        }
-        for v, m in med.items():
-            base = _base(v)
-            row = {"n": n, "variant": v, "label": _label(v), **m}
-            row["overhead_pct"] = (
-                100.0 * (1.0 - m["steps_per_s"] / none["steps_per_s"]) if none else None
-            )
-            row["cpu_ms_per_step"] = 1e3 * m["cpu_s"] / m["env_steps"] if m["cpu_s"] else None
-            row["cpu_busy_pct"] = (
-                100.0 * m["cpu_s"] / (m["run_s"] * cores) if m["cpu_s"] and m["run_s"] else None
-            )
-            row["recorded_fraction"] = m["frames"] / m["env_steps"] if m["env_steps"] else None
-            row["ceiling_pct"] = (
-                100.0 * m["frames_per_s"] / ceiling if ceiling and base in _EVERY_FRAME else None
-            )
-            row["encoders"] = _encoders_of(v) if base in ("all", "every") else None
-            row["encode_ms"] = (
-                1e3 * m["encoder_cpu_s"] / m["frames"]
-                if base in ("all", "every") and m["encoder_cpu_s"] is not None and m["frames"]
-                else None
-            )
-            rows.append(row)
-    return rows, costs
-
-
-def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """The terminal report."""
-    s = result["settings"]
-    m = result["machine"]
-    lines = [
-        f"rlcapture bench {result['env']}: {s['frames']} env-steps per run, median of "
-        f"{s['repeats']} run{'s' if s['repeats'] != 1 else ''}, policy {s['policy']}; "
-        f"{m['cores']} cores ({m['cpu_model']})",
-        f"{'N':>3}  {'variant':<28} {'steps/s':>9} {'frames/s':>9} {'recorded':>8} {'overhead':>9} "
-        f"{'CPU ms/step':>11} {'CPU busy':>8} {'peak PSS':>9} {'of ceiling':>10}",
-    ]
-    for row in result["results"]:
-        fps = _fmt(row["frames_per_s"], ".0f")
-        if row["variant"] == "render":
-            fps = f"({row['frames_rendered'] / row['run_s']:.0f})" if row["run_s"] else "-"
-        over = "-" if row["variant"] == "none" else _fmt(row["overhead_pct"], ".1f") + "%"
-        rec = _fmt(100 * row["recorded_fraction"], ".1f") + "%" if row["recorded_fraction"] else "-"
-        lines.append(
-            f"{row['n']:>3}  {row['label']:<28} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "
-            f"{over:>9} {_fmt(row['cpu_ms_per_step'], '.2f'):>11} "
-            f"{_fmt(row['cpu_busy_pct'], '.0f') + '%':>8} "
-            f"{_fmt(row['peak_pss_mb'], '.0f') + ' MB':>9} "
-            f"{(_fmt(row['ceiling_pct'], '.0f') + '%') if row['ceiling_pct'] is not None else '-':>10}"
-        )
-    lines.append(
-        "frames/s: frames written to videos (tiled variants count N per video frame); "
-        "(render: rendered, not recorded)"
-    )
-    lines.append(
-        "recorded: frames recorded per env-step; overhead: how much slower than "
-        "'no recording' the run stepped; CPU busy: share of all cores the run used"
-    )
-    lines.append(f"per-frame CPU, ms, and the ceiling = {m['cores']} cores / (render + encode):")
-    lines.append(
-        f"{'N':>3}  {'step':>6} {'render':>7} {'copy':>6} {'encode':>7} {'ceiling frames/s':>17}"
-    )
-    for c in result["costs"].values():
-        lines.append(
-            f"{c['n']:>3}  {_fmt(c['step_ms'], '.3f'):>6} {_fmt(c['render_ms'], '.3f'):>7} "
-            f"{_fmt(c['copy_ms'], '.3f'):>6} {_fmt(c['encode_ms'], '.3f'):>7} "
-            f"{_fmt(c['ceiling_frames_per_s'], '.0f'):>17}"
-        )
-    skipped = [f"{v} ({why})" for v, why in result["skipped"].items()]
-    if skipped:
-        lines.append("not run: " + "; ".join(skipped))
-    load = result.get("other_load_cores_max")
-    if load is not None and load >= 0.25:
-        lines.append(
-            f"warning: other programs used up to {load:.1f} cores during the runs; "
-            "the figures were taken under load"
-        )
-    return "\n".join(lines)
 
 
 # ======================================================================================
@@ -1072,8 +223,8 @@ def draw_chart(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         d.text((16, y + 4), f"N = {n} env{'s' if n != 1 else ''}", fill="black", font=label_f)
         y += head_h
         for r in (r for r in rows if r["n"] == n):
-            color = _COLORS.get(_base(r["variant"]), (100, 100, 100))
-            if _encoders_of(r["variant"]) != 1:  # more encoders: a darker shade
+            color = _COLORS.get(variant_base(r["variant"]), (100, 100, 100))
+            if variant_encoders(r["variant"]) != 1:  # more encoders: a darker shade
                 color = tuple(c * 3 // 5 for c in color)
             d.text((32, y + 3), r["label"], fill=(40, 40, 40), font=label_f)
             w = max(1.0, r["steps_per_s"] * scale)
@@ -1140,7 +291,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=list(DEFAULT_NUM_ENVS), metavar="N",
         help="one or more env counts (default 1 2 4)",
     )  # fmt: skip
-    p.add_argument("--policy", default="random", help="random (default) or module:callable")
+    p.add_argument(
+        "--policy", default="random",
+        help="random (default), sb3:ALGO:path.zip or module:callable",
+    )  # fmt: skip
     p.add_argument(
         "--frames", "-f", type=_int_range(1, 10**8, "--frames"), default=DEFAULT_FRAMES,
         help=f"env-steps per run, over all envs (default {DEFAULT_FRAMES})",
@@ -1197,39 +351,6 @@ def _command(args: argparse.Namespace, ns: Sequence[int]) -> str:
     return " ".join(parts)
 
 
-def _select_variants(text: str | None, every: int, encoders: Sequence[int] = (1,)) -> list[str]:
-    """The variants to run: ``--variants`` (default all), each recording one once per K."""
-    chosen = _chosen_variants(text, every)
-    out = []
-    for v in chosen:
-        if _base(v) in ("all", "every"):
-            out.extend(_with_encoders(v, k) for k in dict.fromkeys(encoders))
-        else:
-            out.append(v)
-    return out
-
-
-def _chosen_variants(text: str | None, every: int) -> list[str]:
-    names = variant_names(every)
-    if not text:
-        return names
-    chosen = []
-    for part in (x.strip() for x in text.split(",")):
-        if not part:
-            continue
-        key = "every" if part.startswith("every") else part
-        if key not in _BASE_VARIANTS:
-            raise ConfigError(f"unknown variant {part!r}: choose from {', '.join(_BASE_VARIANTS)}")
-        if part.startswith("every:"):
-            raise ConfigError("write the variant as 'every' and set M with --every-episode")
-        name = f"every:{every}" if key == "every" else key
-        if name not in chosen:
-            chosen.append(name)
-    if not chosen:
-        raise ConfigError("--variants names no variant")
-    return [v for v in names if v in chosen]
-
-
 def _writable(path: Path, what: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -1238,57 +359,18 @@ def _writable(path: Path, what: str) -> None:
         raise OutputError(f"cannot write the {what} in {str(parent)!r}: permission denied")
 
 
-def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """Run ``rlcapture bench``; returns the exit status."""
-    # pygame (classic-control rendering) needs no display for rgb_array.
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "rlcapture bench needs psutil: pip install psutil (or rlcapture[bench])"
-        ) from None
-    env = args.env_id
-    if not isinstance(env, str) or not env.strip():
-        raise EnvError("give an env id or module:factory")
-    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
-    variants = _select_variants(args.variants, args.every_episode, encoders)
-    ns = list(dict.fromkeys(args.num_envs))
-    json_path = Path(args.json) if args.json else Path(f"bench-{_safe_name(env)}.json")
-    png_path = Path(args.png) if args.png else json_path.with_suffix(".png")
-    _writable(json_path, "JSON results")
-    _writable(png_path, "chart")
-    probe = _probe(env)
-    extra_path = []
-    if _is_factory_spec(env):
-        root = _module_root(env)
-        if root:
-            extra_path.append(root)
-    if args.policy != "random":
-        import gymnasium.spaces as spaces
+def _run_trials(
+    args: argparse.Namespace, env: str, runnable: list[str], ns: list[int], pythonpath: str,
+    log: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], dict[str, str]]:  # fmt: skip
+    """Every repeat of every (N, variant), the order of the variants rotated each repeat.
 
-        _policy(args.policy, spaces.Discrete(2), 1, 0)  # import it here: errors now, not later
-        root = _module_root(args.policy)
-        if root:
-            extra_path.append(root)
-    pythonpath = _python_path(extra_path)
-    skipped = {v: why for v in variants if (why := _available(v)) is not None}
-    runnable = [v for v in variants if v not in skipped]
-    cores = _cores()
-    date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    log = (
-        (lambda text: print(text, file=stderr, flush=True))
-        if not args.quiet
-        else (lambda text: None)
-    )
-    log(
-        f"rlcapture bench {env}: N = {' '.join(map(str, ns))}, {len(runnable)} variants, "
-        f"{args.repeats} repeat(s), {args.frames} env-steps per run"
-    )
+    Returns the trials' results, and why each variant that failed (and was
+    left out from then on) failed. A failure of one of rlcapture's own
+    variants stops the bench.
+    """
     trials: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
-    started = time.perf_counter()
     tmp_root = Path(tempfile.mkdtemp(prefix="rlcapture-bench-"))
     try:
         for rep in range(args.repeats):
@@ -1309,8 +391,8 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         r = _measure(
                             spec, float(args.timeout), pythonpath, args.max_other_load, log
                         )
-                    except _TrialFailed as exc:
-                        if _base(v) in _CORE:
+                    except TrialFailed as exc:
+                        if variant_base(v) in CORE:
                             cls = EnvError if exc.user else RLCaptureError
                             raise cls(f"bench run {v!r} with N={n} failed: {exc}") from None
                         failures[v] = str(exc)
@@ -1320,30 +402,71 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                         shutil.rmtree(folder, ignore_errors=True)
                     trials.append(r)
                     log(
-                        f"  rep {rep} N={n:<3} {_label(v):<28} {r['steps_per_s']:8.0f} steps/s "
+                        f"  rep {rep} N={n:<3} {variant_label(v):<28} {r['steps_per_s']:8.0f} steps/s "
                         f"{r['frames_per_s']:8.0f} frames/s  {r['run_s']:6.2f} s  "
                         f"peak PSS {r['peak_pss_mb']:5.0f} MB  other load "
                         f"{r['other_load_cores']:.2f} cores"
                     )
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    ran = [v for v in runnable if v not in failures]
-    rows, costs = summarize_trials(trials, ran, ns, cores, probe["copy_ms_per_frame"])
-    import av
+    return trials, failures
 
+
+def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """Run ``rlcapture bench``; returns the exit status."""
+    # pygame (classic-control rendering) needs no display for rgb_array.
+    headless()
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "rlcapture bench needs psutil: pip install psutil (or rlcapture[bench])"
+        ) from None
+    env = args.env_id
+    if not isinstance(env, str) or not env.strip():
+        raise EnvError("give an env id or module:factory")
+    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
+    variants = select_variants(args.variants, args.every_episode, encoders)
+    ns = list(dict.fromkeys(args.num_envs))
+    json_path = Path(args.json) if args.json else Path(f"bench-{_safe_name(env)}.json")
+    png_path = Path(args.png) if args.png else json_path.with_suffix(".png")
+    _writable(json_path, "JSON results")
+    _writable(png_path, "chart")
+    probe = probe_env(env)
+    extra_path = []
+    if is_factory_spec(env):
+        root = module_root(env)
+        if root:
+            extra_path.append(root)
+    if args.policy != "random":
+        # Made here too: errors now, not in every trial.
+        load_policy(args.policy, SimpleNamespace(action_space=gym.spaces.Discrete(2)), 0)
+        root = module_root(args.policy)
+        if root:
+            extra_path.append(root)
+    pythonpath = _python_path(extra_path)
+    skipped = {v: why for v in variants if (why := unavailable(v)) is not None}
+    runnable = [v for v in variants if v not in skipped]
+    date = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    log = (
+        (lambda text: print(text, file=stderr, flush=True))
+        if not args.quiet
+        else (lambda text: None)
+    )
+    log(
+        f"rlcapture bench {env}: N = {' '.join(map(str, ns))}, {len(runnable)} variants, "
+        f"{args.repeats} repeat(s), {args.frames} env-steps per run"
+    )
+    started = time.perf_counter()
+    trials, failures = _run_trials(args, env, runnable, ns, pythonpath, log)
+    ran = [v for v in runnable if v not in failures]
+    machine = machine_info()
+    rows, costs = summarize_trials(trials, ran, ns, machine["cores"], probe["copy_ms_per_frame"])
     result: dict[str, Any] = {
         "env": env,
         "date": date,
         "command": _command(args, ns),
-        "machine": {
-            "cores": cores,
-            "cpu_model": _cpu_model(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "gymnasium": gym.__version__,
-            "av": av.__version__,
-            "numpy": np.__version__,
-        },
+        "machine": machine,
         "settings": {
             "num_envs": ns,
             "frames": args.frames,
@@ -1355,7 +478,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             "encoders": encoders,
         },
         "probe": probe,
-        "variants": {v: {"label": _label(v), "what": _what(v)} for v in variants},
+        "variants": {v: {"label": variant_label(v), "what": variant_what(v)} for v in variants},
         "skipped": {**skipped, **{v: f"failed: {why}" for v, why in failures.items()}},
         "results": rows,
         "costs": costs,

@@ -20,8 +20,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._backend.manifest import read_manifest
-from .envs import import_object, make_env_fn
-from .errors import ConfigError, RLCaptureError
+from .envs import make_env_fn
+from .errors import RLCaptureError
+from .policies import allocate_episodes, load_policy
 from .stats import describe, summarize
 from .triggers import as_schedule
 from .vector import CaptureVectorEnv
@@ -29,73 +30,6 @@ from .vector import CaptureVectorEnv
 __all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds"]
 
 DEFAULT_ENV = "CartPole-v1"
-
-
-def allocate_episodes(total: int, num_envs: int) -> list[int]:
-    """Split ``total`` episodes over envs up front (as SB3's ``evaluate_policy``).
-
-    Fixing each env's share before the run keeps short episodes from being
-    over-represented, which happens when the first K episodes to finish are kept.
-    """
-    return [(total + i) // num_envs for i in range(num_envs)]
-
-
-class RandomPolicy:
-    """Samples the action space; seeded, so the same seed gives the same run."""
-
-    def __init__(self, action_space: Any, seed: int | None) -> None:
-        self.space = action_space
-        self.space.seed(seed)
-
-    def __call__(self, obs: Any) -> Any:
-        return self.space.sample()
-
-
-class SB3Policy:
-    """A saved Stable-Baselines3 model: ``model.predict`` on the batch of observations."""
-
-    def __init__(self, model: Any, deterministic: bool = True) -> None:
-        self.model = model
-        self.deterministic = deterministic
-
-    def __call__(self, obs: Any) -> Any:
-        actions, _ = self.model.predict(obs, deterministic=self.deterministic)
-        return actions
-
-
-def load_sb3_policy(spec: str, deterministic: bool = True) -> SB3Policy:
-    """``sb3:ALGO:path.zip`` (ALGO: PPO, A2C, DQN, SAC, TD3, DDPG or module.Class)."""
-    _, _, rest = spec.partition(":")
-    algo, sep, path = rest.partition(":")
-    if not sep or not algo or not path:
-        raise ConfigError(f"policy {spec!r}: write sb3:ALGO:path.zip, e.g. sb3:PPO:model.zip")
-    from .sb3 import load_sb3_model
-
-    try:
-        model = load_sb3_model(algo, path)
-    except ImportError as exc:
-        raise ConfigError(str(exc)) from None
-    return SB3Policy(model, deterministic)
-
-
-def load_policy(
-    spec: str, envs: CaptureVectorEnv, seed: int | None, deterministic: bool = True
-) -> Callable[[Any], Any]:
-    """Make the policy named on the command line.
-
-    Args:
-        spec: "random"; "sb3:ALGO:path.zip", a saved Stable-Baselines3 model;
-            or "module:callable" naming a function (or object) that maps a
-            batch of observations to a batch of actions.
-        deterministic: For SB3 models: the most likely action (else sampled).
-    """
-    if spec == "random":
-        return RandomPolicy(envs.action_space, seed)
-    if spec.startswith("sb3:"):
-        return load_sb3_policy(spec, deterministic)
-    if ":" not in spec:
-        raise ConfigError(f"unknown policy {spec!r}: use 'random', 'sb3:ALGO:path.zip' or 'module:callable'")
-    return import_object(spec, "policy")
 
 
 class _Progress:

@@ -150,6 +150,17 @@ def test_missing_sb3_says_how_to_install(monkeypatch) -> None:
         require_sb3()
 
 
+def test_module_without_sb3_says_how_to_install(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "stable_baselines3"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "rlcapture.sb3")
+    with pytest.raises(rlcapture.ConfigError, match=r'pip install "rlcapture\[sb3\]"'):
+        importlib.import_module("rlcapture.sb3")
+
+
 def test_on_error_continue_is_refused_rather_than_hanging(tmp_path: Path) -> None:
     with pytest.raises(rlcapture.ConfigError, match="on_error='raise'"):
         make_sb3_vec("CartPole-v1", 1, tmp_path / "out", on_error="continue")

@@ -1,0 +1,155 @@
+"""The report of ``rlcapture bench``: medians per (N, variant), per-frame costs, the table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .bench_variants import EVERY_FRAME, variant_base, variant_encoders, variant_label
+from .measure import median
+
+__all__ = ["format_table", "summarize_trials"]
+
+
+def summarize_trials(
+    trials: list[dict[str, Any]], variants: Sequence[str], ns: Sequence[int], cores: int,
+    copy_ms: float | None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:  # fmt: skip
+    """Medians per (N, variant), and per-frame costs and the ceiling per N."""
+    rows: list[dict[str, Any]] = []
+    costs: dict[str, dict[str, Any]] = {}
+    every = next((v for v in variants if v.startswith("every:")), None)
+    for n in ns:
+        med: dict[str, dict[str, Any]] = {}
+        for v in variants:
+            rs = [t for t in trials if t["n"] == n and t["variant"] == v]
+            if not rs:
+                continue
+            m = {
+                key: median([t.get(key) for t in rs])
+                for key in (
+                    "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
+                    "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
+                    "setup_s", "other_load_cores",
+                )
+            }  # fmt: skip
+            m["env_steps"] = rs[0]["env_steps"]
+            m["frames"] = median([t["frames"] for t in rs])
+            m["frames_rendered"] = median([t["frames_rendered"] for t in rs])
+            m["repeats"] = len(rs)
+            med[v] = m
+        none = med.get("none")
+        render = med.get("render")
+        step_ms = 1e3 * none["cpu_s"] / none["env_steps"] if none else None
+        render_ms = None
+        if none and render and render["frames_rendered"]:
+            render_ms = max(
+                0.0, 1e3 * (render["cpu_s"] - none["cpu_s"]) / render["frames_rendered"]
+            )
+        encode_ms = None
+        # One encoder's figures first (k encoders on few cores also pay for
+        # switching between them), then any variant that encoded every frame.
+        sources = ["all", every, *(v for v in variants if variant_base(v) in ("all", "every"))]
+        for source in sources:
+            m = med.get(source) if source else None
+            if m and m["encoder_cpu_s"] is not None and m["frames"]:
+                encode_ms = 1e3 * m["encoder_cpu_s"] / m["frames"]
+                encode_source = source
+                break
+        ceiling = None
+        if render_ms is not None and encode_ms is not None and render_ms + encode_ms > 0:
+            ceiling = 1e3 * cores / (render_ms + encode_ms)
+        backlog = None
+        a = med.get("all")
+        if a and a["encoder_cpu_s"] and a["encoder_cpu_before_close_s"] is not None:
+            backlog = 1.0 - a["encoder_cpu_before_close_s"] / a["encoder_cpu_s"]
+        costs[str(n)] = {
+            "n": n,
+            "step_ms": step_ms,
+            "render_ms": render_ms,
+            "copy_ms": copy_ms,
+            "encode_ms": encode_ms,
+            "encode_from": encode_source if encode_ms is not None else None,
+            "ceiling_frames_per_s": ceiling,
+            "encoder_share_of_work_left_at_close": backlog,
+        }
+        for v, m in med.items():
+            base = variant_base(v)
+            row = {"n": n, "variant": v, "label": variant_label(v), **m}
+            row["overhead_pct"] = (
+                100.0 * (1.0 - m["steps_per_s"] / none["steps_per_s"]) if none else None
+            )
+            row["cpu_ms_per_step"] = 1e3 * m["cpu_s"] / m["env_steps"] if m["cpu_s"] else None
+            row["cpu_busy_pct"] = (
+                100.0 * m["cpu_s"] / (m["run_s"] * cores) if m["cpu_s"] and m["run_s"] else None
+            )
+            row["recorded_fraction"] = m["frames"] / m["env_steps"] if m["env_steps"] else None
+            row["ceiling_pct"] = (
+                100.0 * m["frames_per_s"] / ceiling if ceiling and base in EVERY_FRAME else None
+            )
+            row["encoders"] = variant_encoders(v) if base in ("all", "every") else None
+            row["encode_ms"] = (
+                1e3 * m["encoder_cpu_s"] / m["frames"]
+                if base in ("all", "every") and m["encoder_cpu_s"] is not None and m["frames"]
+                else None
+            )
+            rows.append(row)
+    return rows, costs
+
+
+def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The terminal report."""
+    s = result["settings"]
+    m = result["machine"]
+    lines = [
+        f"rlcapture bench {result['env']}: {s['frames']} env-steps per run, median of "
+        f"{s['repeats']} run{'s' if s['repeats'] != 1 else ''}, policy {s['policy']}; "
+        f"{m['cores']} cores ({m['cpu_model']})",
+        f"{'N':>3}  {'variant':<28} {'steps/s':>9} {'frames/s':>9} {'recorded':>8} {'overhead':>9} "
+        f"{'CPU ms/step':>11} {'CPU busy':>8} {'peak PSS':>9} {'of ceiling':>10}",
+    ]
+    for row in result["results"]:
+        fps = _fmt(row["frames_per_s"], ".0f")
+        if row["variant"] == "render":
+            fps = f"({row['frames_rendered'] / row['run_s']:.0f})" if row["run_s"] else "-"
+        over = "-" if row["variant"] == "none" else _fmt(row["overhead_pct"], ".1f") + "%"
+        rec = _fmt(100 * row["recorded_fraction"], ".1f") + "%" if row["recorded_fraction"] else "-"
+        lines.append(
+            f"{row['n']:>3}  {row['label']:<28} {row['steps_per_s']:9.0f} {fps:>9} {rec:>8} "
+            f"{over:>9} {_fmt(row['cpu_ms_per_step'], '.2f'):>11} "
+            f"{_fmt(row['cpu_busy_pct'], '.0f') + '%':>8} "
+            f"{_fmt(row['peak_pss_mb'], '.0f') + ' MB':>9} "
+            f"{(_fmt(row['ceiling_pct'], '.0f') + '%') if row['ceiling_pct'] is not None else '-':>10}"
+        )
+    lines.append(
+        "frames/s: frames written to videos (tiled variants count N per video frame); "
+        "(render: rendered, not recorded)"
+    )
+    lines.append(
+        "recorded: frames recorded per env-step; overhead: how much slower than "
+        "'no recording' the run stepped; CPU busy: share of all cores the run used"
+    )
+    lines.append(f"per-frame CPU, ms, and the ceiling = {m['cores']} cores / (render + encode):")
+    lines.append(
+        f"{'N':>3}  {'step':>6} {'render':>7} {'copy':>6} {'encode':>7} {'ceiling frames/s':>17}"
+    )
+    for c in result["costs"].values():
+        lines.append(
+            f"{c['n']:>3}  {_fmt(c['step_ms'], '.3f'):>6} {_fmt(c['render_ms'], '.3f'):>7} "
+            f"{_fmt(c['copy_ms'], '.3f'):>6} {_fmt(c['encode_ms'], '.3f'):>7} "
+            f"{_fmt(c['ceiling_frames_per_s'], '.0f'):>17}"
+        )
+    skipped = [f"{v} ({why})" for v, why in result["skipped"].items()]
+    if skipped:
+        lines.append("not run: " + "; ".join(skipped))
+    load = result.get("other_load_cores_max")
+    if load is not None and load >= 0.25:
+        lines.append(
+            f"warning: other programs used up to {load:.1f} cores during the runs; "
+            "the figures were taken under load"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,366 @@
+"""One trial of ``rlcapture bench``, in its own process: make, reset, step, close; measure.
+
+:func:`run_trial` runs one variant with one N (the driver in
+:mod:`rlcapture.bench` starts a fresh Python process for each, through
+:func:`trial_entry`), and :func:`probe_env` checks the env in the driver first.
+How time, CPU and memory are taken is :mod:`rlcapture.measure`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector.utils import batch_space
+
+from .bench_variants import CORE, TILED, variant_base, variant_encoders
+from .envs import import_object
+from .errors import ConfigError, EnvError, RLCaptureError
+from .measure import (
+    MB,
+    TreePSS,
+    proc_cpu,
+    reaped_cpu,
+    self_cpu,
+    time_per_call,
+    tree_cpu,
+    trial_main,
+    video_frames,
+)
+from .policies import load_policy
+
+__all__ = [
+    "RenderEveryFrame",
+    "is_factory_spec",
+    "module_root",
+    "probe_env",
+    "run_trial",
+    "trial_entry",
+]
+
+
+# ======================================================================================
+# envs
+# ======================================================================================
+class RenderEveryFrame(gym.Wrapper):
+    """Renders after every ``reset`` and ``step`` and drops the frame.
+
+    The ``render`` variant's envs: the frames a recording of every frame would
+    take, rendered and thrown away, so nothing is copied or encoded.
+    """
+
+    def reset(self, **kwargs: Any) -> Any:
+        out = self.env.reset(**kwargs)
+        self.env.render()
+        return out
+
+    def step(self, action: Any) -> Any:
+        out = self.env.step(action)
+        self.env.render()
+        return out
+
+
+class _Rendering:
+    """A picklable factory of :class:`RenderEveryFrame` envs."""
+
+    def __init__(self, fn: Callable[[], gym.Env]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> gym.Env:
+        return RenderEveryFrame(self.fn())
+
+
+def is_factory_spec(spec: str) -> bool:
+    """``module:callable`` (a factory), as opposed to a Gymnasium id like ``ale_py:ALE/Pong-v5``."""
+    if ":" not in spec:
+        return False
+    module, _, attr = spec.partition(":")
+    ident = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    return bool(ident.match(module)) and bool(ident.match(attr))
+
+
+def module_root(spec: str) -> str | None:
+    """The folder to put on ``sys.path`` so that ``spec``'s module imports (after importing it)."""
+    name = spec.partition(":")[0]
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not path:
+        return None
+    p = Path(path).resolve()
+    if p.name == "__init__.py":
+        p = p.parent
+    return str(p.parents[len(name.split(".")) - 1])
+
+
+def _env_factory(env: str) -> Callable[[], gym.Env]:
+    """A function that makes the benchmarked env (in this process or a worker)."""
+    if is_factory_spec(env):
+        return import_object(env, "env factory")
+    from .envs import make_env_fn
+
+    return make_env_fn(env)
+
+
+def probe_env(env: str) -> dict[str, Any]:
+    """Make the env once here: check it, and time copying one of its frames.
+
+    Raises:
+        EnvError: If it cannot be made, does not render to an RGB array, or fails.
+    """
+    fn = _env_factory(env)
+    try:
+        e = fn()
+    except RLCaptureError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's env is reported
+        raise EnvError(f"env {env!r} could not be made: {type(exc).__name__}: {exc}") from None
+    try:
+        if getattr(e, "render_mode", None) != "rgb_array":
+            raise EnvError(
+                f"env {env!r} has render_mode={getattr(e, 'render_mode', None)!r}; "
+                "rlcapture bench needs envs made with render_mode='rgb_array'"
+            )
+        try:
+            e.reset(seed=0)
+            frame = e.render()
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's env is reported
+            raise EnvError(
+                f"env {env!r} failed to reset or render: {type(exc).__name__}: {exc}"
+            ) from None
+        from ._backend.frames import as_frame
+
+        try:
+            frame = as_frame(frame, f"env {env!r}")
+        except RLCaptureError as exc:
+            raise EnvError(str(exc)) from None
+        copy_ms = _copy_cost_ms(frame)
+        return {
+            "frame_shape": list(frame.shape),
+            "frame_bytes": int(frame.nbytes),
+            "copy_ms_per_frame": copy_ms,
+            "render_fps": (e.metadata or {}).get("render_fps"),
+            "spec": env,
+        }
+    finally:
+        with contextlib.suppress(Exception):
+            e.close()
+
+
+def _copy_cost_ms(frame: np.ndarray, batches: int = 7, per_batch: int = 40) -> float:
+    """Median time of copying ``frame`` (as rendered: same strides) into a numpy buffer."""
+    buf = np.empty(frame.shape, np.uint8)
+    np.copyto(buf, frame)  # touch the pages
+    return 1e3 * time_per_call(lambda: np.copyto(buf, frame), per_batch, batches)
+
+
+# ======================================================================================
+# one trial
+# ======================================================================================
+class _Run:
+    """A vector env of one variant, with a uniform step/reset/close."""
+
+    def __init__(self, variant: str, spec: dict[str, Any], folder: Path) -> None:
+        self.variant = variant
+        self.base = variant_base(variant)
+        self.n = n = int(spec["n"])
+        self.recorder: Any = None
+        self.sb3 = False
+        fn = _env_factory(spec["env"])
+        if self.base in CORE:
+            from .recorder import Recorder
+            from .vector import CaptureVectorEnv
+
+            record = {"none": "none", "render": "none", "all": "all"}.get(self.base, variant)
+            fns = [_Rendering(fn) if self.base == "render" else fn] * n
+            self.recorder = Recorder(folder / "out", encoders=variant_encoders(variant))
+            try:
+                self.envs: Any = CaptureVectorEnv(fns, self.recorder, record=record)
+            except BaseException:
+                self.recorder.close()
+                raise
+            self.single_action_space = self.envs.single_action_space
+        elif self.base == "gym-vec":
+            from gymnasium.wrappers.vector import RecordVideo as VecRecordVideo
+
+            inner = gym.vector.AsyncVectorEnv([fn] * n)
+            # A new video at every episode of env 0; video_length 0 = whole
+            # episodes: every step of the run is captured, N envs tiled.
+            self.envs = VecRecordVideo(
+                inner, str(folder / "videos"), episode_trigger=_always, disable_logger=True
+            )
+            self.single_action_space = inner.single_action_space
+        elif self.base == "gym-worker":
+            fns = [_GymRecording(fn, str(folder / f"env{i}")) for i in range(n)]
+            self.envs = gym.vector.AsyncVectorEnv(fns)
+            self.single_action_space = self.envs.single_action_space
+        elif self.base == "sb3":
+            from stable_baselines3.common.vec_env import SubprocVecEnv, VecVideoRecorder
+
+            self.sb3 = True
+            steps = int(spec["steps"])
+            inner = SubprocVecEnv([fn] * n)
+            self.envs = VecVideoRecorder(
+                inner,
+                str(folder / "videos"),
+                record_video_trigger=lambda step: step == 0,
+                video_length=steps + 1,
+            )
+            self.single_action_space = inner.action_space
+        else:
+            raise ConfigError(f"unknown variant {variant!r}")
+        # What a random policy samples: the same batch for every variant (SB3's
+        # VecEnv has an unbatched action_space).
+        self.action_space = batch_space(self.single_action_space, n)
+
+    def reset(self, seed: int) -> Any:
+        if self.sb3:
+            self.envs.seed(seed)
+            return self.envs.reset()
+        return self.envs.reset(seed=seed)[0]
+
+    def step(self, actions: Any) -> Any:
+        return self.envs.step(actions)[0]
+
+    def encoder_cpu(self) -> float | None:
+        """CPU used so far by the encoder processes (all of them, summed)."""
+        if self.recorder is None:
+            return None
+        import psutil
+
+        try:
+            return sum(proc_cpu(psutil.Process(pid)) for pid in self.recorder.encoder_pids)
+        except psutil.Error:
+            return None
+
+    def close(self) -> dict[str, Any]:
+        """Close everything; for rlcapture, the encoder's whole-life CPU and summary."""
+        self.envs.close()
+        if self.recorder is None:
+            return {}
+        import psutil
+
+        ours = False
+        with contextlib.suppress(psutil.Error):
+            ours = all(
+                psutil.Process(pid).ppid() == os.getpid() for pid in self.recorder.encoder_pids
+            )
+        r0 = reaped_cpu()
+        summary = self.recorder.close()
+        total = reaped_cpu() - r0 if ours else None
+        return {"summary": summary, "encoder_life_cpu_s": total}
+
+
+def _always(episode: int) -> bool:
+    return True
+
+
+class _GymRecording:
+    """A picklable factory of ``RecordVideo(env)`` recording every episode."""
+
+    def __init__(self, fn: Callable[[], gym.Env], folder: str) -> None:
+        self.fn = fn
+        self.folder = folder
+
+    def __call__(self) -> gym.Env:
+        from gymnasium.wrappers import RecordVideo
+
+        return RecordVideo(self.fn(), self.folder, episode_trigger=_always, disable_logger=True)
+
+
+def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
+    """One run of one variant: make, reset, step, close; time, CPU and memory."""
+    variant, n, steps, seed = spec["variant"], int(spec["n"]), int(spec["steps"]), int(spec["seed"])
+    base = variant_base(variant)
+    if base in ("gym-vec", "gym-worker", "sb3"):
+        import moviepy.video.io.ImageSequenceClip  # noqa: F401 - imported before timing
+    folder = Path(spec["folder"])
+    # Render once here: what rendering imports (pygame, ...) is imported before
+    # the workers fork, the same for every variant.
+    fn = _env_factory(spec["env"])
+    warm = fn()
+    try:
+        warm.reset(seed=seed)
+        warm.render()
+    finally:
+        warm.close()
+    mem = TreePSS()
+    with mem:
+        t0 = time.perf_counter()
+        run = _Run(variant, spec, folder)
+        try:
+            policy = load_policy(spec["policy"], run, seed)
+            t1 = time.perf_counter()
+            self0, tree0 = self_cpu(), tree_cpu()
+            enc0 = run.encoder_cpu()
+            obs = run.reset(seed)
+            for _ in range(steps):
+                obs = run.step(policy(obs))
+            t2 = time.perf_counter()
+            enc_before_close = run.encoder_cpu()
+            mem.sample()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                run.close()
+            raise
+        closed = run.close()
+        t3 = time.perf_counter()
+        mem.stop()  # its CPU, all of it counted in ours, is taken out below
+        self1, tree1 = self_cpu(), tree_cpu()
+    cpu = tree1 - tree0 - mem.cpu_s
+    main_cpu = (self1 - self0) - mem.cpu_s
+    env_steps = n * steps
+    encoder_cpu = None
+    if enc0 is not None:
+        life = closed.get("encoder_life_cpu_s")
+        last = life if life is not None else enc_before_close
+        encoder_cpu = None if last is None else max(0.0, last - enc0)
+    summary = closed.get("summary") or {}
+    if base in CORE:
+        video_files, written = int(summary.get("videos", 0)), int(summary.get("frames", 0))
+        size = sum(p.stat().st_size for p in folder.rglob("*.mp4"))
+    else:
+        video_files, written, size = video_frames(folder)
+    frames = written * n if base in TILED else written
+    rendered = n * (steps + 1) if base == "render" else frames
+    run_s = t3 - t1
+    return {
+        "variant": variant,
+        "encoders": variant_encoders(variant),
+        "n": n,
+        "steps": steps,
+        "repeat": spec.get("repeat", 0),
+        "env_steps": env_steps,
+        "frames": frames,
+        "frames_rendered": rendered,
+        "video_frames": written,
+        "videos": video_files,
+        "bytes_written": size,
+        "setup_s": t1 - t0,
+        "run_s": run_s,
+        "close_s": t3 - t2,
+        "steps_per_s": env_steps / run_s,
+        "frames_per_s": frames / run_s,
+        "cpu_s": cpu,
+        "main_cpu_s": main_cpu,
+        "encoder_cpu_s": encoder_cpu,
+        "encoder_cpu_before_close_s": (
+            None if enc0 is None or enc_before_close is None else enc_before_close - enc0
+        ),
+        "peak_pss_mb": mem.peak / MB,
+        "pss_samples": mem.samples,
+        "sampler_cpu_s": mem.cpu_s,
+        "tree_cpu_total_s": tree1,
+    }
+
+
+def trial_entry(raw: str) -> int:
+    """Entry point of a trial process: one JSON spec in, one JSON line out."""
+    return trial_main(run_trial, raw, (ConfigError, EnvError))

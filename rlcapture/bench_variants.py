@@ -1,0 +1,157 @@
+"""The variants ``rlcapture bench`` runs side by side: names, labels, descriptions, choice.
+
+A variant's name is its base (``none``, ``render``, ``all``, ``every:M``,
+``gym-vec``, ``gym-worker``, ``sb3``), with ``/eK`` when its recorder runs K
+encoder processes (``all/e2``). What each one runs is said in
+:mod:`rlcapture.bench`'s docstring and done in :mod:`rlcapture.bench_trial`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import ConfigError
+
+__all__ = [
+    "CORE",
+    "EVERY_FRAME",
+    "TILED",
+    "VARIANTS",
+    "select_variants",
+    "unavailable",
+    "variant_base",
+    "variant_encoders",
+    "variant_label",
+    "variant_names",
+    "variant_what",
+]
+
+#: name -> (short label for tables and the chart, what it is)
+VARIANTS: dict[str, tuple[str, str]] = {
+    "none": ("no recording", "CaptureVectorEnv(record='none'): steps only, never renders"),
+    "render": (
+        "render, no encode",
+        "CaptureVectorEnv(record='none') over envs that render every reset and step and "
+        "drop the frame (rendering inside step, on the critical path)",
+    ),
+    "all": ("rlcapture every frame", "CaptureVectorEnv(record='all')"),
+    "every": ("rlcapture 1 ep in M", "CaptureVectorEnv(record='every:M'): episodes 0, M, 2M, ..."),
+    "gym-vec": (
+        "gym vector RecordVideo",
+        "gymnasium.wrappers.vector.RecordVideo(AsyncVectorEnv), every episode, N frames tiled",
+    ),
+    "gym-worker": (
+        "gym RecordVideo/worker",
+        "gymnasium.wrappers.RecordVideo inside each AsyncVectorEnv worker, every episode",
+    ),
+    "sb3": (
+        "SB3 VecVideoRecorder",
+        "stable_baselines3 VecVideoRecorder(SubprocVecEnv), one video of every step, tiled",
+    ),
+}
+#: Variants that try to record every frame: their frames/s is compared with the ceiling.
+EVERY_FRAME = ("all", "gym-vec", "gym-worker", "sb3")
+#: Variants whose video frame tiles the N envs' frames.
+TILED = ("gym-vec", "sb3")
+#: rlcapture's own variants: a failure of one of them stops the bench.
+CORE = ("none", "render", "all", "every")
+
+
+def variant_names(every: int) -> list[str]:
+    """Every variant's name, in order, with ``every`` spelled ``every:M``."""
+    return [f"every:{every}" if v == "every" else v for v in VARIANTS]
+
+
+def _split_encoders(variant: str) -> tuple[str, int]:
+    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, 1)."""
+    name, sep, k = variant.partition("/e")
+    return (name, int(k)) if sep else (variant, 1)
+
+
+def variant_encoders(variant: str) -> int:
+    """How many encoder processes the variant's recorder runs."""
+    return _split_encoders(variant)[1]
+
+
+def _with_encoders(variant: str, k: int) -> str:
+    return variant if k == 1 else f"{variant}/e{k}"
+
+
+def variant_base(variant: str) -> str:
+    """``every:20/e2`` -> ``every``: the entry of :data:`VARIANTS` the variant is."""
+    variant = _split_encoders(variant)[0]
+    return "every" if variant.startswith("every:") else variant
+
+
+def variant_what(variant: str) -> str:
+    """What the variant runs, in a sentence (for the JSON results)."""
+    variant, k = _split_encoders(variant)
+    more = f", Recorder(encoders={k})" if k != 1 else ""
+    if variant.startswith("every:"):
+        m = int(variant.split(":", 1)[1])
+        return (
+            f"CaptureVectorEnv(record='{variant}'){more}: episodes 0, {m}, {2 * m}, ... of each env"
+        )
+    what = VARIANTS[variant][1]
+    return f"{what}{more}" if k != 1 else what
+
+
+def variant_label(variant: str) -> str:
+    """A short name for the table and the chart."""
+    variant, k = _split_encoders(variant)
+    if variant.startswith("every:"):
+        label = f"rlcapture 1 ep in {variant.split(':', 1)[1]}"
+    else:
+        label = VARIANTS[variant][0]
+    return f"{label}, {k} enc" if k != 1 else label
+
+
+def select_variants(text: str | None, every: int, encoders: Sequence[int] = (1,)) -> list[str]:
+    """The variants to run: ``--variants`` (default all), each recording one once per K."""
+    chosen = _chosen_variants(text, every)
+    out = []
+    for v in chosen:
+        if variant_base(v) in ("all", "every"):
+            out.extend(_with_encoders(v, k) for k in dict.fromkeys(encoders))
+        else:
+            out.append(v)
+    return out
+
+
+def _chosen_variants(text: str | None, every: int) -> list[str]:
+    names = variant_names(every)
+    if not text:
+        return names
+    chosen = []
+    for part in (x.strip() for x in text.split(",")):
+        if not part:
+            continue
+        key = "every" if part.startswith("every") else part
+        if key not in VARIANTS:
+            raise ConfigError(f"unknown variant {part!r}: choose from {', '.join(VARIANTS)}")
+        if part.startswith("every:"):
+            raise ConfigError("write the variant as 'every' and set M with --every-episode")
+        name = f"every:{every}" if key == "every" else key
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        raise ConfigError("--variants names no variant")
+    return [v for v in names if v in chosen]
+
+
+def unavailable(variant: str) -> str | None:
+    """Why ``variant`` cannot run here, or None."""
+    base = variant_base(variant)
+    if base in ("gym-vec", "gym-worker", "sb3"):
+        try:
+            import moviepy  # noqa: F401
+        except ImportError:
+            return "moviepy is not installed (pip install 'gymnasium[other]')"
+    if base == "sb3":
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            return "stable-baselines3 is not installed"
+        except Exception as exc:  # noqa: BLE001
+            return f"stable-baselines3 does not import: {type(exc).__name__}: {exc}"
+    return None
