@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._backend.keep import KeepRule
 from ._backend.manifest import read_manifest
 from .batch import BatchCapture
+from .config import RecordConfig
 from .errors import (
     ClosedError,
     ConfigError,
@@ -44,6 +45,7 @@ __all__ = [
     "ProcessDiedError",
     "RLCaptureError",
     "RecordAll",
+    "RecordConfig",
     "RecordEvery",
     "RecordNone",
     "Recorder",

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._backend.manifest import read_manifest
+from .config import RecordConfig
 from .envs import make_env_fn
 from .errors import RLCaptureError
 from .policies import allocate_episodes, load_policy
@@ -27,7 +28,7 @@ from .stats import describe, summarize
 from .triggers import as_schedule
 from .vector import CaptureVectorEnv
 
-__all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds"]
+__all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds", "record_config"]
 
 DEFAULT_ENV = "CartPole-v1"
 
@@ -235,6 +236,25 @@ def _report_seeds(per_seed: dict[int, list[float]], threshold: float | None, std
         )
 
 
+def record_config(args: argparse.Namespace, **overrides: Any) -> RecordConfig:
+    """The :class:`RecordConfig` that ``rlcapture record``'s arguments ask for.
+
+    An argument whose destination is named like a config option (``--codec``,
+    ``--drop``, ``--keep``, ...) is that option, so a new option needs only
+    its flag here; the few named otherwise are mapped below. Arguments left
+    unset (None) keep the config's defaults; ``overrides`` win over all.
+    ``--mosaic`` stays True (a tile per env), which the vector env resolves.
+    """
+    options = {
+        name: getattr(args, name)
+        for name in RecordConfig.option_names()
+        if getattr(args, name, None) is not None
+    }
+    options["videos"] = not getattr(args, "no_video", False)
+    options.update(overrides)
+    return RecordConfig.from_options(**options)
+
+
 def _record_one(
     args: argparse.Namespace, out: Path, seed: int, stdout: TextIO, stderr: TextIO
 ) -> tuple[int, list[float]]:
@@ -246,23 +266,13 @@ def _record_one(
     envs = CaptureVectorEnv(
         [env_fn] * args.num_envs,
         out,
+        config=record_config(args, keep_seed=seed),
         record=schedule,
         episodes_per_env=quotas,
         envs_per_worker=args.envs_per_worker,
-        encoders=args.encoders,
         step_timeout=args.step_timeout,
-        fps=args.fps,
-        codec=args.codec,
-        crf=args.crf,
-        drop=args.drop,
         overwrite=args.overwrite,
         on_error=args.on_error,
-        videos=not args.no_video,
-        frames=args.frames,
-        keyframes=args.keyframes or False,
-        keep=args.keep,
-        keep_seed=seed,
-        mosaic=args.mosaic,
     )
     interrupted = False
     steps = 0

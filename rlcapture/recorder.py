@@ -12,25 +12,22 @@ simulators that render a batch in one process.
 from __future__ import annotations
 
 import atexit
-import math
 import os
-import re
 import secrets
 import shutil
 import time
 import weakref
-from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ._backend.channel import Endpoint
 from ._backend.encoder import EncoderConfig, encoder_main
 from ._backend.images import ImageOptions
-from ._backend.keep import KeepRule, parse_keep
 from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
-from ._backend.producer import DEFAULT_SLOTS, DEFAULT_TIMEOUT
-from ._backend.video import VideoOptions, check_codec
+from ._backend.video import VideoOptions
+from .config import MAX_ENCODERS, RecordConfig, build_config, keyword_names
 from .errors import ConfigError, EncoderError, OutputError, OutputExistsError
 
 try:
@@ -44,46 +41,6 @@ MANIFEST = "episodes.jsonl"
 VIDEOS = "videos"
 FRAMES = "frames"
 _LOCK = ".rlcapture.lock"
-# A prefix becomes part of file names that people paste into shells and
-# scripts: letters, digits (any script) and . _ - + = @ , only. This refuses
-# '/', '\\', NUL, control characters, spaces, quotes and ; | & $ ` * ? < > ( ).
-_PREFIX_OK = re.compile(r"[\w.+=@,-]*")
-#: The most encoder processes one recorder starts.
-MAX_ENCODERS = 64
-
-
-def _check_prefix(prefix: str) -> str:
-    if not isinstance(prefix, str) or ".." in prefix or not _PREFIX_OK.fullmatch(prefix):
-        raise ConfigError(
-            f"name prefix {prefix!r} must be a plain file-name part: letters, digits and "
-            "'. _ - + = @ ,' only (no '/', '\\', '..', NUL, spaces or shell characters)"
-        )
-    if len(prefix) > 100:
-        raise ConfigError("name prefix must be at most 100 characters")
-    return prefix
-
-
-def _image_options(frames: int | None, keyframes: bool | int) -> ImageOptions:
-    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
-        raise ConfigError(f"frames must be a positive integer (1: every frame), got {frames!r}")
-    if keyframes is True or keyframes is False:
-        return ImageOptions(every=frames, keyframes=keyframes)
-    if not isinstance(keyframes, int) or keyframes < 1:
-        raise ConfigError(
-            f"keyframes must be True (first and last frame) or a positive step interval, got {keyframes!r}"
-        )
-    return ImageOptions(every=frames, keyframes=True, keyframe_every=keyframes)
-
-
-def _check_encoders(encoders: Any) -> int:
-    if isinstance(encoders, bool) or not isinstance(encoders, int) or not (
-        1 <= encoders <= MAX_ENCODERS
-    ):
-        raise ConfigError(
-            f"encoders must be an integer from 1 to {MAX_ENCODERS} (encoder processes; "
-            f"env i is encoded by encoder i % encoders), got {encoders!r}"
-        )
-    return encoders
 
 
 def _encoder_entry(config: EncoderConfig, control: Any, parents: Any) -> None:
@@ -118,138 +75,64 @@ class Recorder:
     Args:
         out: The output folder; created if missing. Videos go to ``out/videos/``,
             one line per finished episode to ``out/episodes.jsonl``.
-        fps: Frame rate of every video; None takes each env's ``render_fps``
-            (else 30).
-        codec: FFmpeg encoder (default H.264, which plays everywhere).
-        crf: Quality for codecs that take a constant rate factor (lower is better).
-        preset: Speed preset of x264-family codecs.
-        pix_fmt: Pixel format of the videos.
-        gop: Frames between keyframes, and so between fragments that survive a
-            crash; None means about a second.
-        drop: Producers drop frames instead of waiting when their ring is full
-            (never blocks the env; each drop is counted in the manifest).
-        slots: Frames each ring holds.
-        name_prefix: Put before every video's file name.
-        videos: Write a video per episode; False writes only the images asked
-            for by ``frames``/``keyframes`` (and the manifest).
-        frames: Also save every ``frames``-th step of each episode as a PNG
-            in ``out/frames/env<E>-episode<K>/<step>.png`` (1: every frame).
-            Lossless: the PNG holds the rendered pixels exactly.
-        keyframes: Save the first and last frame of each episode as PNG next
-            to its video (``videos/env<E>-episode<K>-step<S>.png``); an int
-            ``k`` adds every ``k``-th step.
-        keep: Which episodes keep their files once they end: "all" (default),
-            "worst:K", "best:K", "failures" (terminated, not truncated),
-            "failures:R" (return below R), "sample:K", "sample:P", combined
-            with commas. Discarded episodes' files are deleted when the
-            decision is made; their manifest lines stay, with ``kept`` and
-            ``why``. See :mod:`rlcapture._backend.keep`.
-        keep_seed: Seeds the random sample of ``keep="sample:..."``.
-        mosaic: Also write ``out/mosaic.mp4``, all envs side by side, one
-            labelled tile per env for envs ``0 .. mosaic-1``. Composed in the
-            encoder; the per-env videos are written as usual.
+        config: What to record and how (:class:`~rlcapture.RecordConfig`);
+            None takes the defaults.
         overwrite: Replace a recording already in ``out`` (its videos, images
             and manifest). Without it such a folder is refused and left untouched.
         context: ``multiprocess`` start method ("fork", "spawn", "forkserver").
-        timeout: Seconds any side waits for another before calling it stuck.
-        encoders: Encoder processes. With ``k > 1``, env ``i`` is encoded by
-            encoder ``i % k``; all write to the same folder and manifest.
-            Worth it where one encoder cannot keep up and there are cores to
-            spare (see ``benchmarks/RESULTS.md``); 1 by default.
+        **options: :class:`~rlcapture.RecordConfig` options by their flat
+            names (``codec="libx265"``, ``drop=True``, ``mosaic=4``: a number
+            of env tiles here), applied over ``config``.
+
+    Attributes:
+        config: The validated configuration this recorder runs with.
+        endpoint: Where producers attach (small and picklable).
 
     Raises:
         OutputExistsError: ``out`` holds a recording and ``overwrite`` is False.
         OutputError: ``out`` cannot be created or written, or another run uses it.
-        ConfigError: An option is out of range.
+        ConfigError: An option is unknown or out of range.
         EncoderError: The encoder process failed to start.
     """
 
     def __init__(
         self,
         out: str | os.PathLike[str],
+        config: RecordConfig | None = None,
         *,
-        fps: float | None = None,
-        codec: str = "libx264",
-        crf: int = 23,
-        preset: str = "ultrafast",
-        pix_fmt: str = "yuv420p",
-        gop: int | None = None,
-        drop: bool = False,
-        slots: int = DEFAULT_SLOTS,
-        name_prefix: str = "",
-        videos: bool = True,
-        frames: int | None = None,
-        keyframes: bool | int = False,
-        keep: str | KeepRule | Sequence[KeepRule] = "all",
-        keep_seed: int = 0,
-        mosaic: int | None = None,
         overwrite: bool = False,
         context: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        encoders: int = 1,
+        **options: Any,
     ) -> None:
         self._shards: list[_Shard] = []
         self._lock_fd = -1
         self._closed = False
         self.summary: dict[str, Any] = {}
-        if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps <= 1000 and math.isfinite(fps)):
-            raise ConfigError(f"fps must be a number in (0, 1000], got {fps!r}")
-        if not (isinstance(crf, int) and 0 <= crf <= 63):
-            raise ConfigError(f"crf must be an integer from 0 to 63, got {crf!r}")
-        if gop is not None and not (isinstance(gop, int) and gop >= 1):
-            raise ConfigError(f"gop must be a positive integer, got {gop!r}")
-        if not (isinstance(slots, int) and 1 <= slots <= 4096):
-            raise ConfigError(f"slots must be an integer from 1 to 4096, got {slots!r}")
-        if not (timeout > 0):
-            raise ConfigError(f"timeout must be positive, got {timeout!r}")
-        self.encoders = _check_encoders(encoders)
-        try:
-            check_codec(codec, pix_fmt)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        self.video = VideoOptions(
-            codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, fps=fps, gop=gop
+        config = build_config(
+            config, options, front="Recorder", front_options=keyword_names(Recorder.__init__)
         )
+        self.config = config
+        self.encoders = config.encoders
+        self.mosaic = config.mosaic_tiles()
+        self.video = VideoOptions(**asdict(config.video))
+        images = config.images
         self.outputs = OutputOptions(
-            video=self.video, videos=bool(videos), images=_image_options(frames, keyframes)
+            video=self.video,
+            videos=images.videos,
+            images=ImageOptions(
+                every=images.frames,
+                keyframes=images.keyframes is not False,
+                keyframe_every=images.keyframe_every,
+            ),
         )
-        if not self.outputs.videos and not self.outputs.images.enabled:
-            raise ConfigError(
-                "videos=False leaves nothing to write: ask for frames=K (PNG sequence) "
-                "or keyframes=True, or keep videos"
-            )
-        try:
-            self.keep = parse_keep(keep)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if not isinstance(keep_seed, int) or isinstance(keep_seed, bool):
-            raise ConfigError(f"keep_seed must be an integer, got {keep_seed!r}")
-        self.keep_seed = keep_seed
-        if mosaic is not None and (
-            isinstance(mosaic, bool) or not isinstance(mosaic, int) or not 1 <= mosaic <= 1024
-        ):
-            raise ConfigError(
-                f"mosaic must be the number of env tiles, from 1 to 1024, got {mosaic!r} "
-                "(CaptureVectorEnv takes mosaic=True for all its envs)"
-            )
-        self.mosaic = mosaic
-        if self.encoders > 1 and mosaic is not None:
-            raise ConfigError(
-                "mosaic needs every env's frames in one encoder; use encoders=1 with mosaic"
-            )
-        ranked = [r.label() for r in self.keep if r.kind in ("worst", "best") or r.count]
-        if self.encoders > 1 and ranked:
-            raise ConfigError(
-                f"keep rule {ranked[0]!r} ranks episodes across the run, but each of the "
-                f"{self.encoders} encoders would rank only its own; use encoders=1 with it "
-                "(failures and sample:P work with several encoders)"
-            )
-        self.name_prefix = _check_prefix(name_prefix)
+        self.keep = config.keep
+        self.keep_seed = config.keep_seed
+        self.name_prefix = config.name_prefix
+        self.timeout = config.transport.timeout
         self.out = Path(out)
-        self.timeout = float(timeout)
         self._prepare_folder(overwrite)
         try:
-            self._start(context, drop, slots)
+            self._start(context)
         except BaseException:
             self._release()
             raise
@@ -310,14 +193,14 @@ class Recorder:
             ) from None
 
     # -- encoder processes ------------------------------------------------------
-    def _start(self, context: str | None, drop: bool, slots: int) -> None:
+    def _start(self, context: str | None) -> None:
         ctx = get_context(context)
         self.context = ctx.get_start_method()
         out_dir = str(self.out.resolve())
         try:
             for i in range(self.encoders):
                 token = secrets.token_hex(16)
-                config = EncoderConfig(
+                settings = EncoderConfig(
                     out_dir=out_dir,
                     outputs=self.outputs,
                     token=token,
@@ -331,7 +214,7 @@ class Recorder:
                 self._shards.append(shard)
                 shard.proc = ctx.Process(
                     target=_encoder_entry,
-                    args=(config, child, [s.conn for s in self._shards]),
+                    args=(settings, child, [s.conn for s in self._shards]),
                     name="rlcapture-encoder" if self.encoders == 1 else f"rlcapture-encoder-{i}",
                     daemon=True,
                 )
@@ -349,7 +232,7 @@ class Recorder:
         self.endpoint = Endpoint(
             address=first.address,
             token=first.token,
-            options={"drop": bool(drop), "slots": slots, "timeout": self.timeout},
+            transport=self.config.transport,
             shards=(
                 tuple((s.address, s.token) for s in self._shards) if self.encoders > 1 else ()
             ),

@@ -28,6 +28,7 @@ from gymnasium.vector.utils import batch_space, create_shared_memory, read_from_
 
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait
 from ._backend.worker import Shared, WorkerSpec, worker_main
+from .config import RecordConfig, build_config, keyword_names
 from .envs import make_env_fn
 from .errors import (
     ClosedError,
@@ -94,8 +95,18 @@ class CaptureVectorEnv(VectorEnv):
             one still stepping. None (default): only when there are more
             workers than usable cores, where that contention happens; with a
             core per worker, rendering at once is earlier and free.
-        **recorder_options: Passed to :class:`Recorder` when ``out`` is a folder
-            (``mosaic=True`` there means a tile for each of these envs).
+        config: What to record and how (:class:`~rlcapture.RecordConfig`) when
+            ``out`` is a folder; None takes the defaults.
+        overwrite: Replace a recording already in the folder ``out``.
+        **options: :class:`~rlcapture.RecordConfig` options by their flat
+            names (``codec="libx265"``, ``drop=True``), applied over ``config``
+            when ``out`` is a folder. ``mosaic=True`` means a tile for each
+            of these envs.
+
+    Raises:
+        ConfigError: An option is unknown (the error lists this class's and
+            the config's) or out of range, or recording options come with a
+            running :class:`Recorder` (it was configured when it was made).
     """
 
     def __init__(
@@ -113,7 +124,9 @@ class CaptureVectorEnv(VectorEnv):
         episodes_per_env: int | Sequence[int] | None = None,
         on_error: str = "raise",
         render_after_batch: bool | None = None,
-        **recorder_options: Any,
+        config: RecordConfig | None = None,
+        overwrite: bool = False,
+        **options: Any,
     ) -> None:
         self._state = _State.CLOSED
         self._procs: list[Any] = []
@@ -174,14 +187,25 @@ class CaptureVectorEnv(VectorEnv):
         self.copy = copy
         self.first_env_index = first_env_index
 
+        record_config = build_config(
+            config,
+            options,
+            front="CaptureVectorEnv",
+            front_options=keyword_names(CaptureVectorEnv.__init__),
+        )
         if isinstance(out, Recorder):
+            given = sorted(options) + (["config"] if config is not None else [])
+            given += ["overwrite"] if overwrite else []
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)} apply when out is a folder; the Recorder given was "
+                    "configured when it was made (pass them to Recorder(...) instead)"
+                )
             self.recorder = out
         else:
-            if recorder_options.get("mosaic") is True:  # a tile for each of these envs
-                recorder_options["mosaic"] = first_env_index + n
-            elif recorder_options.get("mosaic") is False:
-                recorder_options["mosaic"] = None
-            self.recorder = Recorder(out, context=context, **recorder_options)
+            if record_config.mosaic is True:  # a tile for each of these envs
+                record_config = record_config.replace(mosaic=first_env_index + n)
+            self.recorder = Recorder(out, record_config, overwrite=overwrite, context=context)
             self._owns_recorder = True
         try:
             self._start(env_fns, schedule, envs_per_worker, context)
@@ -710,7 +734,8 @@ def make_vec(
     """Make ``num_envs`` copies of a registered env that record into ``out``.
 
     Like :func:`gymnasium.make_vec` with ``render_mode="rgb_array"``; the other
-    keyword arguments go to :class:`CaptureVectorEnv`.
+    keyword arguments go to :class:`CaptureVectorEnv` (its own, ``config=``,
+    and :class:`~rlcapture.RecordConfig` options).
 
     Raises:
         EnvError: If the id is unknown, needs a missing extra, or cannot render

@@ -175,7 +175,7 @@ def test_descriptor_passes_over_a_real_socket() -> None:
 @pytest.mark.timeout(60)
 def test_handshake_refusals(tmp_path) -> None:
     with rlcapture.Recorder(tmp_path / "out") as rec:
-        bad = Endpoint(rec.endpoint.address, "0" * 32, rec.endpoint.options)
+        bad = Endpoint(rec.endpoint.address, "0" * 32, rec.endpoint.transport)
         with pytest.raises(rlcapture.EncoderError, match=r"refused.*token"):
             FrameProducer(bad, [0])
         first = FrameProducer(rec.endpoint, [0, 1], name="first")

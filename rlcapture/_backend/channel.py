@@ -36,6 +36,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import TransportConfig
+
 __all__ = [
     "Endpoint",
     "MSG_HELLO",
@@ -74,7 +76,9 @@ class Endpoint:
     Attributes:
         address: The listening socket's address.
         token: A secret a producer must present in its hello.
-        options: Producer defaults chosen by the recorder (drop mode, ring size).
+        transport: How producers send frames by default (drop mode, ring
+            slots, timeout), from the recorder's config; a producer may
+            override each.
         shards: With several encoder processes, the ``(address, token)`` of
             each; env ``e`` belongs to shard ``e % len(shards)``, and
             :meth:`for_env` picks its endpoint. Empty with one encoder.
@@ -82,7 +86,7 @@ class Endpoint:
 
     address: str
     token: str
-    options: dict[str, Any] = field(default_factory=dict)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     shards: tuple[tuple[str, str], ...] = ()
 
     def shard_of(self, env: int) -> int:
@@ -94,7 +98,7 @@ class Endpoint:
         if not self.shards:
             return self
         address, token = self.shards[self.shard_of(env)]
-        return Endpoint(address, token, self.options)
+        return Endpoint(address, token, self.transport)
 
 
 def pack_json(kind: int, payload: dict[str, Any]) -> bytes:

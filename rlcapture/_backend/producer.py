@@ -25,11 +25,7 @@ from .channel import Endpoint
 from .frames import as_frame
 from .ring import Ring, RingIndex
 
-__all__ = ["FrameProducer", "ShardedProducer", "open_producer", "DEFAULT_SLOTS", "DEFAULT_TIMEOUT"]
-
-DEFAULT_SLOTS = 8
-#: Seconds a producer waits for the encoder before declaring it stuck.
-DEFAULT_TIMEOUT = 60.0
+__all__ = ["FrameProducer", "ShardedProducer", "open_producer"]
 
 
 class FrameProducer:
@@ -59,12 +55,12 @@ class FrameProducer:
         slots: int | None = None,
         timeout: float | None = None,
     ) -> None:
-        opts = endpoint.options
+        transport = endpoint.transport
         self.envs = sorted(int(e) for e in envs)
         self.name = name
-        self.drop = bool(opts.get("drop", False) if drop is None else drop)
-        self.slots = int(slots or opts.get("slots", DEFAULT_SLOTS))
-        self.timeout = float(timeout or opts.get("timeout", DEFAULT_TIMEOUT))
+        self.drop = transport.drop if drop is None else bool(drop)
+        self.slots = int(slots or transport.slots)
+        self.timeout = float(timeout or transport.timeout)
         self._ring: Ring | None = None
         self._index: RingIndex | None = None
         self._ring_id = 0
