@@ -10,11 +10,13 @@ from ._backend.keep import KeepRule
 from ._backend.manifest import read_manifest
 from .batch import BatchCapture
 from .errors import (
+    AlreadyPendingCallError,
     ClosedError,
     ConfigError,
     EncoderError,
     EnvError,
     FrameError,
+    NoAsyncCallError,
     OutputError,
     OutputExistsError,
     ProcessDiedError,
@@ -30,6 +32,7 @@ from .wrapper import CaptureWrapper
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyPendingCallError",
     "BatchCapture",
     "CaptureVectorEnv",
     "CaptureWrapper",
@@ -39,6 +42,7 @@ __all__ = [
     "EnvError",
     "FrameError",
     "KeepRule",
+    "NoAsyncCallError",
     "OutputError",
     "OutputExistsError",
     "ProcessDiedError",

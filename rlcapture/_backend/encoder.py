@@ -36,6 +36,7 @@ from typing import Any
 import av
 
 from . import channel
+from .episode import EndReason
 from .images import ImageWriter
 from .keep import KeepPolicy, KeepRule
 from .manifest import Manifest
@@ -483,7 +484,7 @@ class _Encoder:
                     {
                         "env": key[0],
                         "episode": key[1],
-                        "end": "closed" if p.bye else "lost",
+                        "end": EndReason.CLOSED if p.bye else EndReason.LOST,
                         "producer": p.name,
                     },
                     shifted=True,
@@ -533,7 +534,7 @@ class _Encoder:
             if self.manifest_failed:
                 continue
             record: dict[str, Any] = {"env": env, "episode": episode, **video.fields(self._rel)}
-            record["end"] = "error"
+            record["end"] = EndReason.ERROR
             if error is not None:  # this video is torn: it decodes up to its last fragment
                 record["error"] = error
             try:
