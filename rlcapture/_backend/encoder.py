@@ -31,6 +31,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import av
@@ -40,6 +41,7 @@ from .episode import EndReason
 from .images import ImageWriter
 from .keep import KeepPolicy, KeepRule
 from .manifest import Manifest
+from .messages import CloseEncoder, EncoderClosed, EncoderFailed, EncoderReady, decode, encode
 from .mosaic import Mosaic
 from .outputs import EpisodeOutputs, OutputOptions, delete_paths, episode_stem
 from .ring import Ring
@@ -95,10 +97,26 @@ class EncoderConfig:
     mosaic: int | None = None
 
 
+class _Stage(Enum):
+    """Where a producer's connection stands."""
+
+    GREETING = "greeting"  # connected; no hello accepted yet
+    DEFERRED = "deferred"  # its hello waits for envs a leaving producer still holds
+    REFUSED = "refused"  # its hello was refused; dropped once its queue is empty
+    OPEN = "open"  # accepted: rings, frames and episode ends flow
+    BYE = "bye"  # it said goodbye; its stream has not ended yet
+    ENDED = "ended"  # its stream ended; a goodbye may still wait in its queue
+    DONE = "done"  # it said goodbye and its stream ended
+
+
+#: Stages whose producer is dropped once its queue is empty.
+_GONE = (_Stage.REFUSED, _Stage.ENDED, _Stage.DONE)
+
+
 class _Producer:
     __slots__ = (
-        "sock", "reader", "name", "envs", "fps", "ring", "queue", "eof", "bye", "hello",
-        "drop", "owed", "base", "waiting",
+        "sock", "reader", "name", "envs", "fps", "ring", "queue", "stage",
+        "drop", "owed", "base", "deferred",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
@@ -109,16 +127,14 @@ class _Producer:
         self.fps: float | None = None
         self.ring: Ring | None = None
         self.queue: deque[tuple[int, Any]] = deque()
-        self.eof = False
-        self.bye = False
-        self.hello = False
+        self.stage = _Stage.GREETING
         self.drop = False
         self.owed = 0  # freed slots not yet returned to the producer
         # Per env, added to this producer's episode indices: a later producer
         # of an env already recorded continues its numbering (another
         # evaluation round with the same recorder) instead of clashing.
         self.base: dict[int, int] = {}
-        self.waiting: tuple[dict[str, Any], float] | None = None  # a deferred hello
+        self.deferred: tuple[dict[str, Any], float] | None = None  # hello, wait until
 
     def give_credits(self) -> None:
         """Return freed slots to the producer; a dead producer is noticed later."""
@@ -160,9 +176,9 @@ class _Encoder:
 
     # -- event loop -----------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.control.send(("ready", self.address))
+        self.control.send_bytes(encode(EncoderReady(self.address)))
         while True:
-            busy = any(p.queue or p.waiting for p in self.producers.values())
+            busy = any(p.queue or p.stage is _Stage.DEFERRED for p in self.producers.values())
             for key, _ in self.sel.select(0 if busy else 0.25):
                 if key.data == "listen":
                     self._accept()
@@ -171,11 +187,12 @@ class _Encoder:
                 else:
                     self._receive(key.data)
             self._serve_round()
-            for p in [p for p in self.producers.values() if p.eof and not p.queue]:
+            for p in [p for p in self.producers.values() if p.stage in _GONE and not p.queue]:
                 self._drop_producer(p)
-            for p in [p for p in self.producers.values() if p.waiting is not None]:
-                body, until = p.waiting
-                p.waiting = None
+            for p in [p for p in self.producers.values() if p.stage is _Stage.DEFERRED]:
+                assert p.deferred is not None
+                body, until = p.deferred
+                p.deferred = None
                 self._hello(p, channel.MSG_HELLO, body, until)
             now = time.monotonic()
             if now >= self.next_check:
@@ -192,15 +209,15 @@ class _Encoder:
 
     def _on_control(self) -> None:
         try:
-            msg = self.control.recv()
+            msg = decode(self.control.recv_bytes())
         except (EOFError, OSError):
             # The recorder's process is gone: producers will follow; finish
             # what they sent and close every video properly.
             self.sel.unregister(self.control)
             self._begin_close(30.0)
             return
-        if msg[0] == "close":
-            self._begin_close(float(msg[1]))
+        if isinstance(msg, CloseEncoder):
+            self._begin_close(float(msg.timeout))
 
     def _begin_close(self, timeout: float) -> None:
         if not self.closing:
@@ -230,16 +247,17 @@ class _Encoder:
         except ConnectionResetError:
             data, fds = b"", []
         if not data:
-            p.eof = True
+            if p.stage is not _Stage.REFUSED:
+                p.stage = _Stage.DONE if p.stage is _Stage.BYE else _Stage.ENDED
             self.sel.unregister(p.sock)
             return
         p.reader.feed(data, fds)
         for kind, body in p.reader.messages():
             if kind == channel.MSG_MAP:
-                body = (*body, p.reader.fds.pop(0))
-            if not p.hello:
+                body = (body, p.reader.fds.pop(0))
+            if p.stage is _Stage.GREETING or p.stage is _Stage.DEFERRED:
                 self._hello(p, kind, body)
-            else:
+            elif p.stage is not _Stage.REFUSED:
                 p.queue.append((kind, body))
 
     def _hello(self, p: _Producer, kind: int, body: Any, until: float | None = None) -> None:
@@ -249,22 +267,25 @@ class _Encoder:
                 p.sock.send(b"X" + len(raw).to_bytes(4, "little") + raw)
             except OSError:
                 pass
-            p.eof = True
+            p.stage = _Stage.REFUSED
             p.envs = []
 
-        if kind != channel.MSG_HELLO or not secrets.compare_digest(
-            str(body.get("token", "")), self.config.token
-        ):
+        try:
+            hello = channel.Hello.unpack(body) if kind == channel.MSG_HELLO else None
+        except ValueError:
+            hello = None
+        if hello is None or not secrets.compare_digest(hello.token, self.config.token):
             refuse("bad hello (wrong token)")
             return
-        envs = [int(e) for e in body["envs"]]
+        envs = list(hello.envs)
         taken = [e for e in envs if e in self.owner]
         if taken and not self.closing:
             # The owner may have said goodbye in bytes not yet read: wait a
             # little for it to go before calling this a clash.
             until = until or time.monotonic() + 5.0
             if time.monotonic() < until:
-                p.waiting = (body, until)
+                p.stage = _Stage.DEFERRED
+                p.deferred = (body, until)
                 return
         if taken:
             refuse(
@@ -275,11 +296,11 @@ class _Encoder:
         if self.closing:
             refuse("the recorder is closing")
             return
-        p.hello = True
-        p.name = str(body.get("name", "a producer"))
+        p.stage = _Stage.OPEN
+        p.name = hello.name
         p.envs = envs
-        p.fps = body.get("fps")
-        p.drop = bool(body.get("drop"))
+        p.fps = hello.fps
+        p.drop = hello.drop
         for e in envs:
             self.owner[e] = p
             p.base[e] = self.next_episode.get(e, 0)
@@ -296,18 +317,19 @@ class _Encoder:
                 if kind == channel.MSG_END:
                     self._end(p, body)
                 elif kind == channel.MSG_MAP:
-                    _ring_id, slots, slot_bytes, fd = body
+                    ring_map, fd = body
                     if p.ring is not None:
                         p.ring.close()
-                    p.ring = Ring.attach(fd, slots, slot_bytes)
+                    p.ring = Ring.attach(fd, ring_map.slots, ring_map.slot_bytes)
                 elif kind == channel.MSG_BYE:
-                    p.bye = True
+                    p.stage = _Stage.DONE if p.stage is _Stage.ENDED else _Stage.BYE
             if not queue:
                 p.give_credits()
 
     # -- frames and episodes --------------------------------------------------
-    def _frame(self, p: _Producer, body: tuple[int, ...]) -> None:
-        slot, env, episode, step, h, w, c = body
+    def _frame(self, p: _Producer, tag: channel.FrameTag) -> None:
+        slot, env, episode, step = tag.slot, tag.env, tag.episode, tag.step
+        h, w, c = tag.height, tag.width, tag.channels
         episode += p.base.get(env, 0)
         entry = self.videos.get((env, episode))
         fps = self.config.outputs.video.fps or p.fps or 30.0
@@ -484,7 +506,7 @@ class _Encoder:
                     {
                         "env": key[0],
                         "episode": key[1],
-                        "end": EndReason.CLOSED if p.bye else EndReason.LOST,
+                        "end": EndReason.CLOSED if p.stage in (_Stage.BYE, _Stage.DONE) else EndReason.LOST,
                         "producer": p.name,
                     },
                     shifted=True,
@@ -602,11 +624,11 @@ def encoder_main(config: EncoderConfig, control: Any) -> None:
         # An output error's message says it all; others get their type.
         text = str(exc) if isinstance(exc, OutputWriteError) else f"{type(exc).__name__}: {exc}"
         try:
-            control.send(("error", text, traceback.format_exc()))
+            control.send_bytes(encode(EncoderFailed(text, traceback.format_exc())))
         except OSError:
             pass
         raise SystemExit(1) from None
     try:
-        control.send(("closed", summary))
+        control.send_bytes(encode(EncoderClosed(summary)))
     except OSError:
         pass
