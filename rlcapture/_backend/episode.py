@@ -145,9 +145,10 @@ class EpisodeTracker:
             Its manifest record if it was recorded, else None (an episode
             never recorded and never finished is not worth a line).
         """
-        if self.active and self.recording:
-            return self.finish(reason)
-        return None
+        if not self.active:
+            return None
+        record = self.finish(reason)
+        return record if record["recorded"] else None
 
     def done(self, terminated: bool) -> dict[str, Any] | None:
         """The episode finished (the env said terminated or truncated).
