@@ -13,13 +13,17 @@ recorder <-> encoder
 Every message is a named tuple read by field name, never by position or
 length. :func:`encode` and :func:`decode` are the only place a message becomes
 bytes and back, for both pipes. Underneath it is pickle (the payloads are
-actions, infos and observation spaces, which only pickle carries), of a plain
+actions, infos and observation spaces, which only pickle carries) of a plain
 tuple ``(tag, *fields)``: pickling the named tuple itself would name its class
-in every message and look the class up again on every load, which measured
-about 2 us more per step and answer than today's bare tuples; the tag costs
-~0.3 us. Protocol 5 makes a NumPy action array cheaper to pickle than the
-default protocol 4 did (its buffer is written at once, without a reduction
-through ``ndarray.__reduce_ex__`` copying to ``bytes``).
+in every message and look it up again on every load (~2 us more a message).
+The answer to most steps (:data:`NOTHING`: no infos, no failures) is encoded
+once and recognised by its bytes. Measured (encode + decode, the message built
+included, 2-core VM, best of 300 x 1000): a step of two ``int64`` actions in an
+array 8.8 us against 9.1 us for the former ``("step", actions)`` tuple; of a
+list of two ints 1.35 us against 0.71 us; the empty answer 0.08 us against
+0.63 us; an answer with infos 2.2 us against 1.4 us. A step and its answer
+together cost what they did (within 0.1 us); the pipe's system calls, tens of
+us, dominate.
 
 The ring channel between producers and the encoder has its own, struct-framed
 messages: see ``channel.py``.
