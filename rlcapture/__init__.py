@@ -11,11 +11,13 @@ from ._backend.manifest import read_manifest
 from .batch import BatchCapture
 from .config import RecordConfig
 from .errors import (
+    AlreadyPendingCallError,
     ClosedError,
     ConfigError,
     EncoderError,
     EnvError,
     FrameError,
+    NoAsyncCallError,
     OutputError,
     OutputExistsError,
     ProcessDiedError,
@@ -31,6 +33,7 @@ from .wrapper import CaptureWrapper
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyPendingCallError",
     "BatchCapture",
     "CaptureVectorEnv",
     "CaptureWrapper",
@@ -40,6 +43,7 @@ __all__ = [
     "EnvError",
     "FrameError",
     "KeepRule",
+    "NoAsyncCallError",
     "OutputError",
     "OutputExistsError",
     "ProcessDiedError",

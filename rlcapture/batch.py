@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._backend.channel import Endpoint
-from ._backend.episode import EpisodeTracker
+from ._backend.episode import EndReason, EpisodeTracker
 from ._backend.frames import as_frame
 from ._backend.producer import FrameProducer, ShardedProducer, open_producer
 from .errors import ClosedError, ConfigError
@@ -120,8 +120,9 @@ class BatchCapture:
             checked = [as_frame(frames[k], f"env {self._trackers[i].env} reset") for k, i in enumerate(ids)]
         for k, i in enumerate(ids):
             t = self._trackers[i]
-            if t.active and t.recording:
-                producer.end(t.finish("reset"))
+            record = t.cut(EndReason.RESET)
+            if record is not None:
+                producer.end(record)
             t.begin(None if seeds is None else seeds[k])
             self.recording[i] = t.recording
         if checked is None:
@@ -182,9 +183,9 @@ class BatchCapture:
             if term[i] or trunc[i]:
                 stats = t.stats()
                 out["r"][i], out["l"][i], out["t"][i] = stats["r"], stats["l"], stats["t"]
-                record = t.finish("terminated" if term[i] else "truncated")
+                record = t.done(bool(term[i]))
                 self.recording[i] = False
-                if t.counted:
+                if record is not None:
                     producer.end(record)
         return out
 
@@ -195,8 +196,9 @@ class BatchCapture:
             return
         try:
             for t in self._trackers:
-                if t.active and t.recording:
-                    producer.end(t.finish("closed"))
+                record = t.cut(EndReason.CLOSED)
+                if record is not None:
+                    producer.end(record)
         finally:
             producer.close()
 

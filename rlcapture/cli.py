@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .config import RecordConfig
 from .envs import make_env_fn
@@ -316,7 +317,7 @@ def _report(
         lines = read_manifest(out / "episodes.jsonl")
     except FileNotFoundError:
         lines = []
-    finished = [r for r in lines if r.get("end") in ("terminated", "truncated")]
+    finished = [r for r in lines if r.get("end") in FINISHED]
     returns = summarize([float(r["return"]) for r in finished])
     lengths = [int(r["length"]) for r in finished]
     frames = sum(int(r.get("frames") or 0) for r in lines)

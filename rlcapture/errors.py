@@ -2,10 +2,15 @@
 
 Every error derives from :class:`RLCaptureError`, and where a builtin error
 means the same thing the subclass derives from it too (as PyAV does), so a
-caller may catch either. Messages say what to do next.
+caller may catch either. Messages say what to do next. Misuse that Gymnasium's
+vector envs name (``step_wait`` without ``step_async``, a second call while
+one is pending, a call after ``close``) raises errors that also subclass
+Gymnasium's, so code written for ``AsyncVectorEnv`` catches them unchanged.
 """
 
 from __future__ import annotations
+
+from gymnasium import error as _gym
 
 __all__ = [
     "RLCaptureError",
@@ -19,6 +24,8 @@ __all__ = [
     "EncoderError",
     "StepTimeoutError",
     "ClosedError",
+    "NoAsyncCallError",
+    "AlreadyPendingCallError",
 ]
 
 
@@ -46,8 +53,32 @@ class OutputExistsError(OutputError, FileExistsError):
     """The output folder already holds a recording and overwriting was not asked for."""
 
 
-class ClosedError(RLCaptureError, RuntimeError):
-    """The engine (or a producer attached to it) was closed by its owner."""
+class ClosedError(RLCaptureError, RuntimeError, _gym.ClosedEnvironmentError):
+    """The engine (or a producer attached to it) was closed, or broke and must be closed."""
+
+
+class NoAsyncCallError(RLCaptureError, RuntimeError, _gym.NoAsyncCallError):
+    """A ``*_wait`` call without the ``*_async`` call it collects.
+
+    Attributes:
+        name: The call that was not started ("step").
+    """
+
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class AlreadyPendingCallError(RLCaptureError, RuntimeError, _gym.AlreadyPendingCallError):
+    """A call while another one is pending (``step_async`` twice, ``reset`` before ``step_wait``).
+
+    Attributes:
+        name: The call that is pending ("step", "reset").
+    """
+
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class ProcessDiedError(RLCaptureError, RuntimeError):

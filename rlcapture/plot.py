@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .errors import ConfigError
 
 __all__ = ["moving_average", "nice_ticks", "plot_manifest"]
 
 PNG = "learning_curve.png"
-_ENDED = ("terminated", "truncated")
 
 
 def moving_average(values: Any, window: int) -> np.ndarray:
@@ -98,7 +98,7 @@ def plot_manifest(
         raise ConfigError(f"no manifest at {str(manifest)!r}: is {str(folder)!r} a recording?")
     if x not in ("episode", "time"):
         raise ConfigError(f"x must be 'episode' or 'time', got {x!r}")
-    lines = [r for r in read_manifest(manifest) if r.get("end") in _ENDED and r.get("return") is not None]
+    lines = [r for r in read_manifest(manifest) if r.get("end") in FINISHED and r.get("return") is not None]
     if not lines:
         raise ConfigError(f"{str(manifest)!r} holds no finished episode to plot")
     returns = np.asarray([float(r["return"]) for r in lines])

@@ -24,6 +24,14 @@ from typing import Any
 from ._backend.channel import Endpoint
 from ._backend.encoder import EncoderConfig, encoder_main
 from ._backend.images import ImageOptions
+from ._backend.messages import (
+    CloseEncoder,
+    EncoderClosed,
+    EncoderFailed,
+    EncoderReady,
+    decode,
+    encode,
+)
 from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
 from ._backend.video import VideoOptions
@@ -222,9 +230,9 @@ class Recorder:
                 child.close()
             for shard in self._shards:
                 msg = wait_ready(shard.conn, shard.proc, max(self.timeout, 30.0))
-                if not msg or msg[0] != "ready":
+                if not isinstance(msg, EncoderReady):
                     raise self._failure(shard, msg, "failed to start")
-                shard.address = msg[1]
+                shard.address = msg.address
         except BaseException:
             self._stop_all(2.0)
             raise
@@ -259,15 +267,15 @@ class Recorder:
 
     def _failure(self, shard: _Shard, msg: Any, what: str) -> EncoderError:
         proc = shard.proc
-        if msg and msg[0] == "error":
+        if isinstance(msg, EncoderFailed):
             proc.join(5.0)
             name = "the encoder process" if self.encoders == 1 else self._name(shard)
             err = EncoderError(
-                f"{name} {what}: {msg[1]} ({describe_exit(proc.exitcode)})",
+                f"{name} {what}: {msg.message} ({describe_exit(proc.exitcode)})",
                 proc.exitcode,
                 shard.index,
             )
-            err.__cause__ = RemoteTraceback(msg[2])
+            err.__cause__ = RemoteTraceback(msg.traceback)
             return err
         proc.join(1.0)
         return EncoderError(
@@ -316,7 +324,7 @@ class Recorder:
             if shard.done or not shard.conn.poll():
                 continue
             try:
-                msg = shard.conn.recv()
+                msg = decode(shard.conn.recv_bytes())
             except (EOFError, OSError):
                 msg = None
             shard.done = True
@@ -352,7 +360,7 @@ class Recorder:
         try:
             for shard in live:  # every encoder finishes at the same time
                 try:
-                    shard.conn.send(("close", timeout))
+                    shard.conn.send_bytes(encode(CloseEncoder(timeout)))
                 except OSError:
                     pass
             deadline = time.monotonic() + timeout + 30.0
@@ -360,10 +368,10 @@ class Recorder:
             for shard in live:
                 msg = wait_ready(shard.conn, shard.proc, max(0.0, deadline - time.monotonic()))
                 shard.done = True
-                if not msg or msg[0] != "closed":
+                if not isinstance(msg, EncoderClosed):
                     errors.append(self._failure(shard, msg, "failed while closing"))
                 else:
-                    shard.summary = msg[1]
+                    shard.summary = msg.summary
             done = [s.summary for s in self._shards if s.summary is not None]
             if done:
                 self.summary = {key: sum(int(d.get(key, 0)) for d in done) for key in done[0]}

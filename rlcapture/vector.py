@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import math
 import os
-import pickle
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -26,15 +25,31 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_shared_memory, read_from_shared_memory
 
+from ._backend.messages import (
+    Call,
+    Close,
+    Error,
+    Message,
+    Ok,
+    Ready,
+    Render,
+    Reset,
+    SetAttr,
+    Step,
+    decode,
+    encode,
+)
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait
 from ._backend.worker import Shared, WorkerSpec, worker_main
 from .config import RecordConfig, build_config, keyword_names
 from .envs import make_env_fn
 from .errors import (
+    AlreadyPendingCallError,
     ClosedError,
     ConfigError,
     EnvError,
     FrameError,
+    NoAsyncCallError,
     RLCaptureError,
     StepTimeoutError,
     WorkerError,
@@ -44,7 +59,7 @@ from .triggers import ScheduleSpec, as_schedule
 
 __all__ = ["CaptureVectorEnv", "make_vec"]
 
-_RENDER = pickle.dumps(("render",))
+_RENDER = encode(Render())
 
 
 def usable_cores() -> int:
@@ -55,9 +70,12 @@ def usable_cores() -> int:
 
 
 class _State(Enum):
-    DEFAULT = "default"
+    """Where the vector env stands; the value names the pending call."""
+
+    DEFAULT = "default"  # ready for a call
     WAITING_RESET = "reset"
     WAITING_STEP = "step"
+    BROKEN = "broken"  # a worker failed or died: only close() is left
     CLOSED = "closed"
 
 
@@ -286,11 +304,11 @@ class CaptureVectorEnv(VectorEnv):
         self._state = _State.DEFAULT
         for w in range(len(self._procs)):
             reply = self._receive(w, timeout=max(60.0, self.step_timeout or 0.0))
-            for j, (obs_space, act_space, *_rest) in enumerate(reply):
+            for j, info in enumerate(reply):
                 env_index = self._slices[w][0] + j
                 if (
-                    obs_space != self.single_observation_space
-                    or act_space != self.single_action_space
+                    info.observation_space != self.single_observation_space
+                    or info.action_space != self.single_action_space
                 ):
                     raise EnvError(
                         f"env {env_index} has different spaces from env 0; "
@@ -316,9 +334,9 @@ class CaptureVectorEnv(VectorEnv):
     def _live(self) -> list[int]:
         return [w for w in range(len(self._slices)) if w not in self._dead]
 
-    def _send(self, w: int, *message: Any) -> None:
+    def _send(self, w: int, message: Message) -> None:
         try:
-            self._conns[w].send_bytes(pickle.dumps(message))
+            self._conns[w].send_bytes(encode(message))
             self._owed.add(w)
         except (BrokenPipeError, ConnectionResetError, OSError):
             self._lost(w, self._died(w))
@@ -326,8 +344,8 @@ class CaptureVectorEnv(VectorEnv):
     def _lost(self, w: int, err: WorkerError) -> None:
         """A worker died or hung: raise, or (on_error="continue") take its envs out."""
         if self.on_error != "continue" or not self._started:
+            self._state = _State.BROKEN
             raise err
-        self._broken = False
         proc = self._procs[w]
         if proc.exitcode is None:
             proc.kill()
@@ -341,7 +359,7 @@ class CaptureVectorEnv(VectorEnv):
             self._terminated[k] = False
             self._truncated[k] = True
         if not self._live():
-            self._broken = True
+            self._state = _State.BROKEN
             raise WorkerError(f"every env has failed; the last: {err}", err.env_index, err.exitcode)
 
     def _mark_failed(self, k: int, message: str) -> None:
@@ -352,14 +370,11 @@ class CaptureVectorEnv(VectorEnv):
     def _died(self, w: int) -> WorkerError:
         proc = self._procs[w]
         proc.join(1.0)
-        self._state = _State.DEFAULT
-        err = WorkerError(
+        return WorkerError(
             f"the worker of env {self._env_of(w)} (pid {proc.pid}) died: {describe_exit(proc.exitcode)}",
             self._env_of(w),
             proc.exitcode,
         )
-        self._broken = True
-        return err
 
     def _receive(self, w: int, timeout: float | None = None) -> Any:
         replies = self._receive_all([w], timeout)
@@ -403,7 +418,6 @@ class CaptureVectorEnv(VectorEnv):
                 self.recorder.check()
                 if deadline is not None and time.monotonic() >= deadline:
                     for conn, w in list(pending.items()):
-                        self._broken = True
                         pending.pop(conn)
                         self._lost(
                             w,
@@ -421,42 +435,52 @@ class CaptureVectorEnv(VectorEnv):
         return replies
 
     def _unpack(self, w: int, raw: bytes) -> Any:
-        msg = pickle.loads(raw)
-        if msg[0] == "error":
-            _, env, kind, text, tb, user_error, recoverable = msg
-            proc = self._procs[w]
-            if recoverable:  # a failed call(): the worker serves on
-                cls = {"AttributeError": AttributeError, "TypeError": TypeError}.get(
-                    kind, ValueError
-                )
-                err = cls(f"env {self.first_env_index + env}: {text}")
-                err.__cause__ = RemoteTraceback(tb)
-                return _CallFailed(err)
-            proc.join(2.0)
-            self._broken = True
-            if self.recorder is not None:
-                self.recorder.check()  # an encoder death explains a failed render
-            where = f"env {self.first_env_index + env}"
-            err: Exception
-            if user_error:
-                cls = {"EnvError": EnvError, "FrameError": FrameError}.get(user_error, ConfigError)
-                err = cls(text if text.startswith("env ") else f"{where}: {text}")
-            else:
-                err = WorkerError(
-                    f"{where} raised {kind}: {text} (worker pid {proc.pid}, "
-                    f"{describe_exit(proc.exitcode)})",
-                    self.first_env_index + env,
-                    proc.exitcode,
-                )
-            err.__cause__ = RemoteTraceback(tb)
-            raise err
-        if msg[0] == "ok" and len(msg) > 2:
-            lo = self._slices[w][0]
-            for j, message in msg[2]:
-                self._mark_failed(lo + j, message)
-            if len(msg) > 3 and msg[3]:
+        msg = decode(raw)
+        if type(msg) is Ok:
+            if msg.failures:
+                lo = self._slices[w][0]
+                for j, message in msg.failures:
+                    self._mark_failed(lo + j, message)
+            if msg.waiting:
                 self._waiting.append(w)
-        return msg[1]
+            return msg.value
+        if type(msg) is Ready:
+            return msg.info
+        if type(msg) is not Error:
+            raise RuntimeError(f"worker {w} answered with {type(msg).__name__}")
+        return self._worker_error(w, msg)
+
+    def _worker_error(self, w: int, msg: Error) -> _CallFailed:
+        """Raise the error a worker sent back, with its remote traceback.
+
+        A failed ``call`` (the worker serves on) is returned instead, to be
+        raised once every worker has answered.
+        """
+        env, kind, text, tb, user_error = msg.env, msg.kind, msg.text, msg.traceback, msg.user_error
+        proc = self._procs[w]
+        if msg.recoverable:  # a failed call(): the worker serves on
+            cls = {"AttributeError": AttributeError, "TypeError": TypeError}.get(kind, ValueError)
+            call_err = cls(f"env {self.first_env_index + env}: {text}")
+            call_err.__cause__ = RemoteTraceback(tb)
+            return _CallFailed(call_err)
+        proc.join(2.0)
+        self._state = _State.BROKEN
+        if self.recorder is not None:
+            self.recorder.check()  # an encoder death explains a failed render
+        where = f"env {self.first_env_index + env}"
+        err: Exception
+        if user_error:
+            user_cls = {"EnvError": EnvError, "FrameError": FrameError}.get(user_error, ConfigError)
+            err = user_cls(text if text.startswith("env ") else f"{where}: {text}")
+        else:
+            err = WorkerError(
+                f"{where} raised {kind}: {text} (worker pid {proc.pid}, "
+                f"{describe_exit(proc.exitcode)})",
+                self.first_env_index + env,
+                proc.exitcode,
+            )
+        err.__cause__ = RemoteTraceback(tb)
+        raise err
 
     def _release_renders(self) -> None:
         """Every worker has answered: tell those holding frames to render them now."""
@@ -468,14 +492,20 @@ class CaptureVectorEnv(VectorEnv):
                 pass  # a dead worker is noticed on the next step
 
     def _assert_ready(self) -> None:
+        self._assert_open()
+        if self._state != _State.DEFAULT:
+            raise AlreadyPendingCallError(
+                f"a call to {self._state.value} is already pending; wait for it first",
+                self._state.value,
+            )
+
+    def _assert_open(self) -> None:
         if self._state == _State.CLOSED:
             raise ClosedError("the vector env is closed")
-        if getattr(self, "_broken", False):
+        if self._state == _State.BROKEN:
             raise ClosedError(
                 "a worker of this vector env failed earlier; close it and make a new one"
             )
-        if self._state != _State.DEFAULT:
-            raise RuntimeError(f"a call to {self._state.value} is already pending")
 
     # -- Gymnasium API ------------------------------------------------------------------
     def reset(
@@ -501,7 +531,7 @@ class CaptureVectorEnv(VectorEnv):
         self._state = _State.WAITING_RESET
         for w in self._live():
             lo, hi = self._slices[w]
-            self._send(w, "reset", seeds[lo:hi], options)
+            self._send(w, Reset(seeds[lo:hi], options))
         replies = self._receive_all(self._live(), self.step_timeout)
         self._release_renders()
         self._state = _State.DEFAULT
@@ -546,13 +576,14 @@ class CaptureVectorEnv(VectorEnv):
             raise ConfigError(f"got {len(actions)} actions for {self.num_envs} envs")
         for w in self._live():
             lo, hi = self._slices[w]
-            self._send(w, "step", _take(actions, lo, hi, self.single_action_space))
+            self._send(w, Step(_take(actions, lo, hi, self.single_action_space)))
         self._state = _State.WAITING_STEP
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Collect what ``step_async`` started."""
         if self._state != _State.WAITING_STEP:
-            raise RuntimeError("step_wait called without step_async")
+            self._assert_open()
+            raise NoAsyncCallError("step_wait called without step_async", "step")
         for w in self._dead:  # envs taken out: zero reward, never done
             lo, hi = self._slices[w]
             self._rewards[lo:hi] = 0.0
@@ -580,7 +611,7 @@ class CaptureVectorEnv(VectorEnv):
         self._assert_ready()
         plan = self._plan(indices)
         for w, which in plan.items():
-            self._send(w, "call", name, args, kwargs, which)
+            self._send(w, Call(name, args, kwargs, which))
         replies = self._receive_all(list(plan), self.step_timeout)
         found: dict[int, Any] = {}
         for w, which in plan.items():
@@ -629,7 +660,7 @@ class CaptureVectorEnv(VectorEnv):
         for w, which in plan.items():
             lo, hi = self._slices[w]
             local = list(range(hi - lo)) if which is None else which
-            self._send(w, "set_attr", name, [value_of[lo + j] for j in local], which)
+            self._send(w, SetAttr(name, [value_of[lo + j] for j in local], which))
         self._receive_all(list(plan), self.step_timeout)
 
     def render(self) -> tuple[Any, ...] | None:
@@ -646,7 +677,7 @@ class CaptureVectorEnv(VectorEnv):
             atexit.unregister(hook)
             self._exit_hook = None
         first_error: BaseException | None = None
-        if self._owed - self._dead and not getattr(self, "_broken", False):
+        if self._owed - self._dead and self._state != _State.BROKEN:
             try:  # let a pending step finish so workers read "close" next
                 # Only the replies still owed: an interrupt may have come
                 # after some were read, and waiting for those would hang.
@@ -657,7 +688,7 @@ class CaptureVectorEnv(VectorEnv):
         for w, conn in enumerate(self._conns):
             if self._procs[w].is_alive():
                 try:
-                    conn.send_bytes(pickle.dumps(("close",)))
+                    conn.send_bytes(encode(Close()))
                 except OSError:
                     pass
         deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 from ._backend.channel import Endpoint
-from ._backend.episode import EpisodeTracker
+from ._backend.episode import EndReason, EpisodeTracker
 from ._backend.producer import FrameProducer
 from .errors import ConfigError, EnvError
 from .recorder import Recorder
@@ -114,8 +114,9 @@ class CaptureWrapper(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         t = self._tracker
-        if t.active and t.recording:
-            self._connect().end(t.finish("reset"))
+        record = t.cut(EndReason.RESET)
+        if record is not None:
+            self._connect().end(record)
         seed = t.begin(seed)
         obs, info = self.env.reset(seed=seed, options=options)
         if t.recording:
@@ -131,16 +132,16 @@ class CaptureWrapper(gym.Wrapper):
         if terminated or truncated:
             info = dict(info)
             info["episode"] = t.stats()
-            record = t.finish("terminated" if terminated else "truncated")
-            if t.counted:
+            record = t.done(bool(terminated))
+            if record is not None:
                 self._connect().end(record)
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
-        t = self._tracker
         try:
-            if t.active and t.recording and self._producer is not None:
-                self._producer.end(t.finish("closed"))
+            record = self._tracker.cut(EndReason.CLOSED)
+            if record is not None and self._producer is not None:
+                self._producer.end(record)
         finally:
             if self._producer is not None:
                 self._producer.close()

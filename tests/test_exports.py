@@ -7,6 +7,8 @@ import inspect
 import pkgutil
 import types
 
+import gymnasium.error
+
 import rlcapture
 
 
@@ -59,6 +61,8 @@ def test_core_names_are_there() -> None:
         "EncoderError",
         "StepTimeoutError",
         "ClosedError",
+        "NoAsyncCallError",
+        "AlreadyPendingCallError",
     ]:
         assert name in rlcapture.__all__, name
 
@@ -80,6 +84,10 @@ def test_errors_share_a_base_and_builtin_meanings() -> None:
     assert issubclass(rlcapture.WorkerError, rlcapture.ProcessDiedError)
     assert issubclass(rlcapture.EncoderError, rlcapture.ProcessDiedError)
     assert issubclass(rlcapture.ClosedError, RuntimeError)
+    # Gymnasium's vector-env misuse errors, so AsyncVectorEnv code catches ours.
+    assert issubclass(rlcapture.ClosedError, gymnasium.error.ClosedEnvironmentError)
+    assert issubclass(rlcapture.NoAsyncCallError, gymnasium.error.NoAsyncCallError)
+    assert issubclass(rlcapture.AlreadyPendingCallError, gymnasium.error.AlreadyPendingCallError)
     err = rlcapture.WorkerError("x", 3, -9)
     assert (err.env_index, err.process, err.exitcode) == (3, "env 3", -9)
 

@@ -12,6 +12,10 @@ encoder -> producer
     ``A`` accepted or ``X`` refused (with the reason), then one ``C`` byte per
     freed slot.
 
+Bodies have named types, packed and unpacked here only: :class:`Hello`,
+:class:`RingMap`, :class:`FrameTag`; an episode end is its manifest record (a
+dict whose fields the manifest documents).
+
 Why a socket and not semaphores: one encoder waits on many producers with a
 single ``poll``; a dead peer shows as end-of-file instead of a hang; the
 descriptor of anonymous memory can be handed to a process we did not start;
@@ -33,8 +37,8 @@ import socket
 import struct
 import sys
 import tempfile
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 from ..config import TransportConfig
 
@@ -47,6 +51,11 @@ __all__ = [
     "MSG_BYE",
     "FRAME",
     "MAP",
+    "BYE",
+    "Hello",
+    "RingMap",
+    "FrameTag",
+    "pack_end",
     "MessageReader",
     "listen",
     "connect",
@@ -65,8 +74,91 @@ FRAME = struct.Struct("<IIIQIII")
 #: ``M`` body: ring id, number of slots, bytes per slot.
 MAP = struct.Struct("<IIQ")
 _LEN = struct.Struct("<I")
+# The same layouts with the type byte in front, to pack a message in one call.
+_FRAME_MSG = struct.Struct("<B" + FRAME.format[1:])
+_MAP_MSG = struct.Struct("<B" + MAP.format[1:])
+#: The whole ``B`` message.
+BYE = bytes([MSG_BYE])
 
 _FIXED = {MSG_FRAME: FRAME.size, MSG_MAP: MAP.size, MSG_BYE: 0}
+_new = tuple.__new__
+
+
+class FrameTag(NamedTuple):
+    """``F``: a frame of ``env``'s ``episode`` at ``step`` waits in ``slot``."""
+
+    slot: int
+    env: int
+    episode: int
+    step: int
+    height: int
+    width: int
+    channels: int
+
+    def pack(self) -> bytes:
+        return _FRAME_MSG.pack(MSG_FRAME, *self)
+
+
+class RingMap(NamedTuple):
+    """``M``: map a new ring (its descriptor rides along with this message)."""
+
+    ring_id: int
+    slots: int
+    slot_bytes: int
+
+    def pack(self) -> bytes:
+        return _MAP_MSG.pack(MSG_MAP, *self)
+
+
+@dataclass(frozen=True)
+class Hello:
+    """``H``: who a producer is, which envs it speaks for, and its secret.
+
+    Attributes:
+        token: The encoder's secret (``Endpoint.token``).
+        name: Who we are, for messages ("worker 2").
+        envs: The env indices this producer records.
+        pid: Its process id.
+        fps: Frame rate of its videos, or None for the recorder's default.
+        drop: Whether it drops frames instead of waiting for a slot.
+    """
+
+    token: str
+    name: str
+    envs: tuple[int, ...]
+    pid: int = 0
+    fps: float | None = None
+    drop: bool = False
+
+    def pack(self) -> bytes:
+        body = asdict(self)
+        body["envs"] = list(self.envs)
+        return pack_json(MSG_HELLO, body)
+
+    @classmethod
+    def unpack(cls, body: Any) -> Hello:
+        """The hello in a JSON body.
+
+        Raises:
+            ValueError: If it is not a hello (a foreign or corrupt peer).
+        """
+        try:
+            fps = body.get("fps")
+            return cls(
+                token=str(body.get("token", "")),
+                name=str(body.get("name", "a producer")),
+                envs=tuple(int(e) for e in body["envs"]),
+                pid=int(body.get("pid") or 0),
+                fps=None if fps is None else float(fps),
+                drop=bool(body.get("drop")),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed hello: {exc}") from None
+
+
+def pack_end(record: dict[str, Any]) -> bytes:
+    """``E``: an episode ended; ``record`` holds its manifest fields."""
+    return pack_json(MSG_END, record)
 
 
 @dataclass(frozen=True)
@@ -172,6 +264,10 @@ class MessageReader:
     def messages(self) -> list[tuple[int, Any]]:
         """Return the complete messages received so far, in order.
 
+        Bodies: a :class:`FrameTag` (``F``), a :class:`RingMap` (``M``, its
+        descriptor next in :attr:`fds`), the decoded JSON (``H``, read with
+        :meth:`Hello.unpack`; ``E``, the episode's record), None (``B``).
+
         Raises:
             ValueError: On an unknown message type (a corrupt or foreign peer).
         """
@@ -186,9 +282,9 @@ class MessageReader:
                 if n - pos - 1 < size:
                     break
                 if kind == MSG_FRAME:
-                    out.append((kind, FRAME.unpack_from(buf, pos + 1)))
+                    out.append((kind, _new(FrameTag, FRAME.unpack_from(buf, pos + 1))))
                 elif kind == MSG_MAP:
-                    out.append((kind, MAP.unpack_from(buf, pos + 1)))
+                    out.append((kind, _new(RingMap, MAP.unpack_from(buf, pos + 1))))
                 else:
                     out.append((kind, None))
                 pos += 1 + size

@@ -38,10 +38,13 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from . import channel
+from .episode import EndReason
 from .keep import KeepRule
+from .messages import CloseEncoder, EncoderClosed, EncoderFailed, EncoderReady, decode, encode
 from .outputs import OutputOptions, episode_stem
 from .ring import Ring
 from .sinks import Ending, EpisodeStart, OutputWriteError, Sink, build_sinks
@@ -72,10 +75,26 @@ class EncoderConfig:
     mosaic: int | None = None
 
 
+class _Stage(Enum):
+    """Where a producer's connection stands."""
+
+    GREETING = "greeting"  # connected; no hello accepted yet
+    DEFERRED = "deferred"  # its hello waits for envs a leaving producer still holds
+    REFUSED = "refused"  # its hello was refused; dropped once its queue is empty
+    OPEN = "open"  # accepted: rings, frames and episode ends flow
+    BYE = "bye"  # it said goodbye; its stream has not ended yet
+    ENDED = "ended"  # its stream ended; a goodbye may still wait in its queue
+    DONE = "done"  # it said goodbye and its stream ended
+
+
+#: Stages whose producer is dropped once its queue is empty.
+_GONE = (_Stage.REFUSED, _Stage.ENDED, _Stage.DONE)
+
+
 class _Producer:
     __slots__ = (
-        "sock", "reader", "name", "envs", "fps", "ring", "queue", "eof", "bye", "hello",
-        "drop", "owed", "base", "waiting",
+        "sock", "reader", "name", "envs", "fps", "ring", "queue", "stage",
+        "drop", "owed", "base", "deferred",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
@@ -86,16 +105,14 @@ class _Producer:
         self.fps: float | None = None
         self.ring: Ring | None = None
         self.queue: deque[tuple[int, Any]] = deque()
-        self.eof = False
-        self.bye = False
-        self.hello = False
+        self.stage = _Stage.GREETING
         self.drop = False
         self.owed = 0  # freed slots not yet returned to the producer
         # Per env, added to this producer's episode indices: a later producer
         # of an env already recorded continues its numbering (another
         # evaluation round with the same recorder) instead of clashing.
         self.base: dict[int, int] = {}
-        self.waiting: tuple[dict[str, Any], float] | None = None  # a deferred hello
+        self.deferred: tuple[dict[str, Any], float] | None = None  # hello, wait until
 
     def give_credits(self) -> None:
         """Return freed slots to the producer; a dead producer is noticed later."""
@@ -150,9 +167,9 @@ class _Encoder:
 
     # -- event loop -----------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.control.send(("ready", self.address))
+        self.control.send_bytes(encode(EncoderReady(self.address)))
         while True:
-            busy = any(p.queue or p.waiting for p in self.producers.values())
+            busy = any(p.queue or p.stage is _Stage.DEFERRED for p in self.producers.values())
             for key, _ in self.sel.select(0 if busy else 0.25):
                 if key.data == "listen":
                     self._accept()
@@ -161,11 +178,12 @@ class _Encoder:
                 else:
                     self._receive(key.data)
             self._serve_round()
-            for p in [p for p in self.producers.values() if p.eof and not p.queue]:
+            for p in [p for p in self.producers.values() if p.stage in _GONE and not p.queue]:
                 self._drop_producer(p)
-            for p in [p for p in self.producers.values() if p.waiting is not None]:
-                body, until = p.waiting
-                p.waiting = None
+            for p in [p for p in self.producers.values() if p.stage is _Stage.DEFERRED]:
+                assert p.deferred is not None
+                body, until = p.deferred
+                p.deferred = None
                 self._hello(p, channel.MSG_HELLO, body, until)
             now = time.monotonic()
             if now >= self.next_check:
@@ -182,15 +200,15 @@ class _Encoder:
 
     def _on_control(self) -> None:
         try:
-            msg = self.control.recv()
+            msg = decode(self.control.recv_bytes())
         except (EOFError, OSError):
             # The recorder's process is gone: producers will follow; finish
             # what they sent and close every video properly.
             self.sel.unregister(self.control)
             self._begin_close(30.0)
             return
-        if msg[0] == "close":
-            self._begin_close(float(msg[1]))
+        if isinstance(msg, CloseEncoder):
+            self._begin_close(float(msg.timeout))
 
     def _begin_close(self, timeout: float) -> None:
         if not self.closing:
@@ -220,16 +238,17 @@ class _Encoder:
         except ConnectionResetError:
             data, fds = b"", []
         if not data:
-            p.eof = True
+            if p.stage is not _Stage.REFUSED:
+                p.stage = _Stage.DONE if p.stage is _Stage.BYE else _Stage.ENDED
             self.sel.unregister(p.sock)
             return
         p.reader.feed(data, fds)
         for kind, body in p.reader.messages():
             if kind == channel.MSG_MAP:
-                body = (*body, p.reader.fds.pop(0))
-            if not p.hello:
+                body = (body, p.reader.fds.pop(0))
+            if p.stage is _Stage.GREETING or p.stage is _Stage.DEFERRED:
                 self._hello(p, kind, body)
-            else:
+            elif p.stage is not _Stage.REFUSED:
                 p.queue.append((kind, body))
 
     def _hello(self, p: _Producer, kind: int, body: Any, until: float | None = None) -> None:
@@ -239,22 +258,25 @@ class _Encoder:
                 p.sock.send(b"X" + len(raw).to_bytes(4, "little") + raw)
             except OSError:
                 pass
-            p.eof = True
+            p.stage = _Stage.REFUSED
             p.envs = []
 
-        if kind != channel.MSG_HELLO or not secrets.compare_digest(
-            str(body.get("token", "")), self.config.token
-        ):
+        try:
+            hello = channel.Hello.unpack(body) if kind == channel.MSG_HELLO else None
+        except ValueError:
+            hello = None
+        if hello is None or not secrets.compare_digest(hello.token, self.config.token):
             refuse("bad hello (wrong token)")
             return
-        envs = [int(e) for e in body["envs"]]
+        envs = list(hello.envs)
         taken = [e for e in envs if e in self.owner]
         if taken and not self.closing:
             # The owner may have said goodbye in bytes not yet read: wait a
             # little for it to go before calling this a clash.
             until = until or time.monotonic() + 5.0
             if time.monotonic() < until:
-                p.waiting = (body, until)
+                p.stage = _Stage.DEFERRED
+                p.deferred = (body, until)
                 return
         if taken:
             refuse(
@@ -265,11 +287,11 @@ class _Encoder:
         if self.closing:
             refuse("the recorder is closing")
             return
-        p.hello = True
-        p.name = str(body.get("name", "a producer"))
+        p.stage = _Stage.OPEN
+        p.name = hello.name
         p.envs = envs
-        p.fps = body.get("fps")
-        p.drop = bool(body.get("drop"))
+        p.fps = hello.fps
+        p.drop = hello.drop
         for e in envs:
             self.owner[e] = p
             p.base[e] = self.next_episode.get(e, 0)
@@ -286,18 +308,19 @@ class _Encoder:
                 if kind == channel.MSG_END:
                     self._end(p, body)
                 elif kind == channel.MSG_MAP:
-                    _ring_id, slots, slot_bytes, fd = body
+                    ring_map, fd = body
                     if p.ring is not None:
                         p.ring.close()
-                    p.ring = Ring.attach(fd, slots, slot_bytes)
+                    p.ring = Ring.attach(fd, ring_map.slots, ring_map.slot_bytes)
                 elif kind == channel.MSG_BYE:
-                    p.bye = True
+                    p.stage = _Stage.DONE if p.stage is _Stage.ENDED else _Stage.BYE
             if not queue:
                 p.give_credits()
 
     # -- frames and episodes --------------------------------------------------
-    def _frame(self, p: _Producer, body: tuple[int, ...]) -> None:
-        slot, env, episode, step, h, w, c = body
+    def _frame(self, p: _Producer, tag: channel.FrameTag) -> None:
+        slot, env, episode, step = tag.slot, tag.env, tag.episode, tag.step
+        h, w, c = tag.height, tag.width, tag.channels
         episode += p.base.get(env, 0)
         ep = self.open.get((env, episode))
         if ep is None:
@@ -419,7 +442,7 @@ class _Encoder:
                     {
                         "env": key[0],
                         "episode": key[1],
-                        "end": "closed" if p.bye else "lost",
+                        "end": EndReason.CLOSED if p.stage in (_Stage.BYE, _Stage.DONE) else EndReason.LOST,
                         "producer": p.name,
                     },
                     shifted=True,
@@ -462,7 +485,7 @@ class _Encoder:
                     sink.end(handle, ending)
                 except Exception:  # noqa: BLE001 - best effort on the way down
                     pass
-            ending.record = {"env": key[0], "episode": key[1], **ending.fields, "end": "error"}
+            ending.record = {"env": key[0], "episode": key[1], **ending.fields, "end": EndReason.ERROR}
             if ending.error is not None:  # this video is torn: it decodes up to its last fragment
                 ending.record["error"] = str(ending.error)
             for sink in self.sinks:
@@ -526,11 +549,11 @@ def encoder_main(config: EncoderConfig, control: Any) -> None:
         # An output error's message says it all; others get their type.
         text = str(exc) if isinstance(exc, OutputWriteError) else f"{type(exc).__name__}: {exc}"
         try:
-            control.send(("error", text, traceback.format_exc()))
+            control.send_bytes(encode(EncoderFailed(text, traceback.format_exc())))
         except OSError:
             pass
         raise SystemExit(1) from None
     try:
-        control.send(("closed", summary))
+        control.send_bytes(encode(EncoderClosed(summary)))
     except OSError:
         pass

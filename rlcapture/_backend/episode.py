@@ -1,4 +1,12 @@
-"""Per-env episode bookkeeping shared by every producer: index, seed, statistics.
+"""One episode lifecycle for every producer: index, seed, statistics, how it ends.
+
+The worker, :class:`~rlcapture.CaptureWrapper` and
+:class:`~rlcapture.BatchCapture` all keep their envs' episodes with
+:class:`EpisodeTracker`, so the rules are written once: a reset or close cuts
+the running episode short (a manifest line if it was recorded), an episode
+that finishes or fails ends (a line if it is within the env's quota), and an
+episode ends once. :class:`EndReason` names how an episode ended; its values
+are what the manifest's ``end`` field holds.
 
 Every episode's reset gets a seed that is written to the manifest, so any
 episode can be replayed exactly: the seed the caller gave, or, for episodes the
@@ -10,13 +18,41 @@ from __future__ import annotations
 
 import secrets
 import time
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from ..triggers import Schedule
 
-__all__ = ["EpisodeTracker", "derive_seed"]
+__all__ = ["EndReason", "FINISHED", "EpisodeTracker", "derive_seed"]
+
+
+class EndReason(str, Enum):
+    """How an episode ended; the value is the manifest's ``end`` field.
+
+    A ``str`` too, so it compares equal to, and serialises as, the text in the
+    manifest: ``EndReason.TERMINATED == "terminated"``.
+    """
+
+    TERMINATED = "terminated"  # the env said so
+    TRUNCATED = "truncated"  # a time limit (or the env) cut it
+    RESET = "reset"  # reset before it finished
+    CLOSED = "closed"  # closed before it finished
+    ERROR = "error"  # its env or the output failed
+    LOST = "lost"  # its producer died without saying goodbye
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
+
+
+#: How an episode ends when it finished on its own (it has a return to judge).
+#: A tuple, not a set: a manifest read from disk may hold anything in ``end``,
+#: and ``in`` a tuple never fails on an unhashable value.
+FINISHED = (EndReason.TERMINATED, EndReason.TRUNCATED)
 
 
 def derive_seed(base: int, n: int) -> int:
@@ -102,11 +138,43 @@ class EpisodeTracker:
         """What ``RecordEpisodeStatistics`` puts in ``info["episode"]``."""
         return {"r": self.ret, "l": self.step, "t": round(time.perf_counter() - self.t0, 6)}
 
-    def finish(self, end: str, **extra: Any) -> dict[str, Any]:
-        """End the episode; returns its manifest record.
+    def cut(self, reason: EndReason) -> dict[str, Any] | None:
+        """Cut the running episode short (a reset or close before it finished).
 
-        Args:
-            end: Why it ended: "terminated", "truncated", "closed" or "error".
+        Returns:
+            Its manifest record if it was recorded, else None (an episode
+            never recorded and never finished is not worth a line).
+        """
+        if not self.active:
+            return None
+        record = self.finish(reason)
+        return record if record["recorded"] else None
+
+    def done(self, terminated: bool) -> dict[str, Any] | None:
+        """The episode finished (the env said terminated or truncated).
+
+        Returns:
+            Its manifest record if it is within the quota, else None.
+        """
+        return self.end(EndReason.TERMINATED if terminated else EndReason.TRUNCATED)
+
+    def end(self, reason: EndReason, **extra: Any) -> dict[str, Any] | None:
+        """End the running episode (finished, or failed); ``extra`` joins its record.
+
+        Returns:
+            Its manifest record if it is within the quota, else None; None too
+            if no episode is running (an episode ends once).
+        """
+        if not self.active:
+            return None
+        record = self.finish(reason, **extra)
+        return record if self.counted else None
+
+    def finish(self, end: EndReason, **extra: Any) -> dict[str, Any]:
+        """End the episode, whatever the rules say; returns its manifest record.
+
+        The fronts call :meth:`cut`, :meth:`done` or :meth:`end`, which decide
+        whether the record goes to the manifest.
         """
         self.active = False
         record = {

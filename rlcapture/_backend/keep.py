@@ -32,10 +32,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KeepRule", "KeepPolicy", "Decision", "parse_keep", "FINISHED"]
+from .episode import FINISHED, EndReason
 
-#: How an episode ends when it finished on its own (it has a return).
-FINISHED = ("terminated", "truncated")
+__all__ = ["KeepRule", "KeepPolicy", "Decision", "parse_keep", "FINISHED"]
 
 Key = tuple[int, int]  # (env, episode)
 
@@ -178,7 +177,7 @@ class KeepPolicy:
         evicted: list[tuple[Key, str]] = []
         for i, rule in enumerate(self.rules):
             if rule.kind == "failures":
-                failed = end == "terminated" if rule.threshold is None else ret < rule.threshold
+                failed = end == EndReason.TERMINATED if rule.threshold is None else ret < rule.threshold
                 if failed:
                     reasons.append(rule.label())
             elif rule.kind == "sample" and rule.probability is not None:

@@ -8,6 +8,8 @@ from typing import Any
 import multiprocess
 from multiprocess.connection import wait as _wait
 
+from .messages import decode
+
 __all__ = ["RemoteTraceback", "get_context", "describe_exit", "wait_ready", "stop_process"]
 
 wait = _wait
@@ -42,12 +44,13 @@ def wait_ready(conn: Any, proc: Any, timeout: float) -> Any:
     """Wait for the first message from a child, watching that it stays alive.
 
     Returns:
-        The message, or None if the child died or the timeout passed first.
+        The message (``messages.decode``), or None if the child died or the
+        timeout passed first.
     """
     ready = wait([conn, proc.sentinel], timeout)
     if conn in ready:
         try:
-            return conn.recv()
+            return decode(conn.recv_bytes())
         except (EOFError, OSError):
             return None
     return None

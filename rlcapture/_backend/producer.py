@@ -81,15 +81,15 @@ class FrameProducer:
                 "is the Recorder still open?"
             ) from exc
         try:
-            hello = {
-                "token": endpoint.token,
-                "name": self.name,
-                "envs": self.envs,
-                "pid": os.getpid(),
-                "fps": fps,
-                "drop": self.drop,
-            }
-            sock.sendall(channel.pack_json(channel.MSG_HELLO, hello))
+            hello = channel.Hello(
+                token=endpoint.token,
+                name=self.name,
+                envs=tuple(self.envs),
+                pid=os.getpid(),
+                fps=fps,
+                drop=self.drop,
+            )
+            sock.sendall(hello.pack())
             reply = sock.recv(1)
             if reply == b"X":
                 raise EncoderError(f"{self.name}: the encoder refused us: {_read_rest(sock)}")
@@ -187,10 +187,7 @@ class FrameProducer:
         new = Ring.create(self.slots, nbytes, name=f"rlcapture-{self.name}")
         try:
             self._ring_id += 1
-            msg = bytes([channel.MSG_MAP]) + channel.MAP.pack(
-                self._ring_id, new.slots, new.slot_bytes
-            )
-            self._send(msg, [new.fd])
+            self._send(channel.RingMap(self._ring_id, new.slots, new.slot_bytes).pack(), [new.fd])
         except BaseException:
             new.close()
             raise
@@ -241,10 +238,7 @@ class FrameProducer:
                 return False
         slot = index.acquire()
         np.copyto(self._ring.view(slot, shape), pixels)
-        self._send(
-            bytes([channel.MSG_FRAME])
-            + channel.FRAME.pack(slot, env, episode, step, shape[0], shape[1], shape[2])
-        )
+        self._send(channel.FrameTag(slot, env, episode, step, *shape).pack())
         return True
 
     def end(self, record: dict[str, Any]) -> None:
@@ -253,7 +247,7 @@ class FrameProducer:
         Args:
             record: The episode's manifest fields (env, episode, seed, return, ...).
         """
-        self._send(channel.pack_json(channel.MSG_END, record))
+        self._send(channel.pack_end(record))
 
     def close(self) -> None:
         """Say goodbye and release the ring (idempotent).
@@ -267,7 +261,7 @@ class FrameProducer:
                 try:
                     sock.setblocking(True)
                     sock.settimeout(1.0)
-                    sock.sendall(bytes([channel.MSG_BYE]))
+                    sock.sendall(channel.BYE)
                 except OSError:
                     pass
             sock.close()

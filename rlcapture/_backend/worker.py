@@ -6,12 +6,15 @@ so rendering overlaps the caller's policy computation. Episodes the schedule
 turns down are never rendered. An error, in stepping or in rendering, is sent
 back with the env's index and the traceback, in answer to the command it
 belongs to or to the next one.
+
+The env logic (:class:`_Worker`'s ``step``, ``reset``, ``call``, ``set_attr``)
+takes and returns Python values and message objects (``messages.py``); only
+:func:`worker_main`'s loop turns them into bytes, once per command.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import sys
 import traceback
@@ -25,7 +28,22 @@ from gymnasium.vector.utils import write_to_shared_memory
 from ..errors import ClosedError, ConfigError, EncoderError, EnvError, FrameError
 from ..triggers import Schedule
 from .channel import Endpoint
-from .episode import EpisodeTracker
+from .episode import EndReason, EpisodeTracker
+from .messages import (
+    NOTHING,
+    Call,
+    Close,
+    EnvInfo,
+    Error,
+    Ok,
+    Ready,
+    Render,
+    Reset,
+    SetAttr,
+    Step,
+    decode,
+    encode,
+)
 from .producer import FrameProducer, ShardedProducer, open_producer
 
 __all__ = ["worker_main", "WorkerSpec", "Shared"]
@@ -89,16 +107,14 @@ class _Failure(Exception):
         self.tb = traceback.format_exc()
 
 
-def _error_reply(env: int, exc: BaseException, tb: str, recoverable: bool = False) -> bytes:
+def _error_reply(env: int, exc: BaseException, tb: str, recoverable: bool = False) -> Error:
     # Errors about the user's input keep their class across the pipe, so the
     # caller can catch FrameError or EnvError as if the env ran in-process.
     kind = type(exc).__name__
     user_error = isinstance(exc, (EnvError, FrameError, ConfigError))
     if recoverable and isinstance(exc, (AttributeError, TypeError, ValueError)):
         user_error = True
-    return pickle.dumps(
-        ("error", env, kind, str(exc), tb, kind if user_error else None, recoverable)
-    )
+    return Error(env, kind, str(exc), tb, kind if user_error else None, recoverable)
 
 
 class _Worker:
@@ -121,7 +137,7 @@ class _Worker:
         # after their terminal frame was offered so its drop is counted.
         self.to_end: list[tuple[int, bool]] = []
         self.ended: list[dict[str, Any]] = []
-        self.pending: bytes | None = None  # an error from rendering, for the next reply
+        self.pending: Error | None = None  # an error from rendering, for the next reply
         # on_error="continue": envs that failed are closed and skipped; the
         # failures not yet reported go out with the next reply.
         self.failed = [False] * len(spec.env_indices)
@@ -129,7 +145,7 @@ class _Worker:
         self.closed = False
 
     # -- startup --------------------------------------------------------------
-    def start(self) -> bytes:
+    def start(self) -> Ready | Error:
         for j, fn in enumerate(self.spec.env_fns):
             env_index = self.spec.env_indices[j]
             try:
@@ -148,22 +164,24 @@ class _Worker:
             name=f"worker {self.spec.index} (envs {_span(self.spec.env_indices)})",
             fps=float(fps) if fps else None,
         )
-        info = [
-            (e.observation_space, e.action_space, dict(e.metadata), e.render_mode, e.spec)
-            for e in self.envs
-        ]
-        return pickle.dumps(("ready", info))
+        return Ready(
+            [
+                EnvInfo(e.observation_space, e.action_space, dict(e.metadata), e.render_mode, e.spec)
+                for e in self.envs
+            ]
+        )
 
     # -- commands -------------------------------------------------------------
-    def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None) -> bytes:
+    def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None) -> Ok:
         infos: list[Any] = []
         for j, _env in enumerate(self.envs):
             tracker = self.trackers[j]
             if self.failed[j]:
                 infos.append({})
                 continue
-            if tracker.active and tracker.recording:  # reset mid-episode: close its video
-                self.ended.append(tracker.finish("reset"))
+            record = tracker.cut(EndReason.RESET)  # reset mid-episode: close its video
+            if record is not None:
+                self.ended.append(record)
             try:
                 _obs, info = self._reset_one(j, seeds[j], options)
             except _Failure as f:
@@ -188,10 +206,9 @@ class _Worker:
         self.needs_reset[j] = False
         self.to_render = [i for i in self.to_render if i != j]
         self.to_end = [(i, t) for i, t in self.to_end if i != j]
-        if tracker.active:
-            record = tracker.finish("error", error=message)
-            if tracker.counted:
-                self.ended.append(record)
+        record = tracker.end(EndReason.ERROR, error=message)
+        if record is not None:
+            self.ended.append(record)
         k = self.spec.first + j
         self.rewards[k] = 0.0
         self.terminated[k] = False
@@ -203,11 +220,13 @@ class _Worker:
             pass
         return message
 
-    def _reply(self, infos: list[Any] | None) -> bytes:
+    def _reply(self, infos: list[Any] | None) -> Ok:
         failures, self.failures = self.failures, []
         # With a gate, say whether frames wait for the vector env's go.
         self.waiting = self.spec.gate and bool(self.to_render)
-        return pickle.dumps(("ok", infos, failures, self.waiting))
+        if infos is None and not failures and not self.waiting:
+            return NOTHING
+        return Ok(infos, failures, self.waiting)
 
     def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
         tracker = self.trackers[j]
@@ -221,7 +240,7 @@ class _Worker:
             self.to_render.append(j)
         return obs, info
 
-    def step(self, actions: Any) -> bytes:
+    def step(self, actions: Any) -> Ok:
         infos: list[Any] = []
         any_info = bool(self.failures)
         for j in range(len(self.envs)):
@@ -286,9 +305,8 @@ class _Worker:
         return info
 
     def _end_episode(self, j: int, terminated: bool) -> None:
-        tracker = self.trackers[j]
-        record = tracker.finish("terminated" if terminated else "truncated")
-        if tracker.counted:
+        record = self.trackers[j].done(terminated)
+        if record is not None:
             self.ended.append(record)
 
     def _render_pending(self) -> None:
@@ -336,7 +354,7 @@ class _Worker:
 
     def call(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], which: Sequence[int] | None = None
-    ) -> bytes:
+    ) -> Ok:
         """Call ``name`` on this worker's envs (``which``: positions among them; None: all)."""
         results = []
         for j in range(len(self.envs)) if which is None else which:
@@ -346,31 +364,32 @@ class _Worker:
                 results.append(attr(*args, **kwargs) if callable(attr) else attr)
             except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
-        return pickle.dumps(("ok", results))
+        return Ok(results)
 
-    def set_attr(self, name: str, values: Sequence[Any], which: Sequence[int] | None = None) -> bytes:
+    def set_attr(self, name: str, values: Sequence[Any], which: Sequence[int] | None = None) -> Ok:
         """Set ``name`` on this worker's envs (``which``: positions, one value each)."""
         for k, j in enumerate(range(len(self.envs)) if which is None else which):
             try:
                 setattr(self.envs[j], name, values[k])
             except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
-        return pickle.dumps(("ok", None))
+        return Ok(None)
 
-    def close(self, end: str = "closed") -> None:
+    def close(self, end: EndReason = EndReason.CLOSED) -> None:
         """Close the envs; recorded episodes still running end with ``end``."""
         if self.closed:
             return
         self.closed = True
         self._finish_ended()  # a step that failed after an episode ended
         for tracker in self.trackers:
-            if tracker.active and tracker.recording:
-                self.ended.append(tracker.finish(end))
+            record = tracker.cut(end)
+            if record is not None:
+                self.ended.append(record)
         try:
             if self.producer is not None:
                 self._flush_ended()
         except Exception:
-            if end != "error":
+            if end is not EndReason.ERROR:
                 raise  # on the way down after an error, the first error matters
         finally:
             for env in self.envs:
@@ -386,6 +405,20 @@ def _span(indices: Sequence[int]) -> str:
     return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
 
 
+def _serve(worker: _Worker, cmd: Any) -> Ok:
+    """Run one command on the worker's envs; its answer."""
+    kind = type(cmd)
+    if kind is Step:
+        return worker.step(cmd.actions)
+    if kind is Reset:
+        return worker.reset(cmd.seeds, cmd.options)
+    if kind is Call:
+        return worker.call(cmd.name, cmd.args, cmd.kwargs, cmd.which)
+    if kind is SetAttr:
+        return worker.set_attr(cmd.name, cmd.values, cmd.which)
+    raise RuntimeError(f"a worker cannot serve {kind.__name__}")
+
+
 def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
@@ -397,12 +430,12 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
     worker = _Worker(spec, conn)
     try:
         try:
-            conn.send_bytes(worker.start())
+            conn.send_bytes(encode(worker.start()))
         except _Failure as f:
-            conn.send_bytes(_error_reply(f.env, f.exc, f.tb))
+            conn.send_bytes(encode(_error_reply(f.env, f.exc, f.tb)))
             return
         except Exception as exc:  # noqa: BLE001
-            conn.send_bytes(_error_reply(spec.env_indices[0], exc, traceback.format_exc()))
+            conn.send_bytes(encode(_error_reply(spec.env_indices[0], exc, traceback.format_exc())))
             return
         if not worker.envs or worker.producer is None:
             return
@@ -411,50 +444,42 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 raw = conn.recv_bytes()
             except (EOFError, OSError):
                 return  # the vector env's process is gone
-            cmd, *args = pickle.loads(raw)
+            cmd = decode(raw)
             if worker.waiting:
                 # The go ("render"), or any command after a step whose go was
                 # never sent (the vector env raised): frames of the last step
                 # are rendered before anything else happens to the envs.
                 worker.waiting = False
                 worker.after_reply()
-            if cmd == "close":
+            kind = type(cmd)
+            if kind is Close:
                 worker.close()
-                conn.send_bytes(pickle.dumps(("ok", None)))
+                conn.send_bytes(encode(Ok(None)))
                 return
-            if cmd == "render":  # every worker has answered; rendered above (no reply)
+            if kind is Render:  # every worker has answered; rendered above (no reply)
                 continue
             if worker.pending is not None:
-                worker.close("error")
-                conn.send_bytes(worker.pending)
+                worker.close(EndReason.ERROR)
+                conn.send_bytes(encode(worker.pending))
                 return
             try:
-                if cmd == "step":
-                    reply = worker.step(args[0])
-                elif cmd == "reset":
-                    reply = worker.reset(args[0], args[1])
-                elif cmd == "call":
-                    reply = worker.call(*args)
-                elif cmd == "set_attr":
-                    reply = worker.set_attr(*args)
-                else:
-                    raise RuntimeError(f"unknown command {cmd!r}")
+                reply = _serve(worker, cmd)
             except _Failure as f:
-                if cmd in ("call", "set_attr"):
+                if kind is Call or kind is SetAttr:
                     # A bad attribute name is the caller's mistake, not the
                     # env's: answer with it and keep serving.
-                    conn.send_bytes(_error_reply(f.env, f.exc, f.tb, recoverable=True))
+                    conn.send_bytes(encode(_error_reply(f.env, f.exc, f.tb, recoverable=True)))
                     continue
-                worker.close("error")
-                conn.send_bytes(_error_reply(f.env, f.exc, f.tb))
+                worker.close(EndReason.ERROR)
+                conn.send_bytes(encode(_error_reply(f.env, f.exc, f.tb)))
                 return
-            conn.send_bytes(reply)
+            conn.send_bytes(encode(reply))
             if not worker.waiting:
                 worker.after_reply()
     except KeyboardInterrupt:
         return
     finally:
         try:
-            worker.close("error")
+            worker.close(EndReason.ERROR)
         except Exception:  # noqa: BLE001 - the error that brought us here matters more
             traceback.print_exc(file=sys.stderr)
