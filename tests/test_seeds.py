@@ -104,7 +104,7 @@ def test_record_seeds(tmp_path: Path, capsys) -> None:
 def test_record_seed_count_and_refusal(tmp_path: Path, capsys) -> None:
     out = tmp_path / "count"
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-1"]
+    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-1"]  # K = 1: runs 1 apart
     capsys.readouterr()
     # Without --overwrite an existing recording is refused.
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 2
@@ -126,6 +126,20 @@ def test_record_seed_plan_is_independent_of_the_number_of_envs(tmp_path: Path, c
         assert sorted(r["seed_index"] for r in lines) == list(range(24))
     capsys.readouterr()
     assert runs[1] == runs[4] == runs[16]
+
+
+def test_counted_seed_runs_share_no_episode(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "count"
+    assert main(["record", "-n", "2", "-k", "3", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-3"]
+    seeds = [r["seed"] for d in ("seed-0", "seed-3") for r in read_manifest(out / d)]
+    assert sorted(seeds) == list(range(6))
+    assert "note" not in capsys.readouterr().err
+    # A list whose runs overlap is run as given, with a note.
+    assert main(["record", "-n", "1", "-k", "3", "--seeds", "0,1", "--record", "none",
+                 "--out", str(tmp_path / "list"), "-q"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "runs of seeds 0 and 1 share episodes" in err and len(err.strip().splitlines()) == 1
 
 
 def test_unseeded_resets_stay_unseeded(tmp_path: Path) -> None:
