@@ -231,12 +231,28 @@ def _parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot",
         help="draw the return per episode of a recording into DIR/learning_curve.png",
-        description="Draw every finished episode's return and a moving average (Pillow only).",
+        description="Draw every finished episode's return and a moving average, per seed (matplotlib).",
     )
-    plot.add_argument("dir", help="a recording's folder (holding episodes.jsonl)")
-    plot.add_argument("--x", choices=("episode", "time"), default="episode", help="x axis (default episode)")
-    plot.add_argument("--window", type=_positive(int, 1, 10**7, "--window"), help="moving-average window")
-    plot.add_argument("--output", help="PNG path (default DIR/learning_curve.png)")
+    plot.add_argument("dir", help="a recording's folder (holding episodes.jsonl, or seed-S/ folders)")
+    plot.add_argument(
+        "--x", choices=("steps", "episode", "time"), default="steps", help="x axis: env steps (default), episode or time"
+    )
+    plot.add_argument(
+        "--window", type=_positive(int, 1, 10**7, "--window"), help="moving-average window (default: a tenth of the episodes)"
+    )
+    plot.add_argument("--output", help="PNG or SVG path, by its suffix (default DIR/learning_curve.png)")
+    plot.add_argument("--format", choices=("png", "svg", "both"), help="png, svg or both (default: by --output's suffix, else png)")
+    report = sub.add_parser(
+        "report",
+        help="write a static HTML page of one or more recordings",
+        description="Write DIR/report.html: summary, learning curve, every episode, every video, "
+        "and for several runs a comparison on the seeds they share.",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="recording folders (or --seeds folders)")
+    report.add_argument("--out", "-o", help="folder for report.html (default: RUN_DIR for one run)")
+    report.add_argument(
+        "--success-threshold", type=_finite, metavar="R", help="success: return >= R (default: the one recorded)"
+    )
     from .bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -367,8 +383,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plot":
             from .plot import plot_manifest
 
-            png = plot_manifest(args.dir, path=args.output, x=args.x, window=args.window)
-            print(f"wrote {png}", file=sys.stdout)
+            first = plot_manifest(args.dir, path=args.output, x=args.x, window=args.window, formats=args.format)
+            written = [first] + ([first.with_suffix(".svg")] if args.format == "both" else [])
+            print(f"wrote {' and '.join(map(str, written))}", file=sys.stdout)
+            return 0
+        if args.command == "report":
+            from .report import write_report
+
+            page = write_report(args.runs, args.out, threshold=args.success_threshold, warn=sys.stderr)
+            print(f"wrote {page}", file=sys.stdout)
             return 0
         if args.command == "bench":
             from .bench import bench

@@ -51,7 +51,9 @@ _LEVEL = 0.95
 
 def finished(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The records of episodes that ran to their end and have a return."""
-    return [r for r in records if r.get("end") in ENDED and isinstance(r.get("return"), (int, float))]
+    return [
+        r for r in records if r.get("end") in ENDED and isinstance(r.get("return"), (int, float))
+    ]
 
 
 def ci_text(d: Description, label: str = "return") -> str:
@@ -195,8 +197,14 @@ def print_run(
         for r in kept:
             ret = r.get("return")
             value = f"return {ret:g}" if isinstance(ret, (int, float)) else "no return"
-            print(f"           env {r['env']} episode {r['episode']} ({value}): {r['why']}", file=stdout)
-    print(f"  output   {out}/videos ({summary.videos} videos), {out}/episodes.jsonl, {out}/{SUMMARY_JSON}", file=stdout)
+            print(
+                f"           env {r['env']} episode {r['episode']} ({value}): {r['why']}",
+                file=stdout,
+            )
+    print(
+        f"  output   {out}/videos ({summary.videos} videos), {out}/episodes.jsonl, {out}/{SUMMARY_JSON}",
+        file=stdout,
+    )
     if summary.images:
         print(f"           {summary.images} PNG frames in {out}/frames", file=stdout)
     if summary.keyframes:
@@ -214,7 +222,9 @@ def across_seeds(
     return describe([list(v) for v in per_seed.values()], threshold=threshold), each
 
 
-def print_seeds(per_seed: Mapping[int, Sequence[float]], threshold: float | None, stdout: TextIO) -> None:
+def print_seeds(
+    per_seed: Mapping[int, Sequence[float]], threshold: float | None, stdout: TextIO
+) -> None:
     """The summary across the seeds of a ``--seeds`` recording."""
     overall, each = across_seeds(per_seed, threshold)
     print(f"across {len(per_seed)} seeds ({', '.join(map(str, per_seed))}):", file=stdout)
@@ -225,7 +235,10 @@ def print_seeds(per_seed: Mapping[int, Sequence[float]], threshold: float | None
     if len(means) > 1:
         mean = sum(means) / len(means)
         spread = math.sqrt(sum((m - mean) ** 2 for m in means) / (len(means) - 1))
-        print(f"  per-seed means {', '.join(f'{m:.2f}' for m in means)}: std {spread:.2f}", file=stdout)
+        print(
+            f"  per-seed means {', '.join(f'{m:.2f}' for m in means)}: std {spread:.2f}",
+            file=stdout,
+        )
 
 
 def seeds_json(
