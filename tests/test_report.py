@@ -169,7 +169,7 @@ def test_one_run_in_a_browser(runs: dict[str, Path], browser) -> None:
     box.clear()
     box.send_keys("terminated")
     visible = [r for r in browser.find_elements(By.CSS_SELECTOR, "#episodes tbody tr") if r.is_displayed()]
-    assert 0 < len(visible) and all("terminated" in r.text for r in visible)
+    assert len(visible) > 0 and all("terminated" in r.text for r in visible)
     # keyframes as thumbnails, loaded
     thumbs = browser.execute_script(
         "return Array.from(document.querySelectorAll('.thumbs img')).map(i => [i.complete, i.naturalWidth]);"
