@@ -55,8 +55,8 @@ def moving_average(values: Any, window: int) -> np.ndarray:
 
 
 def default_window(n: int) -> int:
-    """About a tenth of the episodes, from 1 to 100: smooth, yet following the trend."""
-    return max(1, min(100, round(n / 10)))
+    """About a tenth of the episodes (5 at least, 100 at most): smooth, yet following the trend."""
+    return max(1, min(n, 5), min(100, round(n / 10)))
 
 
 def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
@@ -180,7 +180,7 @@ def draw_curves(
         w = window or default_window(len(s.returns))
         name = f"{s.label}: " if s.label else ""
         ax.scatter(
-            s.xs, s.returns, s=12, alpha=0.5, color=color, linewidths=0, label=f"{name}episodes"
+            s.xs, s.returns, s=16, alpha=0.5, color=color, linewidths=0, label=f"{name}episodes"
         )
         ax.plot(
             s.xs,
@@ -225,7 +225,7 @@ def plot_manifest(
         x: "steps" (cumulative episode lengths), "episode" (manifest order)
             or "time" (seconds, each env's episode times summed: when the
             episode ended).
-        window: Moving-average window; default about a tenth of the episodes.
+        window: Moving-average window; default about a tenth of the episodes (5 to 100).
         size: Pixels of the PNG (at 100 dpi).
         formats: "png", "svg" or "both" (default: by ``path``'s suffix, else PNG).
     Returns:

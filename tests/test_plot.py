@@ -63,7 +63,7 @@ def test_plot_svg_both_and_seeds(tmp_path: Path, capsys) -> None:
     assert main(["plot", str(tmp_path / "run"), "--output", str(svg)]) == 0
     text = svg.read_text()
     assert text.lstrip().startswith("<?xml") and "<svg" in text and "Matplotlib" in text
-    for label in ("seed 0: episodes", "seed 1: mean of last 3", "env steps", "episode return"):
+    for label in ("seed 0: episodes", "seed 1: mean of last 5", "env steps", "episode return"):
         assert label in text  # legend per seed, labelled axes
     assert main(["plot", str(tmp_path / "run"), "--format", "both"]) == 0
     assert "learning_curve.png and" in capsys.readouterr().out

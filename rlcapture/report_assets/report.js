@@ -34,8 +34,10 @@
     return Number.isInteger(v) ? String(v) : v.toFixed(digits === undefined ? 2 : digits);
   }
 
+  function stat(v) { return v === null || v === undefined ? "" : v.toFixed(2); }
+
   function ci(s) {
-    return s.ci_low === null ? "too few episodes" : fmt(s.ci_low) + " to " + fmt(s.ci_high);
+    return s.ci_low === null ? "too few episodes" : stat(s.ci_low) + " to " + stat(s.ci_high);
   }
 
   function pct(v) { return v === null ? "" : Math.round(v * 100) + "%"; }
@@ -67,9 +69,9 @@
       sumBody.appendChild(el("tr", null, [
         el("td", { text: r.name }), el("td", { text: r.env_id || "" }), el("td", { text: row.label }),
         el("td", { className: "num", text: String(s.episodes) }),
-        el("td", { className: "num", text: s.episodes ? fmt(s.mean) + " ± " + fmt(s.std) : "" }),
+        el("td", { className: "num", text: s.episodes ? stat(s.mean) + " ± " + stat(s.std) : "" }),
         el("td", { className: "num", text: s.episodes ? ci(s) : "" }),
-        el("td", { className: "num", text: fmt(s.iqm) }),
+        el("td", { className: "num", text: stat(s.iqm) }),
         el("td", { className: "num", text: pct(s.success_rate) + threshold }),
       ]));
     });
