@@ -176,10 +176,22 @@ def test_one_run_in_a_browser(runs: dict[str, Path], browser) -> None:
     )
     assert len(thumbs) == 8
     browser.execute_script("document.querySelectorAll('.thumbs img').forEach(i => i.loading = 'eager');")
-    time.sleep(0.5)
-    assert all(w > 0 for _, w in browser.execute_script(
-        "return Array.from(document.querySelectorAll('.thumbs img')).map(i => [i.complete, i.naturalWidth]);"))  # fmt: skip
+    widths = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const imgs = Array.from(document.querySelectorAll('.thumbs img'));
+        Promise.all(imgs.map(i => i.decode().catch(() => null))).then(() => done(imgs.map(i => i.naturalWidth)));
+        """
+    )
+    assert all(w > 0 for w in widths), widths
     assert _videos_load_and_play(browser) == 4
+    # a keyframe seeks its video to that step (the last keyframe: near the end)
+    card = browser.find_elements(By.CSS_SELECTOR, "#videos .card")[0]
+    card.find_elements(By.CSS_SELECTOR, ".thumbs img")[-1].click()
+    t, duration = browser.execute_script(
+        "const v = document.querySelector('#videos .card video'); return [v.currentTime, v.duration];"
+    )
+    assert duration > 0 and t > duration / 2
     assert "95% bootstrap CI" in browser.find_element(By.ID, "summary").text
     assert _errors(browser) == []
 
