@@ -26,10 +26,10 @@ from .summary import (
     SUMMARY_JSON,
     print_run,
     print_seeds,
+    save_json,
     seeds_json,
     stats_dict,
     summarize_run,
-    write_json,
 )
 from .triggers import as_schedule
 from .vector import CaptureVectorEnv
@@ -282,7 +282,7 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if code:
             break
     print_seeds(per_seed, args.success_threshold, stdout)
-    write_json(
+    save_json(
         Path(out) / SUMMARY_JSON,
         seeds_json(
             per_seed,
@@ -292,6 +292,7 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             elapsed_s=round(time.perf_counter() - start, 3),
             interrupted=code == 130,
         ),
+        stderr,
     )
     return code
 
@@ -358,7 +359,7 @@ def _record_one(
     for env, message in sorted(envs.errors.items()):
         print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
     if summary.records or out.is_dir():
-        write_json(
+        save_json(
             out / SUMMARY_JSON,
             summary.to_json(
                 env_id=args.env_id,
@@ -370,6 +371,7 @@ def _record_one(
                 failed_envs={str(env): message for env, message in sorted(envs.errors.items())},
                 per_seed={str(seed): stats_dict(summary.description)},
             ),
+            stderr,
         )
     return (130 if interrupted else 0), summary.returns
 

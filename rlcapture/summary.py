@@ -35,6 +35,7 @@ __all__ = [
     "load_summary",
     "print_run",
     "print_seeds",
+    "save_json",
     "seed_folders",
     "seeds_json",
     "stats_dict",
@@ -145,6 +146,14 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def save_json(path: str | os.PathLike[str], data: Mapping[str, Any], stderr: TextIO) -> None:
+    """:func:`write_json`, saying in one line on ``stderr`` if it could not (the run stands)."""
+    try:
+        write_json(path, data)
+    except OSError as exc:
+        print(f"rlcapture: could not write {str(path)!r}: {exc.strerror or exc}", file=stderr)
 
 
 def load_summary(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
