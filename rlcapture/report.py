@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .errors import ConfigError
 from .stats import describe
@@ -172,7 +173,7 @@ def _compare(episodes: list[dict[str, Any]], count: int) -> list[dict[str, Any]]
         if (
             isinstance(seed, int)
             and e["return"] is not None
-            and e["end"] in ("terminated", "truncated")
+            and e["end"] in FINISHED
         ):
             first[e["run"]].setdefault(seed, i)
     shared = set(first[0]).intersection(*first[1:])

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .stats import MIN_CI_EPISODES, Description, describe
 
 __all__ = [
-    "ENDED",
     "RunSummary",
     "SUMMARY_JSON",
     "across_seeds",
@@ -45,15 +45,13 @@ __all__ = [
 
 #: The file written beside each manifest.
 SUMMARY_JSON = "summary.json"
-#: Episode ends that give a return to summarize (the others were cut short).
-ENDED = ("terminated", "truncated")
 _LEVEL = 0.95
 
 
 def finished(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The records of episodes that ran to their end and have a return."""
     return [
-        r for r in records if r.get("end") in ENDED and isinstance(r.get("return"), (int, float))
+        r for r in records if r.get("end") in FINISHED and isinstance(r.get("return"), (int, float))
     ]
 
 
