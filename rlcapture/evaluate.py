@@ -164,8 +164,8 @@ def _env_fn(
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
 ) -> Callable[[], gym.Env]:
-    if isinstance(env, str):
-        return make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
+    if isinstance(env, (str, gym.envs.registration.EnvSpec)):  # an EnvSpec: where make_env_fn takes one
+        return make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)  # type: ignore[arg-type]
     if callable(env):
         if env_kwargs or max_episode_steps is not None:
             raise ConfigError("env_kwargs and max_episode_steps apply to an env id; put them in the factory")
@@ -243,8 +243,8 @@ def evaluate(
     interrupted = False
     try:
         info: dict[str, Any] = {
-            "env": env if isinstance(env, str) else None,
-            "env_factory": None if isinstance(env, str) else repr(fn),
+            "env": env if isinstance(env, str) else getattr(env, "id", None) if not callable(env) else None,
+            "env_factory": None if isinstance(env, str) or not callable(env) else repr(fn),
             "env_kwargs": dict(env_kwargs or {}) or (fn.env_kwargs if isinstance(fn, EnvFactory) else {}),
             "max_episode_steps": max_episode_steps,
             "policy": _policy_name(policy),
