@@ -25,7 +25,9 @@ from .errors import (
     StepTimeoutError,
     WorkerError,
 )
+from .evaluate import EpisodeResult, EvaluationResult, evaluate
 from .recorder import Recorder
+from .replay import ReplayResult, replay
 from .triggers import RecordAll, RecordEvery, RecordNone
 from .vector import CaptureVectorEnv, make_vec
 from .wrapper import CaptureWrapper
@@ -41,6 +43,8 @@ __all__ = [
     "ConfigError",
     "EncoderError",
     "EnvError",
+    "EpisodeResult",
+    "EvaluationResult",
     "FrameError",
     "KeepRule",
     "NoAsyncCallError",
@@ -53,9 +57,12 @@ __all__ = [
     "RecordEvery",
     "RecordNone",
     "Recorder",
+    "ReplayResult",
     "StepTimeoutError",
     "WorkerError",
+    "evaluate",
     "make_vec",
     "read_manifest",
+    "replay",
     "__version__",
 ]

@@ -2,13 +2,17 @@
 
 ``rlcapture record ENV_ID`` evaluates a policy on N envs for K episodes and
 records them: one video per episode in ``DIR/videos/``, one line per episode
-in ``DIR/episodes.jsonl``, a summary at the end. Errors a user can fix are one
+in ``DIR/episodes.jsonl``, what ran in ``DIR/run.json``, a summary at the end.
+Episode j resets with seed ``--seed + j`` whichever env runs it
+(:func:`rlcapture.evaluate`). ``rlcapture replay DIR --env E --episode K``
+renders one recorded episode again. Errors a user can fix are one
 line on stderr and exit status 2; Ctrl-C stops cleanly with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import re
 import sys
@@ -17,11 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from .config import RecordConfig
-from .envs import make_env_fn
 from .errors import RLCaptureError
+from .evaluate import evaluate
 from .policies import allocate_episodes, load_policy
 from .progress import RunProgress
 from .summary import (
@@ -34,7 +36,6 @@ from .summary import (
     summarize_run,
 )
 from .triggers import as_schedule
-from .vector import CaptureVectorEnv
 
 __all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds", "record_config"]
 
@@ -56,8 +57,17 @@ def _positive(kind: type, low: float, high: float, what: str) -> Callable[[str],
     return parse
 
 
+class SeedCount(list):  # type: ignore[type-arg]
+    """``--seeds N`` (a count): seeds 0..N-1, which :func:`record` spaces K apart."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: "0,1,2" (a list; "5," is the one seed 5) or "3" (a count: 0, 1, 2)."""
+    """``--seeds``: "0,1,2" (a list; "5," is the one seed 5) or "3" (a count: 0, 1, 2).
+
+    A count comes back as a :class:`SeedCount`: a run with ``--seed S`` takes
+    seeds S..S+K-1, so ``record`` spreads counted runs K apart to keep their
+    episodes apart.
+    """
     try:
         if "," in text:
             seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -65,7 +75,7 @@ def parse_seeds(text: str) -> list[int]:
             count = int(text)
             if not 1 <= count <= 10_000:
                 raise argparse.ArgumentTypeError(f"--seeds count must be from 1 to 10000, got {text}")
-            seeds = list(range(count))
+            seeds = SeedCount(range(count))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--seeds must be a count (3) or a list (0,1,2), got {text!r}"
@@ -105,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--seeds",
         type=parse_seeds,
-        help="several runs, one per seed, into OUT/seed-S/: a list (0,1,2) or a count (3: seeds 0..2)",
+        help="several runs, one per seed, into OUT/seed-S/: a list (0,1000,2000) or a count "
+        "(3: seeds 0, K, 2K for K episodes, so the runs share no episode)",
     )
     rec.add_argument(
         "--success-threshold",
@@ -165,6 +176,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rep = sub.add_parser(
+        "replay",
+        help="re-create one recorded episode and render it into a new video",
+        description="Re-create an episode from its seed (or its env generator's state) and "
+        "the run's run.json, and render it into a new video.",
+    )
+    rep.add_argument("dir", help="a recording's folder (holding episodes.jsonl and run.json)")
+    rep.add_argument("--env", type=_positive(int, 0, 10**7, "--env"), default=0, help="env index (default 0)")
+    rep.add_argument(
+        "--episode", type=_positive(int, 0, 10**9, "--episode"), default=0, help="that env's episode (default 0)"
+    )
+    rep.add_argument("--policy", help="default: the run's (random, sb3:ALGO:path.zip or module:callable)")
+    rep.add_argument("--stochastic", action="store_true", help="SB3 policies: sample actions")
+    rep.add_argument("--out", "-o", help="the new video (default DIR/replays/envE-episodeK.mp4)")
+    rep.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     plot = sub.add_parser(
         "plot",
         help="draw the return per episode of a recording into DIR/learning_curve.png",
@@ -213,7 +239,23 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     per_seed: dict[int, list[float]] = {}
     code = 0
     start = time.perf_counter()
-    for seed in args.seeds:
+    seeds = list(args.seeds)
+    if isinstance(args.seeds, SeedCount):
+        # Run S evaluates seeds S..S+K-1: counted runs start K apart, so no
+        # two share an episode (0, K, 2K, ...).
+        seeds = [s * args.episodes for s in seeds]
+    else:
+        ordered = sorted(seeds)
+        close = [(a, b) for a, b in itertools.pairwise(ordered) if b - a < args.episodes]
+        if close:
+            a, b = close[0]
+            print(
+                f"rlcapture: note: the runs of seeds {a} and {b} share episodes (a run with "
+                f"seed S evaluates seeds S..S+{args.episodes - 1}); space the seeds at least "
+                f"{args.episodes} apart, or give a count (--seeds {len(seeds)})",
+                file=stderr,
+            )
+    for seed in seeds:
         code, returns = _record_one(args, Path(out) / f"seed-{seed}", seed, stdout, stderr)
         per_seed[seed] = returns
         if code:
@@ -256,53 +298,43 @@ def record_config(args: argparse.Namespace, **overrides: Any) -> RecordConfig:
 def _record_one(
     args: argparse.Namespace, out: Path, seed: int, stdout: TextIO, stderr: TextIO
 ) -> tuple[int, list[float]]:
-    """One recording with one seed; returns the exit status and the finished episodes' returns."""
+    """One evaluation: episode j resets with seed ``seed + j`` (j < --episodes), on any env.
+
+    Returns the exit status and the finished episodes' returns.
+    """
     schedule = as_schedule(args.record)
-    env_fn = make_env_fn(args.env_id, max_episode_steps=args.max_episode_steps)
-    quotas = allocate_episodes(args.episodes, args.num_envs)
     start = time.perf_counter()
-    envs = CaptureVectorEnv(
-        [env_fn] * args.num_envs,
-        out,
-        config=record_config(args, keep_seed=seed),
-        record=schedule,
-        episodes_per_env=quotas,
-        envs_per_worker=args.envs_per_worker,
-        step_timeout=args.step_timeout,
-        overwrite=args.overwrite,
-        on_error=args.on_error,
-    )
-    interrupted = False
-    steps = 0
+    # Drawn from the first step on, so an error before it is one line alone.
+    bars: list[RunProgress] = []
+    seen = [0, 0]  # env steps, episodes ended
+
+    def tick(done: int, total: int, steps: int, lengths: Sequence[int]) -> None:
+        if not bars:
+            longest = max(allocate_episodes(args.episodes, min(args.num_envs, args.episodes)))
+            label = f"seed {seed}" if args.seeds else ""
+            bars.append(
+                RunProgress(
+                    args.episodes, args.num_envs, longest, stderr, enabled=not args.quiet, label=label
+                )
+            )
+        for length in lengths:
+            bars[0].episode_ended(length)
+        seen[:] = [steps, done]
+        bars[0].update(steps, done)
+
     try:
-        policy = load_policy(args.policy, envs, seed, deterministic=not args.stochastic)
-        label = f"seed {seed}" if args.seeds else ""
-        progress = RunProgress(
-            args.episodes, args.num_envs, max(quotas), stderr, enabled=not args.quiet, label=label
-        )
-        done = np.zeros(args.num_envs, dtype=np.int64)
-        target = np.asarray(quotas)
-        obs, _ = envs.reset(seed=seed)
-        with progress:
-            while ((done < target) & ~envs.failed).any():
-                obs, _r, _te, _tr, info = envs.step(policy(obs))
-                steps += args.num_envs
-                if "_episode" in info:
-                    ended = info["_episode"]
-                    for i in np.flatnonzero(ended):
-                        progress.episode_ended(int(info["episode"]["l"][i]))
-                    done += ended & (done < target)
-                progress.update(steps, int(np.minimum(done, target).sum()))
-            progress.close(steps, int(np.minimum(done, target).sum()))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        envs.close()
+        result = _evaluate(args, out, seed, schedule, tick)
+    except BaseException:
+        if bars:
+            bars[0].__exit__(None, None, None)
+        raise
+    if bars:
+        bars[0].close(*seen)
     elapsed = time.perf_counter() - start
     label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
     summary = summarize_run(out, args.success_threshold)
-    print_run(summary, label, args.num_envs, elapsed, interrupted, stdout)
-    for env, message in sorted(envs.errors.items()):
+    print_run(summary, label, args.num_envs, elapsed, result.interrupted, stdout)
+    for env, message in sorted(result.errors.items()):
         print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
     if summary.records or out.is_dir():
         save_json(
@@ -313,13 +345,63 @@ def _record_one(
                 num_envs=args.num_envs,
                 policy=args.policy,
                 elapsed_s=round(elapsed, 3),
-                interrupted=interrupted,
-                failed_envs={str(env): message for env, message in sorted(envs.errors.items())},
+                interrupted=result.interrupted,
+                failed_envs={str(env): message for env, message in sorted(result.errors.items())},
                 per_seed={str(seed): stats_dict(summary.description)},
             ),
             stderr,
         )
-    return (130 if interrupted else 0), summary.returns
+    return (130 if result.interrupted else 0), summary.returns
+
+
+def _evaluate(
+    args: argparse.Namespace, out: Path, seed: int, schedule: Any, tick: Callable[..., None]
+) -> Any:
+    """``rlcapture.evaluate`` with the arguments of ``rlcapture record``."""
+    return evaluate(
+        args.env_id,
+        None if args.policy == "random" else args.policy,
+        seeds=range(seed, seed + args.episodes),
+        num_envs=args.num_envs,
+        out=out,
+        config=record_config(args, keep_seed=seed),
+        max_episode_steps=args.max_episode_steps,
+        deterministic=not args.stochastic,
+        overwrite=args.overwrite,
+        progress=tick,
+        run_info={"command": "record", "seed": seed, "episodes": args.episodes},
+        record=schedule,
+        envs_per_worker=args.envs_per_worker,
+        step_timeout=args.step_timeout,
+        on_error=args.on_error,
+    )
+
+
+def replay_command(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Run ``rlcapture replay``: 0 if the replay matches the manifest, 1 if not."""
+    from .replay import replay
+
+    result = replay(
+        args.dir,
+        args.env,
+        args.episode,
+        policy=args.policy,
+        out=args.out,
+        deterministic=False if args.stochastic else None,
+        overwrite=args.overwrite,
+    )
+    head = f"replayed env {args.env} episode {args.episode}: return {result.ret:g}, length {result.length}"
+    if result.matches:
+        print(f"{head} (as recorded)", file=stdout)
+    else:
+        print(
+            f"{head}; the manifest says return {result.recorded_return}, length "
+            f"{result.recorded_length}: the replay went another way (a policy or env that "
+            "is not deterministic?)",
+            file=stdout,
+        )
+    print(f"  video    {result.video} ({result.frames} frames)", file=stdout)
+    return 0 if result.matches else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "record":
             return record(args, sys.stdout, sys.stderr)
+        if args.command == "replay":
+            return replay_command(args, sys.stdout)
         if args.command == "plot":
             from .plot import plot_manifest
 
