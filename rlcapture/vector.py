@@ -214,7 +214,7 @@ class CaptureVectorEnv(VectorEnv):
                     f"single_observation_space), two Spaces; got {observation_mode!r}"
                 )
         elif observation_mode not in ("same", "different"):
-            raise ValueError(
+            raise ConfigError(
                 "Invalid `observation_mode`, expected: 'same' or 'different' or tuple of single "
                 f"and batch observation space, actual got {observation_mode}"
             )
@@ -599,7 +599,8 @@ class CaptureVectorEnv(VectorEnv):
     def _assert_open(self) -> None:
         if self._state == _State.CLOSED:
             raise ClosedError(
-                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`."
+                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`: "
+                "it is closed"
             )
         if self._state == _State.BROKEN:
             raise ClosedError(
