@@ -110,6 +110,18 @@ class Faulty(gym.Wrapper):
         return frame
 
 
+def pattern_seed(record: dict[str, Any]) -> int:
+    """The seed :class:`Pattern` draws its frames from, for a manifest record: the
+    reset's seed, or for an unseeded reset the number it drew from its generator."""
+    if record["seed"] is not None:
+        return int(record["seed"])
+    from rlcapture._backend.rngstate import restore_generator
+
+    env = Pattern()
+    restore_generator(env, record["rng"])
+    return int(env.np_random.integers(2**31))
+
+
 def pattern_frame(seed: int, t: int, shape: tuple[int, ...] = (37, 51, 3)) -> np.ndarray:
     """The frame :class:`Pattern` renders at step ``t`` of the episode reset with ``seed``."""
     return np.random.default_rng([seed, t]).integers(0, 256, shape, dtype=np.uint8)

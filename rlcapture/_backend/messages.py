@@ -69,7 +69,7 @@ class Step(NamedTuple):
 
 
 class Reset(NamedTuple):
-    """Reset the worker's envs, one seed each, with ``options``.
+    """Reset the worker's envs, one seed each (None: unseeded), with ``options``.
 
     ``mask`` (one flag each, None: all) says which envs to reset; the others
     keep their episode and observation (Gymnasium's ``reset_mask``).
