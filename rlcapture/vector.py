@@ -342,7 +342,7 @@ class CaptureVectorEnv(VectorEnv):
         if self.shared_memory:
             try:
                 obs_mem = create_shared_memory(self.single_observation_space, n, ctx=ctx)
-            except CustomSpaceError as exc:
+            except (CustomSpaceError, TypeError) as exc:  # custom; dynamic shapes
                 raise ConfigError(
                     f"the observation space {self.single_observation_space} cannot go through "
                     "shared memory; pass shared_memory=False (observations then go through "
