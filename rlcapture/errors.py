@@ -17,6 +17,7 @@ from gymnasium import error as _gym
 __all__ = [
     "RLCaptureError",
     "ConfigError",
+    "BatchError",
     "EnvError",
     "SpaceMismatchError",
     "FrameError",
@@ -38,6 +39,13 @@ class RLCaptureError(Exception):
 
 class ConfigError(RLCaptureError, ValueError):
     """An option or argument is out of range or malformed."""
+
+
+class BatchError(ConfigError, TypeError):
+    """What should be a batch (one action per env) is not one.
+
+    A ``TypeError`` too, as Gymnasium raises when it cannot iterate a batch.
+    """
 
 
 class EnvError(RLCaptureError, ValueError):

@@ -67,6 +67,7 @@ from .config import RecordConfig, build_config, keyword_names
 from .envs import make_env_fn
 from .errors import (
     AlreadyPendingCallError,
+    BatchError,
     ClosedError,
     ConfigError,
     EnvError,
@@ -401,9 +402,10 @@ class CaptureVectorEnv(VectorEnv):
         if self.observation_mode == "same":
             if space != self.single_observation_space:
                 raise SpaceMismatchError(
-                    f"env {env_index} has a different observation space from env 0 "
-                    f"({space} against {self.single_observation_space}); if that is meant, "
-                    "pass observation_mode='different'"
+                    "CaptureVectorEnv(..., observation_mode='same') however the "
+                    f"sub-environments observation spaces are not equivalent. Env {env_index} "
+                    f"has {space}, env 0 {self.single_observation_space}. If this is "
+                    "intentional, use `observation_mode='different'` instead."
                 )
         elif not is_space_dtype_shape_equiv(self.single_observation_space, space):
             raise SpaceMismatchError(
@@ -742,7 +744,7 @@ class CaptureVectorEnv(VectorEnv):
             or (isinstance(actions, np.ndarray) and actions.ndim == 0)
         ):
             # Sending nothing would leave step_wait waiting for ever.
-            raise ConfigError(
+            raise BatchError(
                 f"actions must be a batch of {self.num_envs} actions (an array or a list), "
                 f"got {type(actions).__name__}"
             )
