@@ -99,6 +99,7 @@ class _State(Enum):
     DEFAULT = "default"  # ready for a call
     WAITING_RESET = "reset"
     WAITING_STEP = "step"
+    WAITING_CALL = "call"
     BROKEN = "broken"  # a worker failed or died: only close() is left
     CLOSED = "closed"
 
@@ -806,6 +807,38 @@ class CaptureVectorEnv(VectorEnv):
         for w, which in plan.items():
             self._send(w, Call(name, args, kwargs, which))
         replies = self._receive_all(list(plan), self.step_timeout)
+        return self._results(plan, indices, replies)
+
+    def call_async(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Start :meth:`call` on every env without waiting; :meth:`call_wait` collects it."""
+        self._assert_ready("call_async")
+        plan = self._plan(None)
+        for w, which in plan.items():
+            self._send(w, Call(name, args, kwargs, which))
+        self._state = _State.WAITING_CALL
+
+    def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
+        """Collect what :meth:`call_async` started (``timeout`` as in :meth:`step_wait`)."""
+        if self._state != _State.WAITING_CALL:
+            self._assert_open()
+            raise NoAsyncCallError(
+                "Calling `call_wait` without any prior call to `call_async`.", "call"
+            )
+        plan = self._plan(None)
+        try:
+            replies = self._receive_all(sorted(self._owed - self._dead), self._timeout(timeout))
+        finally:
+            if self._state == _State.WAITING_CALL:
+                self._state = _State.DEFAULT
+        return self._results(plan, None, replies)
+
+    def _results(
+        self,
+        plan: dict[int, list[int] | None],
+        indices: Sequence[int] | None,
+        replies: dict[int, Any],
+    ) -> tuple[Any, ...]:
+        """The workers' answers to a call, in the order of ``indices`` (None: all envs)."""
         found: dict[int, Any] = {}
         for w, which in plan.items():
             lo, hi = self._slices[w]
@@ -902,7 +935,7 @@ class CaptureVectorEnv(VectorEnv):
             timeout: Seconds the workers have to finish (None: 30).
             terminate: Give them one second, as AsyncVectorEnv's forced close.
         """
-        if self._state in (_State.WAITING_RESET, _State.WAITING_STEP):
+        if self._state in (_State.WAITING_RESET, _State.WAITING_STEP, _State.WAITING_CALL):
             logger.warn(
                 f"Calling `close` while waiting for a pending call to `{self._state.value}` "
                 "to complete."

@@ -361,6 +361,12 @@ def test_async_calls_timeouts_and_errors_as_gymnasium(tmp_path: Path) -> None:
             env.step_async(np.zeros(2, np.int64))
         obs, _ = env.reset_wait()
         assert obs.shape == (2, 3)
+        with pytest.raises(gym.error.NoAsyncCallError, match="without any prior call to `call_async`"):
+            env.call_wait()
+        env.call_async("get_wrapper_attr", "length")
+        with pytest.raises(gym.error.AlreadyPendingCallError, match="pending call to `call`"):
+            env.get_attr("t")
+        assert env.call_wait() == tuple(int(x) for x in env.get_attr("length"))
         with pytest.raises(ValueError, match="reset_mask"):
             env.reset(options={"reset_mask": np.zeros(2, bool)})
         with pytest.raises(TypeError, match="reset_mask"):
