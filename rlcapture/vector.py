@@ -535,9 +535,12 @@ class CaptureVectorEnv(VectorEnv):
                             ),
                         )
                         replies[w] = None
-        for reply in replies.values():
-            if isinstance(reply, _CallFailed):  # raised once every worker has answered
-                raise reply.error
+        failed = [r for r in replies.values() if isinstance(r, _CallFailed)]
+        if failed:  # raised once every worker has answered
+            fatal = [f for f in failed if f.fatal]
+            if any(isinstance(f.error, WorkerError) for f in fatal):
+                logger.error("Raising the last exception back to the main process.")
+            raise (fatal or failed)[-1].error
         return replies
 
     def _unpack(self, w: int, raw: bytes) -> Any:
@@ -561,10 +564,11 @@ class CaptureVectorEnv(VectorEnv):
         return self._worker_error(w, msg)
 
     def _worker_error(self, w: int, msg: Error) -> _CallFailed:
-        """Raise the error a worker sent back, with its remote traceback.
+        """The error a worker sent back, with its remote traceback, to raise.
 
-        A failed ``call`` (the worker serves on) is returned instead, to be
-        raised once every worker has answered.
+        It is raised once every worker has answered (the last, as
+        AsyncVectorEnv raises, each logged as AsyncVectorEnv logs them), so
+        no reply is left unread in a pipe.
         """
         env, kind, text, tb, user_error = msg.env, msg.kind, msg.text, msg.traceback, msg.user_error
         proc = self._procs[w]
@@ -592,8 +596,13 @@ class CaptureVectorEnv(VectorEnv):
                 self.first_env_index + env,
                 proc.exitcode,
             )
+            logger.error(
+                f"Received the following error from Worker-{env - self.first_env_index} "
+                "- Shutting it down"
+            )
+            logger.error(tb)
         err.__cause__ = RemoteTraceback(tb)
-        raise err
+        return _CallFailed(err, fatal=True)
 
     def _release_renders(self) -> None:
         """Every worker has answered: tell those holding frames to render them now."""
@@ -1006,10 +1015,15 @@ def _exit_hook(ref: weakref.ref[CaptureVectorEnv]) -> Callable[[], None]:
 
 
 class _CallFailed:
-    """A worker's answer to a ``call`` that raised (the worker itself is fine)."""
+    """A worker's error answer, raised once every worker has answered.
 
-    def __init__(self, error: Exception) -> None:
+    ``fatal``: the worker stopped (a step or reset failed); else a ``call``
+    failed and the worker serves on.
+    """
+
+    def __init__(self, error: Exception, fatal: bool = False) -> None:
         self.error = error
+        self.fatal = fatal  # the worker stopped: the vector env is broken
 
 
 def _check_mask(mask: Any, n: int) -> np.ndarray:

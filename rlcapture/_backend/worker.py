@@ -544,7 +544,12 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
             try:
                 raw = conn.recv_bytes()
             except (EOFError, OSError):
-                return  # the vector env's process is gone
+                # The vector env's process is gone: frames held for its go
+                # are rendered still, so finished episodes keep their last frame.
+                if worker.waiting:
+                    worker.waiting = False
+                    worker.after_reply()
+                return
             cmd = decode(raw)
             if worker.waiting:
                 # The go ("render"), or any command after a step whose go was
