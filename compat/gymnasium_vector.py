@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_results = _run(dest, False, args.k, args.timeout)
         ours = _run(dest, True, args.k, args.timeout)
         used_file = dest / "videos" / "used.txt"
-        used = set(used_file.read_text().split()) if used_file.exists() else set()
+        used = set(used_file.read_text().splitlines()) if used_file.exists() else set()
     passing = [t for t, (o, _) in ref_results.items() if o == "passed"]
     kept = [t for t in passing if ours.get(t, ("missing", ""))[0] == "passed"]
     async_passing = [t for t in passing if t in used]
