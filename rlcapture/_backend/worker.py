@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from .messages import (
 )
 from .producer import FrameProducer, ShardedProducer, open_producer
 
-__all__ = ["worker_main", "WorkerSpec", "Shared"]
+__all__ = ["worker_main", "WorkerSpec", "Shared", "quiet_sdl"]
 
 
 class Shared:
@@ -419,12 +419,29 @@ def _serve(worker: _Worker, cmd: Any) -> Ok:
     raise RuntimeError(f"a worker cannot serve {kind.__name__}")
 
 
+def quiet_sdl(environ: MutableMapping[str, str]) -> None:
+    """Keep SDL (pygame, which classic-control envs render with) from trying a display.
+
+    Without a display SDL still tries Wayland first, whose client library
+    prints "error: XDG_RUNTIME_DIR is invalid or not set" once per process:
+    64 lines at 64 envs. A worker renders to arrays only, so with no display
+    at all SDL is pointed at its dummy driver (with one, SDL tries X11 before
+    Wayland and says nothing). Sound is never played in a worker. Set in the
+    worker, before any env is made, so the user's process is untouched; an
+    SDL variable the user set wins.
+    """
+    if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
 def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     # pygame (classic-control rendering) would otherwise catch SIGTERM, so a
     # stuck worker ignored terminate() and close() had to wait for SIGKILL.
     os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+    quiet_sdl(os.environ)
     if parent_conn is not None:
         parent_conn.close()
     worker = _Worker(spec, conn)
