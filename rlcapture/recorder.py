@@ -174,7 +174,10 @@ class Recorder:
         existing = [p for p in (videos.iterdir() if videos.is_dir() else ())]
         existing += [p for p in (frames.iterdir() if frames.is_dir() else ())]
         mosaics = list(out.glob("*mosaic*.mp4"))
-        if manifest.exists() or existing or mosaics:
+        # An empty manifest is what a run that failed before its first episode
+        # ended leaves (a bad policy, an encoder that cannot open): no recording.
+        written = manifest.exists() and manifest.stat().st_size > 0
+        if written or existing or mosaics:
             if not overwrite:
                 self._release()
                 raise OutputExistsError(
