@@ -30,7 +30,9 @@ __all__ = [
     "check_env_id",
     "import_env_modules",
     "import_object",
+    "error_text",
     "make_env_fn",
+    "opengl_hint",
 ]
 
 #: What names an env: an id string or a Gymnasium ``EnvSpec``.
@@ -44,6 +46,45 @@ def _first_line(text: object) -> str:
     """The first non-empty line of ``text``: the CLI prints errors on one line."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[0] if lines else ""
+
+
+#: What MuJoCo, its Python bindings, PyOpenGL and Gymnasium's MuJoCo renderer say
+#: when no OpenGL backend works (no display for GLFW, no EGL, no OSMesa).
+_GL_SIGNS = (
+    "No OpenGL backend could be imported",  # gymnasium.envs.mujoco.mujoco_rendering
+    "gladLoadGL error",  # mujoco.FatalError: a GLFW context without OpenGL
+    "Cannot initialize a EGL device display",  # mujoco.egl
+    "MUJOCO_GL",  # an invalid MUJOCO_GL value
+    "MUJOCO_EGL_DEVICE_ID",
+)
+_GL_LIBRARY_SIGNS = ("Unable to load OpenGL library", "Unable to load EGL library", "OSMesa")
+
+
+def opengl_hint(text: str) -> str | None:
+    """What to do when MuJoCo cannot render for want of an OpenGL backend, or None.
+
+    Args:
+        text: An error's message and traceback (the causes included): a
+            missing EGL can surface as "MuJoCo is not installed" from
+            Gymnasium, with the real reason only in the cause.
+    """
+    found = any(sign in text for sign in _GL_SIGNS) or (
+        "mujoco" in text.lower() and any(sign in text for sign in _GL_LIBRARY_SIGNS)
+    )
+    if not found:
+        return None
+    return (
+        "MuJoCo found no OpenGL backend to render with (no display here); run with "
+        "MUJOCO_GL=egl (GPU rendering; Debian/Ubuntu package libegl1) or MUJOCO_GL=osmesa "
+        "(CPU rendering; package libosmesa6), e.g. MUJOCO_GL=osmesa rlcapture record ..."
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception's message and traceback, with its causes, as one text to search."""
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _import_module(name: str, what: str) -> Any:
@@ -145,17 +186,26 @@ def check_env_id(env_id: EnvId) -> EnvSpec:
     try:
         creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
     except gym_error.DependencyNotInstalled as exc:
+        hint = opengl_hint(error_text(exc))
+        if hint:
+            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
         raise EnvError(
             f"env {label!r} needs a package that is not installed: {_first_line(exc)}"
         ) from None
     except EnvError:
         raise
     except ImportError as exc:
+        hint = opengl_hint(error_text(exc))
+        if hint:
+            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
         raise EnvError(
             f"env {label!r} cannot be imported ({_first_line(exc)}); install the package "
             "that provides it"
         ) from None
     except Exception as exc:  # noqa: BLE001 - the env's module raised while importing
+        hint = opengl_hint(error_text(exc))
+        if hint:
+            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
         raise EnvError(
             f"importing env {label!r} ({entry}) failed: {type(exc).__name__}: {_first_line(exc)}"
         ) from None

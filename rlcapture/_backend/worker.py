@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import traceback
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
@@ -470,8 +469,14 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 worker.after_reply()
             kind = type(cmd)
             if kind is Close:
-                worker.close()
-                conn.send_bytes(encode(Ok(None)))
+                try:
+                    worker.close()
+                    answer: Ok | Error = Ok(None)
+                except Exception as exc:  # noqa: BLE001 - e.g. the encoder died (a full disk)
+                    # Answered, not printed: the vector env hears of the
+                    # encoder's failure from the recorder, in one line.
+                    answer = _error_reply(spec.env_indices[0], exc, traceback.format_exc())
+                conn.send_bytes(encode(answer))
                 return
             if kind is Render:  # every worker has answered; rendered above (no reply)
                 continue
@@ -495,8 +500,15 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 worker.after_reply()
     except KeyboardInterrupt:
         return
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return  # the vector env's process is gone: no one to answer
+    except Exception as exc:  # noqa: BLE001 - sent, never printed over the caller's output
+        try:
+            conn.send_bytes(encode(_error_reply(spec.env_indices[0], exc, traceback.format_exc())))
+        except OSError:
+            pass
     finally:
         try:
             worker.close(EndReason.ERROR)
-        except Exception:  # noqa: BLE001 - the error that brought us here matters more
-            traceback.print_exc(file=sys.stderr)
+        except Exception:  # noqa: BLE001 - the error that brought us here was already answered
+            pass
