@@ -329,10 +329,10 @@ def _record_one(
         target = np.asarray(quotas)
         obs, _ = envs.reset(seed=seed)
         while ((done < target) & ~envs.failed).any():
-            obs, _r, _te, _tr, info = envs.step(policy(obs))
+            obs, _r, _te, _tr, _info = envs.step(policy(obs))
             steps += args.num_envs
-            if "_episode" in info:
-                done += info["_episode"] & (done < target)
+            for k in envs.finished_episodes:
+                done[k] += done[k] < target[k]
             if progress:
                 progress.update(int(done.sum()), steps)
         if progress:

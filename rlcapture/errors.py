@@ -10,12 +10,15 @@ Gymnasium's, so code written for ``AsyncVectorEnv`` catches them unchanged.
 
 from __future__ import annotations
 
+from multiprocessing import TimeoutError as _MPTimeoutError
+
 from gymnasium import error as _gym
 
 __all__ = [
     "RLCaptureError",
     "ConfigError",
     "EnvError",
+    "SpaceMismatchError",
     "FrameError",
     "OutputExistsError",
     "OutputError",
@@ -39,6 +42,13 @@ class ConfigError(RLCaptureError, ValueError):
 
 class EnvError(RLCaptureError, ValueError):
     """An environment cannot be made or cannot render the way rlcapture needs."""
+
+
+class SpaceMismatchError(EnvError, RuntimeError):
+    """The envs of a vector env do not share their spaces.
+
+    A ``RuntimeError`` too, as AsyncVectorEnv raises for the same mistake.
+    """
 
 
 class FrameError(RLCaptureError, ValueError):
@@ -109,8 +119,11 @@ class WorkerError(ProcessDiedError):
         self.env_index = env_index
 
 
-class StepTimeoutError(WorkerError, TimeoutError):
-    """An env took longer than the step timeout to answer."""
+class StepTimeoutError(WorkerError, TimeoutError, _MPTimeoutError):
+    """An env took longer than the step timeout to answer.
+
+    Also ``multiprocessing.TimeoutError``, which AsyncVectorEnv's ``*_wait(timeout)`` raise.
+    """
 
 
 class EncoderError(ProcessDiedError):

@@ -125,8 +125,10 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
             if dones[i]:
                 if final is not None:
                     info["terminal_observation"] = final
-                if "episode" in info:
-                    ep = info["episode"]
+                # The env's own Monitor statistics where it has them, else
+                # what Monitor would say (CaptureVectorEnv adds no infos).
+                ep = info.get("episode") or self.venv.finished_episodes.get(i)
+                if ep is not None:
                     info["episode"] = {"r": float(ep["r"]), "l": int(ep["l"]), "t": float(ep["t"])}
             out.append(info)
         return obs, rewards.astype(np.float32), dones, out

@@ -1,16 +1,25 @@
 """``CaptureVectorEnv``: a Gymnasium vector env whose workers record as they step.
 
-It behaves like :class:`gymnasium.vector.AsyncVectorEnv` (next-step autoreset
-by default, same-step on request), and adds what recording needs: each worker
-renders the episodes its schedule picks into its own shared-memory ring, the
-encoder process writes one video per (env, episode), and every finished
-episode gets ``info["episode"]`` and a line in the manifest. Frames never pass
-through this process.
+It behaves like :class:`gymnasium.vector.AsyncVectorEnv`, so code written for
+that runs unchanged: the same autoreset modes (next-step by default, same-step,
+disabled with ``reset_mask``), observation modes, ``shared_memory=False`` for
+spaces that shared memory cannot hold, the ``*_async``/``*_wait`` calls and
+their errors, attributes read and set through the wrappers, and the same
+observations, rewards, flags and infos for the same seeds and actions (the
+differential tests in ``tests/test_dropin.py`` check it step by step). It adds
+what recording needs: each worker renders the episodes its schedule picks into
+its own shared-memory ring, the encoder process writes one video per (env,
+episode), and every finished episode gets a line in the manifest, with the
+env's own return. The infos are the env's: rlcapture adds nothing to them
+(wrap the envs, or this vector env, in ``RecordEpisodeStatistics`` as with
+AsyncVectorEnv; :attr:`CaptureVectorEnv.finished_episodes` says what ended on
+the last step). Frames never pass through this process.
 """
 
 from __future__ import annotations
 
 import atexit
+import builtins
 import math
 import os
 import time
@@ -22,13 +31,25 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import logger
+from gymnasium.error import CustomSpaceError
+from gymnasium.spaces.utils import is_space_dtype_shape_equiv
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space, create_shared_memory, read_from_shared_memory
+from gymnasium.vector.utils import (
+    batch_differing_spaces,
+    batch_space,
+    concatenate,
+    create_empty_array,
+    create_shared_memory,
+    iterate,
+    read_from_shared_memory,
+)
 
 from ._backend.messages import (
     Call,
     Close,
     Error,
+    IsWrapped,
     Message,
     Ok,
     Ready,
@@ -51,6 +72,7 @@ from .errors import (
     FrameError,
     NoAsyncCallError,
     RLCaptureError,
+    SpaceMismatchError,
     StepTimeoutError,
     WorkerError,
 )
@@ -90,7 +112,14 @@ class CaptureVectorEnv(VectorEnv):
             ``(env_index, episode_index) -> bool``. Evaluated in the worker at
             each reset.
         envs_per_worker: Envs hosted by one worker process.
-        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default) or ``SAME_STEP``.
+        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or
+            ``DISABLED`` (reset done envs with ``reset(options={"reset_mask": mask})``).
+        shared_memory: Observations go through shared memory (True) or the
+            workers' pipes (False: needed for spaces shared memory cannot hold,
+            such as custom, ``Sequence`` and ``Graph`` spaces), as AsyncVectorEnv's.
+        observation_mode: "same" (every env has env 0's observation space),
+            "different" (same shape and dtype, other bounds), or a pair
+            ``(observation_space, single_observation_space)``, as AsyncVectorEnv's.
         step_timeout: Seconds a worker may take to answer before
             :class:`StepTimeoutError`; None waits as long as the worker lives.
         context: ``multiprocess`` start method for the workers.
@@ -135,6 +164,8 @@ class CaptureVectorEnv(VectorEnv):
         record: ScheduleSpec = "all",
         envs_per_worker: int = 1,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        shared_memory: bool = True,
+        observation_mode: str | tuple[gym.Space, gym.Space] = "same",
         step_timeout: float | None = None,
         context: str | None = None,
         copy: bool = True,
@@ -171,10 +202,24 @@ class CaptureVectorEnv(VectorEnv):
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
             raise ConfigError(
-                f"autoreset_mode {autoreset_mode!r} is not supported; use NEXT_STEP or SAME_STEP"
+                f"autoreset_mode {autoreset_mode!r} is not supported; "
+                "use NEXT_STEP, SAME_STEP or DISABLED"
             ) from None
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ConfigError("autoreset_mode must be NEXT_STEP or SAME_STEP")
+        if isinstance(observation_mode, tuple):
+            if len(observation_mode) != 2 or not all(
+                isinstance(space, gym.Space) for space in observation_mode
+            ):
+                raise TypeError(
+                    "observation_mode as a tuple must be (observation_space, "
+                    f"single_observation_space), two Spaces; got {observation_mode!r}"
+                )
+        elif observation_mode not in ("same", "different"):
+            raise ConfigError(
+                "Invalid `observation_mode`, expected: 'same' or 'different' or tuple of single "
+                f"and batch observation space, actual got {observation_mode}"
+            )
+        self.observation_mode = observation_mode
+        self.shared_memory = bool(shared_memory)
         if on_error not in ("raise", "continue"):
             raise ConfigError(f"on_error must be 'raise' or 'continue', got {on_error!r}")
         self.on_error = on_error
@@ -188,6 +233,11 @@ class CaptureVectorEnv(VectorEnv):
         self._owed: set[int] = set()  # workers whose reply has not been read yet
         self._started = False
         self._new_failures: list[int] = []
+        #: Episodes that finished on the last step, by env position: ``{"r", "l",
+        #: "t"}``, ``r`` the env's own return (its innermost
+        #: ``RecordEpisodeStatistics`` where it has one), as in the manifest.
+        self.finished_episodes: dict[int, dict[str, Any]] = {}
+        self._pipe_obs: list[Any] = [None] * n
         self._waiting: list[int] = []  # workers holding frames until every worker answered
         schedule = as_schedule(record)
         if episodes_per_env is None or isinstance(episodes_per_env, int):
@@ -269,15 +319,29 @@ class CaptureVectorEnv(VectorEnv):
             ) from exc
         try:
             self._check_env(probe, 0)
-            self.single_observation_space = probe.observation_space
+            if isinstance(self.observation_mode, tuple):
+                self.observation_space, self.single_observation_space = self.observation_mode
+            else:
+                self.single_observation_space = probe.observation_space
             self.single_action_space = probe.action_space
             self.metadata = dict(probe.metadata)
             self.render_mode = probe.render_mode
             self.spec = probe.spec
         finally:
             probe.close()
-        obs_mem = create_shared_memory(self.single_observation_space, n, ctx=ctx)
-        self._obs = read_from_shared_memory(self.single_observation_space, obs_mem, n)
+        obs_mem = None
+        if self.shared_memory:
+            try:
+                obs_mem = create_shared_memory(self.single_observation_space, n, ctx=ctx)
+            except CustomSpaceError as exc:
+                raise ConfigError(
+                    f"the observation space {self.single_observation_space} cannot go through "
+                    "shared memory; pass shared_memory=False (observations then go through "
+                    "the workers' pipes)"
+                ) from exc
+            self._obs = read_from_shared_memory(self.single_observation_space, obs_mem, n)
+        else:
+            self._obs = create_empty_array(self.single_observation_space, n, fn=np.zeros)
         shared = Shared(obs_mem, rewards, terminated, truncated)
         for w, (lo, hi) in enumerate(self._slices):
             spec = WorkerSpec(
@@ -305,25 +369,49 @@ class CaptureVectorEnv(VectorEnv):
             self._procs.append(proc)
             self._conns.append(parent)
         self._state = _State.DEFAULT
+        spaces = []
         for w in range(len(self._procs)):
             reply = self._receive(w, timeout=max(60.0, self.step_timeout or 0.0))
             for j, info in enumerate(reply):
-                env_index = self._slices[w][0] + j
-                if (
-                    info.observation_space != self.single_observation_space
-                    or info.action_space != self.single_action_space
-                ):
-                    raise EnvError(
-                        f"env {env_index} has different spaces from env 0; "
-                        "all envs of a vector env need the same spaces"
-                    )
-        self.observation_space = batch_space(self.single_observation_space, n)
+                self._check_spaces(self._slices[w][0] + j, info)
+                spaces.append(info.observation_space)
+        if self.observation_mode == "same":
+            self.observation_space = batch_space(self.single_observation_space, n)
+        elif self.observation_mode == "different":
+            self.observation_space = batch_differing_spaces(spaces)
         self.action_space = batch_space(self.single_action_space, n)
         self.metadata["autoreset_mode"] = self.autoreset_mode
         self._started = True
 
+    def _check_spaces(self, env_index: int, info: Any) -> None:
+        """Env ``env_index``'s spaces against the vector env's, as AsyncVectorEnv checks them."""
+        space = info.observation_space
+        if self.observation_mode == "same":
+            if space != self.single_observation_space:
+                raise SpaceMismatchError(
+                    f"env {env_index} has a different observation space from env 0 "
+                    f"({space} against {self.single_observation_space}); if that is meant, "
+                    "pass observation_mode='different'"
+                )
+        elif not is_space_dtype_shape_equiv(self.single_observation_space, space):
+            raise SpaceMismatchError(
+                f"env {env_index}'s observation space {space} does not share a shape and "
+                f"dtype with {self.single_observation_space}"
+            )
+        if info.action_space != self.single_action_space:
+            raise SpaceMismatchError(
+                f"env {env_index} has a different action space from env 0 "
+                f"({info.action_space} against {self.single_action_space}); the actions "
+                "of a vector env are batched, so every env needs the same"
+            )
+
     @staticmethod
     def _check_env(env: gym.Env, index: int) -> None:
+        if env.render_mode == "rgb_array_list":
+            raise EnvError(
+                f"env {index} has render_mode='rgb_array_list'; rlcapture takes each frame "
+                "as it is rendered: make the env with render_mode='rgb_array' instead"
+            )
         if env.render_mode != "rgb_array":
             raise EnvError(
                 f"env {index} has render_mode={env.render_mode!r}; rlcapture records "
@@ -440,10 +528,14 @@ class CaptureVectorEnv(VectorEnv):
     def _unpack(self, w: int, raw: bytes) -> Any:
         msg = decode(raw)
         if type(msg) is Ok:
+            lo = self._slices[w][0]
             if msg.failures:
-                lo = self._slices[w][0]
                 for j, message in msg.failures:
                     self._mark_failed(lo + j, message)
+            if msg.observations is not None:
+                self._pipe_obs[lo : lo + len(msg.observations)] = msg.observations
+            for j, stats in msg.episodes:
+                self.finished_episodes[lo + j] = stats
             if msg.waiting:
                 self._waiting.append(w)
             return msg.value
@@ -462,7 +554,7 @@ class CaptureVectorEnv(VectorEnv):
         env, kind, text, tb, user_error = msg.env, msg.kind, msg.text, msg.traceback, msg.user_error
         proc = self._procs[w]
         if msg.recoverable:  # a failed call(): the worker serves on
-            cls = {"AttributeError": AttributeError, "TypeError": TypeError}.get(kind, ValueError)
+            cls = _builtin(kind) or ValueError
             call_err = cls(f"env {self.first_env_index + env}: {text}")
             call_err.__cause__ = RemoteTraceback(tb)
             return _CallFailed(call_err)
@@ -479,7 +571,10 @@ class CaptureVectorEnv(VectorEnv):
             user_cls = {"EnvError": EnvError, "FrameError": FrameError}.get(user_error, ConfigError)
             err = user_cls(text if text.startswith("env ") else f"{where}: {text}")
         else:
-            err = WorkerError(
+            # Also an instance of the env's own error where that is a builtin
+            # (``except ValueError`` around a step catches it, as with
+            # AsyncVectorEnv, which raises the env's error class again).
+            err = _worker_error_class(kind)(
                 f"{where} raised {kind}: {text} (worker pid {proc.pid}, "
                 f"{describe_exit(proc.exitcode)})",
                 self.first_env_index + env,
@@ -497,17 +592,22 @@ class CaptureVectorEnv(VectorEnv):
             except OSError:
                 pass  # a dead worker is noticed on the next step
 
-    def _assert_ready(self) -> None:
+    def _assert_ready(self, call: str) -> None:
         self._assert_open()
         if self._state != _State.DEFAULT:
+            # Gymnasium's words, which code written for AsyncVectorEnv may match.
             raise AlreadyPendingCallError(
-                f"a call to {self._state.value} is already pending; wait for it first",
+                f"Calling `{call}` while waiting for a pending call to `{self._state.value}` "
+                "to complete.",
                 self._state.value,
             )
 
     def _assert_open(self) -> None:
         if self._state == _State.CLOSED:
-            raise ClosedError("the vector env is closed")
+            raise ClosedError(
+                f"Trying to operate on `{type(self).__name__}`, after a call to `close()`: "
+                "it is closed"
+            )
         if self._state == _State.BROKEN:
             raise ClosedError(
                 "a worker of this vector env failed earlier; close it and make a new one"
@@ -520,8 +620,22 @@ class CaptureVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Reset every env; ``seed`` gives env i the seed ``seed + i`` (or a list, one each)."""
-        self._assert_ready()
+        """Reset every env; ``seed`` gives env i the seed ``seed + i`` (or a list, one each).
+
+        ``options["reset_mask"]`` (a boolean array, one flag per env) resets
+        only the envs it marks, as AsyncVectorEnv does: the others keep their
+        episode, and their observation in the batch.
+        """
+        self.reset_async(seed=seed, options=options)
+        return self.reset_wait()
+
+    def reset_async(
+        self,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """Send the resets without waiting; :meth:`reset_wait` collects them."""
+        self._assert_open()
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
         elif isinstance(seed, (int, np.integer)):
@@ -530,19 +644,49 @@ class CaptureVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ConfigError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        self._assert_ready("reset_async")
+        mask = None
+        if options is not None and "reset_mask" in options:
+            options = dict(options)
+            mask = _check_mask(options.pop("reset_mask"), self.num_envs)
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(
                 seeds[0] if isinstance(seeds[0], int) else None
             )
-        self._state = _State.WAITING_RESET
+        self.finished_episodes = {}
         for w in self._live():
             lo, hi = self._slices[w]
-            self._send(w, Reset(seeds[lo:hi], options))
-        replies = self._receive_all(self._live(), self.step_timeout)
+            which = None if mask is None else [bool(m) for m in mask[lo:hi]]
+            if which is None or any(which):
+                self._send(w, Reset(seeds[lo:hi], options, which))
+        self._state = _State.WAITING_RESET
+
+    def reset_wait(self, timeout: float | None = None) -> tuple[Any, dict[str, Any]]:
+        """Collect what :meth:`reset_async` started.
+
+        Args:
+            timeout: Seconds to wait (None: the ``step_timeout`` given at
+                construction); past it, :class:`StepTimeoutError` (also a
+                ``multiprocessing.TimeoutError``, as AsyncVectorEnv raises).
+        """
+        if self._state != _State.WAITING_RESET:
+            self._assert_open()
+            raise NoAsyncCallError(
+                "Calling `reset_wait` without any prior call to `reset_async`.", "reset"
+            )
+        replies = self._receive_all(sorted(self._owed - self._dead), self._timeout(timeout))
         self._release_renders()
         self._state = _State.DEFAULT
         infos = self._gather(replies)
-        return (deepcopy(self._obs) if self.copy else self._obs), infos
+        return self._observations(), infos
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.step_timeout if timeout is None else timeout
+
+    def _observations(self) -> Any:
+        if not self.shared_memory:
+            self._obs = concatenate(self.single_observation_space, self._pipe_obs, self._obs)
+        return deepcopy(self._obs) if self.copy else self._obs
 
     def _gather(self, replies: dict[int, Any]) -> dict[str, Any]:
         """Merge the workers' infos, with ``info["error"]`` for envs that failed just now."""
@@ -565,7 +709,7 @@ class CaptureVectorEnv(VectorEnv):
 
     def step_async(self, actions: Any) -> None:
         """Send actions to the workers without waiting."""
-        self._assert_ready()
+        self._assert_ready("step_async")
         assert self.recorder is not None
         self.recorder.check()
         if (
@@ -580,26 +724,42 @@ class CaptureVectorEnv(VectorEnv):
             )
         if isinstance(actions, (np.ndarray, list)) and len(actions) != self.num_envs:
             raise ConfigError(f"got {len(actions)} actions for {self.num_envs} envs")
+        # Split as AsyncVectorEnv does, by the batched space: right for
+        # every space (Dict, nested Tuple, Text, OneOf, Graph, custom).
+        split = list(iterate(self.action_space, actions))
+        if len(split) != self.num_envs:
+            raise ConfigError(f"got {len(split)} actions for {self.num_envs} envs")
+        self.finished_episodes = {}
         for w in self._live():
             lo, hi = self._slices[w]
-            self._send(w, Step(_take(actions, lo, hi, self.single_action_space)))
+            self._send(w, Step(split[lo:hi]))
         self._state = _State.WAITING_STEP
 
-    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Collect what ``step_async`` started."""
+    def step_wait(
+        self, timeout: float | None = None
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Collect what ``step_async`` started.
+
+        Args:
+            timeout: Seconds to wait (None: the ``step_timeout`` given at
+                construction); past it, :class:`StepTimeoutError` (also a
+                ``multiprocessing.TimeoutError``, as AsyncVectorEnv raises).
+        """
         if self._state != _State.WAITING_STEP:
             self._assert_open()
-            raise NoAsyncCallError("step_wait called without step_async", "step")
+            raise NoAsyncCallError(
+                "Calling `step_wait` without any prior call to `step_async`.", "step"
+            )
         for w in self._dead:  # envs taken out: zero reward, never done
             lo, hi = self._slices[w]
             self._rewards[lo:hi] = 0.0
             self._terminated[lo:hi] = False
             self._truncated[lo:hi] = False
-        replies = self._receive_all(self._live(), self.step_timeout)
+        replies = self._receive_all(self._live(), self._timeout(timeout))
         self._release_renders()
         self._state = _State.DEFAULT
         infos = self._gather(replies)
-        obs = deepcopy(self._obs) if self.copy else self._obs
+        obs = self._observations()
         return obs, self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -612,9 +772,10 @@ class CaptureVectorEnv(VectorEnv):
         """Call a method (or read an attribute) of the envs at ``indices`` only (None: all).
 
         The other envs are not touched, which matters for methods with side
-        effects (SB3's ``env_method(..., indices=...)``).
+        effects (SB3's ``env_method(..., indices=...)``). As AsyncVectorEnv,
+        ``name`` is looked up through the wrappers (``get_wrapper_attr``).
         """
-        self._assert_ready()
+        self._assert_ready("call")
         plan = self._plan(indices)
         for w, which in plan.items():
             self._send(w, Call(name, args, kwargs, which))
@@ -645,8 +806,40 @@ class CaptureVectorEnv(VectorEnv):
         return plan
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
-        """An attribute of every env."""
+        """An attribute of every env, from whichever wrapper (or the env) has it."""
         return self.call(name)
+
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]
+        """The seed of each env's ``np_random``, as AsyncVectorEnv's."""
+        return self.get_attr("np_random_seed")
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
+        """Each env's ``np_random`` (copies, from the workers), as AsyncVectorEnv's."""
+        return self.get_attr("np_random")
+
+    def env_is_wrapped(
+        self, wrapper_class: type, indices: Sequence[int] | None = None
+    ) -> list[bool]:
+        """Whether each env (at ``indices``; None: all) has ``wrapper_class`` among its wrappers.
+
+        What SB3's ``VecEnv.env_is_wrapped`` asks (``Monitor``, for example).
+        Envs taken out (``on_error="continue"``) answer False.
+        """
+        self._assert_ready("env_is_wrapped")
+        plan = self._plan(indices)
+        for w, which in plan.items():
+            self._send(w, IsWrapped(wrapper_class, which))
+        replies = self._receive_all(list(plan), self.step_timeout)
+        found: dict[int, bool] = {}
+        for w, which in plan.items():
+            lo, hi = self._slices[w]
+            local = range(hi - lo) if which is None else which
+            for j, value in zip(local, replies.get(w) or [False] * len(local)):
+                found[lo + j] = bool(value)
+        order = range(self.num_envs) if indices is None else indices
+        return [found.get(int(i), False) for i in order]
 
     def set_attr(
         self,
@@ -654,8 +847,11 @@ class CaptureVectorEnv(VectorEnv):
         values: list[Any] | tuple[Any, ...] | object,
         indices: Sequence[int] | None = None,
     ) -> None:
-        """Set an attribute of every env, or of those at ``indices`` (one value for all, or one each)."""
-        self._assert_ready()
+        """Set an attribute of every env, or of those at ``indices`` (one value for all, or one each).
+
+        On whichever wrapper (or the env) has it (``set_wrapper_attr``), as AsyncVectorEnv.
+        """
+        self._assert_ready("set_attr")
         count = self.num_envs if indices is None else len(indices)
         if not isinstance(values, (list, tuple)):
             values = [values] * count
@@ -673,9 +869,19 @@ class CaptureVectorEnv(VectorEnv):
         """Frames of every env, fetched through the pipes (recording does not need this)."""
         return self.call("render")
 
-    def close_extras(self, **kwargs: Any) -> None:
-        """Close workers (they end running recorded episodes as "closed"), then the recorder."""
-        self._shutdown(timeout=kwargs.get("timeout", 30.0))
+    def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
+        """Close workers (they end running recorded episodes as "closed"), then the recorder.
+
+        Args:
+            timeout: Seconds the workers have to finish (None: 30).
+            terminate: Give them one second, as AsyncVectorEnv's forced close.
+        """
+        if self._state in (_State.WAITING_RESET, _State.WAITING_STEP):
+            logger.warn(
+                f"Calling `close` while waiting for a pending call to `{self._state.value}` "
+                "to complete."
+            )
+        self._shutdown(timeout=1.0 if terminate else (30.0 if timeout is None else timeout))
 
     def _shutdown(self, timeout: float) -> None:
         hook = getattr(self, "_exit_hook", None)
@@ -747,16 +953,46 @@ class _CallFailed:
         self.error = error
 
 
-def _take(actions: Any, lo: int, hi: int, space: gym.Space) -> Any:
-    if isinstance(actions, np.ndarray):
-        return actions[lo:hi]
-    if isinstance(actions, dict):
-        return [
-            {k: _take(v, i, i + 1, space)[0] for k, v in actions.items()} for i in range(lo, hi)
-        ]
-    if isinstance(actions, tuple):
-        return [tuple(a[i] for a in actions) for i in range(lo, hi)]
-    return list(actions[lo:hi])
+def _check_mask(mask: Any, n: int) -> np.ndarray:
+    """``options["reset_mask"]``, checked as AsyncVectorEnv checks it."""
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+    if mask.shape != (n,):
+        raise ValueError(f"`options['reset_mask']` must have shape `({n},)`, got {mask.shape}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+    if not np.any(mask):
+        raise ValueError(
+            "`options['reset_mask']` must contain a boolean array with at least one True "
+            f"value, got reset_mask={mask}"
+        )
+    return mask
+
+
+def _builtin(kind: str) -> type[Exception] | None:
+    """The builtin exception class named ``kind``, if there is one."""
+    cls = getattr(builtins, kind, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls
+    return None
+
+
+_WORKER_ERRORS: dict[str, type[WorkerError]] = {}
+
+
+def _worker_error_class(kind: str) -> type[WorkerError]:
+    """:class:`WorkerError`, also a subclass of the builtin error ``kind`` where it can be."""
+    cls = _WORKER_ERRORS.get(kind)
+    if cls is None:
+        base = _builtin(kind)
+        cls = WorkerError
+        if base is not None and not issubclass(WorkerError, base):
+            try:
+                cls = type("WorkerError", (WorkerError, base), {"__module__": WorkerError.__module__})
+            except TypeError:  # a builtin with its own layout (OSError...)
+                cls = WorkerError
+        _WORKER_ERRORS[kind] = cls
+    return cls
 
 
 def make_vec(

@@ -6,6 +6,9 @@ trainer's workers). Each wrapped env connects to the recorder's encoder on
 first use and writes into the same engine, manifest and folder as
 :class:`CaptureVectorEnv` would. It renders inside ``step`` (the runner owns the
 loop, so there is no reply to send first), and only episodes the schedule picks.
+It changes nothing the env returns (its infos included): the manifest takes the
+episode's return from the env's own ``RecordEpisodeStatistics`` where it has
+one inside, else sums the rewards.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import gymnasium as gym
 from ._backend.channel import Endpoint
 from ._backend.episode import EndReason, EpisodeTracker
 from ._backend.producer import FrameProducer
+from ._backend.returns import return_reader
 from .errors import ConfigError, EnvError
 from .recorder import Recorder
 from .triggers import ScheduleSpec, as_schedule
@@ -83,6 +87,7 @@ class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._tracker = EpisodeTracker(env_index, as_schedule(record), episodes)
         self._drop = drop
         self._producer: FrameProducer | None = None
+        self._return = return_reader(env)
 
     @classmethod
     def factory(
@@ -135,12 +140,14 @@ class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         t = self._tracker
+        if not t.active:  # stepped past its end without a reset: in no episode
+            return obs, reward, terminated, truncated, info
         t.add(reward)
         if t.recording:
             self._capture()
         if terminated or truncated:
-            info = dict(info)
-            info["episode"] = t.stats()
+            if self._return is not None:
+                t.ret = float(self._return())
             record = t.done(bool(terminated))
             if record is not None:
                 self._connect().end(record)

@@ -26,6 +26,7 @@ from rlcapture._backend.messages import (
     EncoderClosed,
     EncoderFailed,
     EncoderReady,
+    IsWrapped,
     EnvInfo,
     Error,
     Ok,
@@ -53,11 +54,14 @@ EXAMPLES = [
     Call("render", (), {}, None),
     Call("seed", (1,), {"x": 2}, [0, 2]),
     SetAttr("speed", [1.0, 2.0], None),
+    IsWrapped(gym.wrappers.TimeLimit, [1]),
+    Reset([0, 1], {"x": 1}, [True, False]),
     Render(),
     Close(),
     Ready([EnvInfo(gym.spaces.Discrete(2), gym.spaces.Box(0, 1, (3,)), {"render_fps": 30}, "rgb_array", None)]),
     Ok(None),
     Ok([{}, {"episode": {"r": 1.0, "l": 3, "t": 0.1}}], [(1, "RuntimeError: boom")], True),
+    Ok([{}], (), False, [np.zeros(2), "text"], [(0, {"r": 1.0, "l": 3, "t": 0.1})]),
     Error(3, "FrameError", "bad frame", "Traceback ...", "FrameError", False),
     EncoderReady("\0rlcapture-1-abc"),
     CloseEncoder(30.0),
@@ -90,6 +94,15 @@ def test_every_message_type_round_trips() -> None:
     kinds = {type(m) for m in EXAMPLES}
     assert kinds == set(messages._TYPES)
     assert len(set(messages._TAGS.values())) == len(messages._TYPES)
+
+
+def test_what_pickle_refuses_goes_through_dill() -> None:
+    """A spec or info holding a lambda (TransformObservation's func) crosses the pipe."""
+    env = gym.wrappers.TransformObservation(
+        gym.make("CartPole-v1"), lambda o: o * 2, gym.make("CartPole-v1").observation_space
+    )
+    back = decode(encode(Ok([{"spec": env.spec, "f": lambda x: x + 1}])))
+    assert back.value[0]["f"](1) == 2 and back.value[0]["spec"].id == "CartPole-v1"
 
 
 def test_nothing_to_report_is_one_constant() -> None:
@@ -196,7 +209,8 @@ def test_worker_env_logic_without_pipes(tmp_path: Path) -> None:
             reply = worker.step(np.zeros(2, np.int64))  # the third step ends both episodes
             rewards, terminated, _truncated = worker.spec.shared.views()
             assert terminated.tolist() == [True, True] and rewards.tolist() == [1.0, 1.0]
-            assert [info["episode"]["l"] for info in reply.value] == [3, 3]
+            assert reply.value is None  # the env's infos, to which nothing is added
+            assert [(j, stats["l"]) for j, stats in reply.episodes] == [(0, 3), (1, 3)]
             worker.after_reply()
             assert worker.step(np.zeros(2, np.int64)) is NOTHING  # the autoreset step
             worker.after_reply()
@@ -257,12 +271,12 @@ def _vec(out: Path, **kwargs: Any) -> rlcapture.CaptureVectorEnv:
 def test_misuse_raises_gymnasium_errors(tmp_path: Path) -> None:
     env = _vec(tmp_path / "out")
     try:
-        with pytest.raises(gym.error.NoAsyncCallError, match="without step_async") as no_call:
+        with pytest.raises(gym.error.NoAsyncCallError, match="without any prior call to `step_async`") as no_call:
             env.step_wait()
         assert isinstance(no_call.value, rlcapture.NoAsyncCallError) and no_call.value.name == "step"
         env.reset(seed=0)
         env.step_async(np.zeros(1, np.int64))
-        with pytest.raises(gym.error.AlreadyPendingCallError, match="step is already pending") as pending:
+        with pytest.raises(gym.error.AlreadyPendingCallError, match="while waiting for a pending call to `step`") as pending:
             env.step_async(np.zeros(1, np.int64))
         assert isinstance(pending.value, rlcapture.AlreadyPendingCallError)
         assert pending.value.name == "step"

@@ -12,6 +12,7 @@ import pytest
 from conftest import LOSSLESS, by_env, cartpole_first_frame, decode, read_manifest
 from envs_for_tests import NoisyEnv
 from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 import rlcapture
 
@@ -26,9 +27,12 @@ def run(env: rlcapture.CaptureVectorEnv, steps: int, seed: int = 0) -> dict[str,
     Returns:
         ``actions[i]``: per env, the actions of each episode (NEXT_STEP: the
         action of an autoreset step is ignored, so it belongs to no episode);
-        ``returns[i]``/``lengths[i]``: ``info["episode"]`` per env, in order.
+        ``returns[i]``/``lengths[i]``: ``info["episode"]`` per env, in order,
+        from Gymnasium's vector ``RecordEpisodeStatistics`` around ``env``
+        (rlcapture adds nothing to the infos, as AsyncVectorEnv adds nothing).
     """
     n = env.num_envs
+    stepper = RecordEpisodeStatistics(env)
     rng = np.random.default_rng(seed)
     same_step = env.autoreset_mode == AutoresetMode.SAME_STEP
     actions: list[list[list[int]]] = [[[]] for _ in range(n)]
@@ -38,7 +42,8 @@ def run(env: rlcapture.CaptureVectorEnv, steps: int, seed: int = 0) -> dict[str,
     finals: list[tuple[int, Any, Any]] = []
     for _ in range(steps):
         a = rng.integers(0, 2, n)
-        obs, _rew, term, trunc, info = env.step(a)
+        obs, _rew, term, trunc, info = stepper.step(a)
+        assert sorted(env.finished_episodes) == np.flatnonzero(term | trunc).tolist()
         for i in range(n):
             if autoreset[i]:
                 actions[i].append([])  # this step reset env i; its action was ignored
@@ -353,7 +358,7 @@ def test_registered_env_that_cannot_render_to_an_array(tmp_path: Path) -> None:
         {"step_timeout": -1.0},
         {"step_timeout": float("inf")},
         {"first_env_index": -1},
-        {"autoreset_mode": AutoresetMode.DISABLED},
+        {"observation_mode": "sometimes"},
         {"autoreset_mode": "sometimes"},
         {"record": "every:0"},
         {"record": "sometimes"},

@@ -4,7 +4,7 @@ Two ``multiprocess`` pipes carry commands and answers between processes:
 
 vector env <-> worker
     Commands :class:`Step`, :class:`Reset`, :class:`Call`, :class:`SetAttr`,
-    :class:`Render` (no answer) and :class:`Close`; answers :class:`Ready`
+    :class:`IsWrapped`, :class:`Render` (no answer) and :class:`Close`; answers :class:`Ready`
     (once, at start), :class:`Ok` and :class:`Error`.
 recorder <-> encoder
     :class:`EncoderReady` (once, at start), :class:`CloseEncoder`, then
@@ -14,7 +14,9 @@ Every message is a named tuple read by field name, never by position or
 length. :func:`encode` and :func:`decode` are the only place a message becomes
 bytes and back, for both pipes. Underneath it is pickle (the payloads are
 actions, infos and observation spaces, which only pickle carries) of a plain
-tuple ``(tag, *fields)``: pickling the named tuple itself would name its class
+tuple ``(tag, *fields)``; a message that pickle refuses (an env's spec or
+info holding a lambda) goes through dill instead, which pickle loads back
+marked by a leading ``D`` (pickle's own start with ``\x80``). Pickling the named tuple itself would name its class
 in every message and look it up again on every load (~2 us more a message).
 The answer to most steps (:data:`NOTHING`: no infos, no failures) is encoded
 once and recognised by its bytes. Measured (encode + decode, the message built
@@ -39,6 +41,7 @@ __all__ = [
     "Reset",
     "Call",
     "SetAttr",
+    "IsWrapped",
     "Render",
     "Close",
     "EnvInfo",
@@ -66,10 +69,15 @@ class Step(NamedTuple):
 
 
 class Reset(NamedTuple):
-    """Reset the worker's envs, one seed each (None: derived), with ``options``."""
+    """Reset the worker's envs, one seed each, with ``options``.
+
+    ``mask`` (one flag each, None: all) says which envs to reset; the others
+    keep their episode and observation (Gymnasium's ``reset_mask``).
+    """
 
     seeds: list[int | None]
     options: dict[str, Any] | None
+    mask: list[bool] | None = None
 
 
 class Call(NamedTuple):
@@ -86,6 +94,13 @@ class SetAttr(NamedTuple):
 
     name: str
     values: list[Any]
+    which: list[int] | None
+
+
+class IsWrapped(NamedTuple):
+    """Whether the envs at positions ``which`` (None: all) are wrapped in ``wrapper_class``."""
+
+    wrapper_class: type
     which: list[int] | None
 
 
@@ -122,11 +137,17 @@ class Ok(NamedTuple):
         failures: ``(position, message)`` of envs taken out since the last answer
             (``on_error="continue"``).
         waiting: The worker holds frames until it gets :class:`Render`.
+        observations: One observation per env when they do not go through
+            shared memory (``shared_memory=False``), else None.
+        episodes: ``(position, {"r", "l", "t"})`` of episodes that finished
+            with this step, ``r`` the env's own return (see the worker).
     """
 
     value: Any
     failures: list[tuple[int, str]] | tuple[()] = ()
     waiting: bool = False
+    observations: list[Any] | None = None
+    episodes: list[tuple[int, dict[str, Any]]] | tuple[()] = ()
 
 
 class Error(NamedTuple):
@@ -181,6 +202,7 @@ Message = (
     | Reset
     | Call
     | SetAttr
+    | IsWrapped
     | Render
     | Close
     | Ready
@@ -203,6 +225,7 @@ _TYPES: tuple[type, ...] = (
     Close,
     Ready,
     Error,
+    IsWrapped,
     EncoderReady,
     CloseEncoder,
     EncoderClosed,
@@ -212,6 +235,7 @@ _TAGS: dict[type, int] = {cls: tag for tag, cls in enumerate(_TYPES)}
 _SIZES: tuple[int, ...] = tuple(len(cls._fields) + 1 for cls in _TYPES)  # type: ignore[attr-defined]
 _new = tuple.__new__
 _dumps = pickle.dumps
+_DILL = b"D"
 _loads = pickle.loads
 
 #: The answer to most steps: nothing to report (no infos, failures or frames held). Encoded once, and
@@ -224,7 +248,15 @@ def encode(message: Message) -> bytes:
     """The bytes of ``message``, for ``Connection.send_bytes``."""
     if message is NOTHING:
         return _NOTHING
-    return _dumps((_TAGS[type(message)], *message), _PROTOCOL)
+    fields = (_TAGS[type(message)], *message)
+    try:
+        return _dumps(fields, _PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        # A lambda or local class somewhere in the payload: pickle names
+        # functions by module path, dill carries their code.
+        import dill
+
+        return _DILL + dill.dumps(fields, _PROTOCOL)
 
 
 def decode(raw: bytes) -> Message:
@@ -235,7 +267,12 @@ def decode(raw: bytes) -> Message:
     """
     if raw == _NOTHING:
         return NOTHING
-    fields = _loads(raw)
+    if raw[:1] == _DILL:
+        import dill
+
+        fields = dill.loads(raw[1:])
+    else:
+        fields = _loads(raw)
     try:
         tag = fields[0]
         if len(fields) == _SIZES[tag] and tag >= 0:

@@ -15,11 +15,13 @@ takes and returns Python values and message objects (``messages.py``); only
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import traceback
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import write_to_shared_memory
@@ -34,6 +36,7 @@ from .messages import (
     Close,
     EnvInfo,
     Error,
+    IsWrapped,
     Ok,
     Ready,
     Render,
@@ -44,12 +47,21 @@ from .messages import (
     encode,
 )
 from .producer import FrameProducer, ShardedProducer, open_producer
+from .returns import return_reader
 
 __all__ = ["worker_main", "WorkerSpec", "Shared", "quiet_sdl"]
 
 
+#: What ``call`` refuses, as AsyncVectorEnv does: these have their own commands.
+RESERVED = ("reset", "step", "close", "_setattr", "_check_spaces")
+
+
 class Shared:
-    """Arrays in shared memory that the vector env and its workers both see."""
+    """Arrays in shared memory that the vector env and its workers both see.
+
+    ``obs_mem`` is None when observations go through the pipe instead
+    (``shared_memory=False``: spaces that shared memory cannot hold).
+    """
 
     def __init__(self, obs_mem: Any, rewards: Any, terminated: Any, truncated: Any) -> None:
         self.obs_mem = obs_mem
@@ -128,6 +140,14 @@ class _Worker:
         self.rewards, self.terminated, self.truncated = spec.shared.views()
         self.obs_space: Any = None
         self.next_step = spec.autoreset_mode == AutoresetMode.NEXT_STEP
+        self.same_step = spec.autoreset_mode == AutoresetMode.SAME_STEP
+        # Observations for the pipe when they do not go through shared memory.
+        self.obs: list[Any] | None = (
+            None if spec.shared.obs_mem is not None else [None] * len(spec.env_indices)
+        )
+        # Per env, what reads its own return (see _true_return).
+        self.returns: list[Callable[[], float] | None] = []
+        self.episodes: list[tuple[int, dict[str, Any]]] = []  # finished this step
         self.needs_reset = [False] * len(spec.env_indices)
         self.producer: FrameProducer | ShardedProducer | None = None
         self.to_render: list[int] = []
@@ -152,6 +172,7 @@ class _Worker:
             except Exception as exc:  # noqa: BLE001 - reported to the caller
                 return _error_reply(env_index, exc, traceback.format_exc())
             self.envs.append(env)
+            self.returns.append(return_reader(env))
         env0 = self.envs[0]
         self.obs_space = env0.observation_space
         fps = env0.metadata.get("render_fps")
@@ -165,17 +186,24 @@ class _Worker:
         )
         return Ready(
             [
-                EnvInfo(e.observation_space, e.action_space, dict(e.metadata), e.render_mode, e.spec)
+                EnvInfo(
+                    e.observation_space, e.action_space, dict(e.metadata), e.render_mode, _spec(e)
+                )
                 for e in self.envs
             ]
         )
 
     # -- commands -------------------------------------------------------------
-    def reset(self, seeds: Sequence[int | None], options: dict[str, Any] | None) -> Ok:
+    def reset(
+        self,
+        seeds: Sequence[int | None],
+        options: dict[str, Any] | None,
+        mask: Sequence[bool] | None = None,
+    ) -> Ok:
         infos: list[Any] = []
         for j, _env in enumerate(self.envs):
             tracker = self.trackers[j]
-            if self.failed[j]:
+            if self.failed[j] or (mask is not None and not mask[j]):
                 infos.append({})
                 continue
             record = tracker.cut(EndReason.RESET)  # reset mid-episode: close its video
@@ -221,11 +249,21 @@ class _Worker:
 
     def _reply(self, infos: list[Any] | None) -> Ok:
         failures, self.failures = self.failures, []
+        episodes, self.episodes = self.episodes, []
         # With a gate, say whether frames wait for the vector env's go.
         self.waiting = self.spec.gate and bool(self.to_render)
-        if infos is None and not failures and not self.waiting:
+        obs = None if self.obs is None else list(self.obs)
+        if infos is None and not failures and not self.waiting and obs is None and not episodes:
             return NOTHING
-        return Ok(infos, failures, self.waiting)
+        return Ok(infos, failures, self.waiting, obs, episodes)
+
+    def _write_obs(self, j: int, obs: Any) -> None:
+        if self.obs is not None:
+            self.obs[j] = obs
+        else:
+            write_to_shared_memory(
+                self.obs_space, self.spec.first + j, obs, self.spec.shared.obs_mem
+            )
 
     def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
         tracker = self.trackers[j]
@@ -234,7 +272,7 @@ class _Worker:
             obs, info = self.envs[j].reset(seed=seed, options=options)
         except Exception as exc:
             raise _Failure(tracker.env, exc) from exc
-        write_to_shared_memory(self.obs_space, self.spec.first + j, obs, self.spec.shared.obs_mem)
+        self._write_obs(j, obs)
         if tracker.recording:
             self.to_render.append(j)
         return obs, info
@@ -274,16 +312,18 @@ class _Worker:
                 obs, reward, term, trunc, info = env.step(action)
             except Exception as exc:
                 raise _Failure(e, exc) from exc
-            tracker.add(reward)
-            if tracker.recording:
-                self.to_render.append(j)
-            if term or trunc:
-                stats = tracker.stats()
-                info = dict(info)
-                info["episode"] = stats
+            # Autoreset disabled, a done env stepped without a reset: what it
+            # does is the env's business, but it belongs to no episode.
+            live = tracker.active
+            if live:
+                tracker.add(reward)
+                if tracker.recording:
+                    self.to_render.append(j)
+            if (term or trunc) and live:
+                self._true_return(j)
                 if self.next_step:
                     self.needs_reset[j] = True
-                else:
+                elif self.same_step:
                     # Same-step autoreset: the terminal frame must be
                     # rendered before the env is reset.
                     self._render_pending()
@@ -291,17 +331,34 @@ class _Worker:
                         return {"error": self.failures[-1][1]}
                     self._end_episode(j, term)
                     self._flush_ended()
-                    info["final_obs"] = obs
-                    info["final_info"] = dict(info)
-                    obs, reset_info = self._reset_one(j, None, None)
-                    info.update(reset_info)
-            write_to_shared_memory(self.obs_space, k, obs, self.spec.shared.obs_mem)
-            if (term or trunc) and self.next_step:
+                    reset_obs, reset_info = self._reset_one(j, None, None)
+                    info = {"final_info": info, "final_obs": obs, **reset_info}
+                    obs = reset_obs
+            self._write_obs(j, obs)
+            if (term or trunc) and live and not self.same_step:
                 self.to_end.append((j, term))
         self.rewards[k] = reward
         self.terminated[k] = term
         self.truncated[k] = trunc
         return info
+
+    def _true_return(self, j: int) -> None:
+        """At an episode's end: its return as the env itself counts it, for the manifest.
+
+        The rewards seen here may be changed by outer wrappers
+        (``NormalizeReward`` around ``RecordEpisodeStatistics``), so the
+        innermost episode statistics, where the env has them, say what the
+        episode returned. Also queued for the vector env's
+        ``finished_episodes``.
+        """
+        tracker = self.trackers[j]
+        read = self.returns[j]
+        if read is not None:
+            try:
+                tracker.ret = float(read())
+            except Exception:  # noqa: BLE001 - keep the summed rewards
+                pass
+        self.episodes.append((j, tracker.stats()))
 
     def _end_episode(self, j: int, terminated: bool) -> None:
         record = self.trackers[j].done(terminated)
@@ -359,20 +416,43 @@ class _Worker:
         for j in range(len(self.envs)) if which is None else which:
             env = self.envs[j]
             try:
-                attr = getattr(env, name)
+                if name in RESERVED:
+                    raise ValueError(
+                        f"Trying to call function `{name}` with `call`, use `{name}` directly instead."
+                    )
+                # As AsyncVectorEnv: the attribute of whichever wrapper (or
+                # the env) has it, not only of the outermost wrapper.
+                attr = env.get_wrapper_attr(name)
                 results.append(attr(*args, **kwargs) if callable(attr) else attr)
             except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
         return Ok(results)
 
     def set_attr(self, name: str, values: Sequence[Any], which: Sequence[int] | None = None) -> Ok:
-        """Set ``name`` on this worker's envs (``which``: positions, one value each)."""
+        """Set ``name`` on this worker's envs (``which``: positions, one value each).
+
+        On the wrapper (or env) that has it, as ``set_wrapper_attr`` decides.
+        """
         for k, j in enumerate(range(len(self.envs)) if which is None else which):
             try:
-                setattr(self.envs[j], name, values[k])
+                self.envs[j].set_wrapper_attr(name, values[k])
             except Exception as exc:
                 raise _Failure(self.trackers[j].env, exc) from exc
         return Ok(None)
+
+    def is_wrapped(self, wrapper_class: type, which: Sequence[int] | None = None) -> Ok:
+        """Whether each env has ``wrapper_class`` among its wrappers (as SB3's ``is_wrapped``)."""
+        found = []
+        for j in range(len(self.envs)) if which is None else which:
+            env = self.envs[j]
+            hit = False
+            while isinstance(env, gym.Wrapper):
+                if isinstance(env, wrapper_class):
+                    hit = True
+                    break
+                env = env.env
+            found.append(hit)
+        return Ok(found)
 
     def close(self, end: EndReason = EndReason.CLOSED) -> None:
         """Close the envs; recorded episodes still running end with ``end``."""
@@ -400,6 +480,16 @@ class _Worker:
                 self.producer.close()
 
 
+def _spec(env: Any) -> Any:
+    """``env.spec`` if it pickles, else None (the vector env takes its own from a probe env)."""
+    try:
+        spec = env.spec
+        pickle.dumps(spec)
+    except Exception:  # noqa: BLE001 - a lambda in its kwargs or wrappers
+        return None
+    return spec
+
+
 def _span(indices: Sequence[int]) -> str:
     return str(indices[0]) if len(indices) == 1 else f"{indices[0]}-{indices[-1]}"
 
@@ -410,11 +500,13 @@ def _serve(worker: _Worker, cmd: Any) -> Ok:
     if kind is Step:
         return worker.step(cmd.actions)
     if kind is Reset:
-        return worker.reset(cmd.seeds, cmd.options)
+        return worker.reset(cmd.seeds, cmd.options, cmd.mask)
     if kind is Call:
         return worker.call(cmd.name, cmd.args, cmd.kwargs, cmd.which)
     if kind is SetAttr:
         return worker.set_attr(cmd.name, cmd.values, cmd.which)
+    if kind is IsWrapped:
+        return worker.is_wrapped(cmd.wrapper_class, cmd.which)
     raise RuntimeError(f"a worker cannot serve {kind.__name__}")
 
 
@@ -487,7 +579,7 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
             try:
                 reply = _serve(worker, cmd)
             except _Failure as f:
-                if kind is Call or kind is SetAttr:
+                if kind is Call or kind is SetAttr or kind is IsWrapped:
                     # A bad attribute name is the caller's mistake, not the
                     # env's: answer with it and keep serving.
                     conn.send_bytes(encode(_error_reply(f.env, f.exc, f.tb, recoverable=True)))
