@@ -5,8 +5,9 @@ files (``git show REF:tests/...`` from a local clone, nothing copied into this
 project) to a temporary folder and runs, with pytest, the tests aimed at a
 VecEnv:
 
-- every test whose id names ``SubprocVecEnv`` (a parameter), and every test
-  whose body builds one (``make_vec_env(..., vec_env_cls=SubprocVecEnv)``);
+- every test parametrized over VecEnv classes, in its ``SubprocVecEnv`` case,
+  and every other test whose body builds one
+  (``make_vec_env(..., vec_env_cls=SubprocVecEnv)``);
 - the EvalCallback and evaluate_policy tests that build their evaluation
   ``DummyVecEnv([...])`` in the test itself (``test_callbacks.py``,
   ``test_utils.py::test_evaluate_*``): there the test module's
@@ -16,9 +17,10 @@ VecEnv:
 (over a ``CaptureVectorEnv`` of the same env functions, same-step
 autoreset, recording into a temporary folder);
 ``--against subproc`` runs the same selection with SB3's ``SubprocVecEnv`` in
-both places: the reference. The only adaptations, in both runs:
-``gymnasium.make`` defaults to ``render_mode="rgb_array"``, and each vec env
-records into its own temporary folder.
+both places: the reference. The only adaptations: ``gymnasium.make``
+defaults to ``render_mode="rgb_array"`` (both runs), and ours records each
+vec env into its own temporary folder, an env that renders no arrays (a test
+env without ``render``) drawing a blank frame.
 
 Usage::
 
@@ -76,6 +78,26 @@ if AGAINST == "ours":
 
     _folders = []
 
+    import numpy as np
+
+    class RgbArray(gym.Wrapper):
+        """The adaptation for an env that renders no arrays: a blank frame."""
+
+        @property
+        def render_mode(self):
+            return "rgb_array"
+
+        def render(self):
+            return np.zeros((8, 8, 3), np.uint8)
+
+    class Adapted:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __call__(self):
+            env = self.fn()
+            return env if env.render_mode == "rgb_array" else RgbArray(env)
+
     class Candidate(SB3VecEnv):
         """SubprocVecEnv's signature, recording into a fresh temporary folder."""
 
@@ -83,7 +105,11 @@ if AGAINST == "ours":
             out = tempfile.mkdtemp(prefix="sb3-compat-")
             _folders.append(out)
             venv = CaptureVectorEnv(
-                env_fns, out, autoreset_mode=AutoresetMode.SAME_STEP, context=start_method
+                [Adapted(fn) for fn in env_fns],
+                out,
+                autoreset_mode=AutoresetMode.SAME_STEP,
+                context=start_method,
+                record=os.environ["SB3_COMPAT_RECORD"],
             )
             try:
                 super().__init__(venv)
@@ -115,10 +141,20 @@ def _evaluation_test(item):
     return False
 
 
+def _vec_env_classes(item):
+    """The VecEnv classes among the test's parameters."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return [v for v in params.values() if isinstance(v, type) and issubclass(v, sb3_vec_env.VecEnv)]
+
+
 def pytest_collection_modifyitems(config, items):
     keep = []
     for item in items:
-        if "SubprocVecEnv" in item.nodeid or _builds(item.function, "SubprocVecEnv"):
+        classes = _vec_env_classes(item)
+        if classes:  # parametrized over VecEnv classes: the SubprocVecEnv case only
+            if Candidate in classes:
+                keep.append(item)
+        elif _builds(item.function, "SubprocVecEnv"):
             keep.append(item)
         elif _evaluation_test(item):
             item.add_marker("sb3_compat_dummy")
@@ -178,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", choices=("ours", "subproc"), default="ours")
     parser.add_argument("--repo", default=DEFAULT_REPO, help="a clone of DLR-RM/stable-baselines3")
     parser.add_argument("--ref", help="tag or commit of its tests (default: the installed version's tag)")
+    parser.add_argument(
+        "--record",
+        default="all",
+        help="which episodes ours records: all (default) or none (then envs that render "
+        "non-uint8 frames, refused when recorded, are tested for the rest)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the exported folder")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(argv)
@@ -186,11 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     export(args.repo, ref, folder)
     env = dict(os.environ)
     env["SB3_COMPAT_AGAINST"] = args.against
+    env["SB3_COMPAT_RECORD"] = args.record
     project = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (project, env.get("PYTHONPATH")) if p)
     env.setdefault("SDL_VIDEODRIVER", "dummy")
     env.setdefault("SDL_AUDIODRIVER", "dummy")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", "tests", *args.pytest_args]
+    paths = [a for a in args.pytest_args if a.startswith("tests")]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
+    cmd += ([] if paths else ["tests"]) + args.pytest_args
     print(f"sb3_vec_env: SB3 tests at {ref} against {args.against} in {folder}", file=sys.stderr)
     try:
         return subprocess.run(cmd, cwd=folder, env=env).returncode
