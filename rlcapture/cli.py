@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import re
 import sys
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import RecordConfig
-from .errors import RLCaptureError
+from .envs import EnvFactory, make_env_fn
+from .errors import ConfigError, RLCaptureError
 from .evaluate import evaluate
 from .policies import allocate_episodes, load_policy
 from .progress import RunProgress
@@ -107,7 +109,26 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate a policy and record one video per episode",
         description="Run K episodes on N parallel envs and record them.",
     )
-    rec.add_argument("env_id", nargs="?", default=DEFAULT_ENV, help=f"Gymnasium env id (default {DEFAULT_ENV})")
+    rec.add_argument(
+        "env_id",
+        nargs="?",
+        default=DEFAULT_ENV,
+        help=f"what gymnasium.make takes: an id (default {DEFAULT_ENV}), ALE/Pong-v5 with "
+        "--import ale_py, or module:EnvName-v0",
+    )
+    rec.add_argument(
+        "--env-kwargs",
+        metavar="JSON",
+        help='keyword arguments of the env, as a JSON object: \'{"continuous": true}\'',
+    )
+    rec.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (it registers envs, e.g. ale_py for ALE/Pong-v5); repeatable",
+    )
     rec.add_argument("--num-envs", "-n", type=_positive(int, 1, 1024, "--num-envs"), default=2)
     rec.add_argument("--episodes", "-k", type=_positive(int, 1, 10**7, "--episodes"), default=10)
     rec.add_argument("--out", "-o", help="output folder (default runs/ENV_ID)")
@@ -295,6 +316,31 @@ def record_config(args: argparse.Namespace, **overrides: Any) -> RecordConfig:
     return RecordConfig.from_options(**options)
 
 
+def parse_env_kwargs(text: str | None) -> dict[str, Any]:
+    """``--env-kwargs``: a JSON object of the env's keyword arguments (None: none)."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--env-kwargs must be a JSON object such as '{{\"continuous\": true}}': {exc} in {text!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--env-kwargs must be a JSON object ({{...}}), got {text!r}")
+    return value
+
+
+def env_factory(args: argparse.Namespace) -> EnvFactory:
+    """The env that ``rlcapture record``'s arguments name (``--import`` first, then the id)."""
+    return make_env_fn(
+        args.env_id,
+        env_kwargs=parse_env_kwargs(getattr(args, "env_kwargs", None)),
+        max_episode_steps=args.max_episode_steps,
+        imports=getattr(args, "imports", None) or (),
+    )
+
+
 def _record_one(
     args: argparse.Namespace, out: Path, seed: int, stdout: TextIO, stderr: TextIO
 ) -> tuple[int, list[float]]:
@@ -365,6 +411,8 @@ def _evaluate(
         num_envs=args.num_envs,
         out=out,
         config=record_config(args, keep_seed=seed),
+        env_kwargs=parse_env_kwargs(getattr(args, "env_kwargs", None)),
+        imports=getattr(args, "imports", None) or (),
         max_episode_steps=args.max_episode_steps,
         deterministic=not args.stochastic,
         overwrite=args.overwrite,
@@ -430,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return bench(args, sys.stdout, sys.stderr)
     except RLCaptureError as exc:
-        print(f"rlcapture: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split("\n"))  # one line, whatever the message holds
+        print(f"rlcapture: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rlcapture: interrupted", file=sys.stderr)

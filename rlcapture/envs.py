@@ -1,89 +1,317 @@
-"""Making registered envs for recording, with errors that say what to do."""
+"""Making registered envs for recording, with errors that say what to do.
+
+Whatever :func:`gymnasium.make` accepts is accepted here: a plain id
+(``CartPole-v1``), a namespaced id registered by a package once it is imported
+(``ALE/Pong-v5`` after ``import ale_py``), ``module:EnvName-v0`` (the module is
+imported first, as ``gymnasium.make`` does), and :class:`~gymnasium.envs.registration.EnvSpec`
+objects. The id is resolved here, in the caller's process, into the
+``EnvSpec`` that the workers make: a worker started with ``spawn`` or
+``forkserver`` has not imported the package that registered a namespace, and
+need not, since the spec names the env's entry point itself.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 from gymnasium import error as gym_error
+from gymnasium.envs.registration import EnvSpec
 
 from .errors import ConfigError, EnvError
 
-__all__ = ["EnvFactory", "make_env_fn", "check_env_id", "import_object"]
+__all__ = [
+    "EnvFactory",
+    "EnvId",
+    "check_env_id",
+    "import_env_modules",
+    "import_object",
+    "error_text",
+    "make_env_fn",
+    "opengl_hint",
+]
+
+#: What names an env: an id string or a Gymnasium ``EnvSpec``.
+EnvId = str | EnvSpec
+
+#: Namespaces whose registering package is well known, for the hint of an unknown id.
+_NAMESPACE_PACKAGES = {"ALE": "ale_py", "MiniGrid": "minigrid", "BabyAI": "minigrid"}
 
 
-def check_env_id(env_id: str) -> None:
-    """Check that ``env_id`` is registered, importable and renders to an array.
+def _first_line(text: object) -> str:
+    """The first non-empty line of ``text``: the CLI prints errors on one line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+#: What MuJoCo, its Python bindings, PyOpenGL and Gymnasium's MuJoCo renderer say
+#: when no OpenGL backend works (no display for GLFW, no EGL, no OSMesa).
+_GL_SIGNS = (
+    "No OpenGL backend could be imported",  # gymnasium.envs.mujoco.mujoco_rendering
+    "gladLoadGL error",  # mujoco.FatalError: a GLFW context without OpenGL
+    "Cannot initialize a EGL device display",  # mujoco.egl
+    "MUJOCO_GL",  # an invalid MUJOCO_GL value
+    "MUJOCO_EGL_DEVICE_ID",
+)
+_GL_LIBRARY_SIGNS = ("Unable to load OpenGL library", "Unable to load EGL library", "OSMesa")
+
+
+def opengl_hint(text: str) -> str | None:
+    """What to do when MuJoCo cannot render for want of an OpenGL backend, or None.
+
+    Args:
+        text: An error's message and traceback (the causes included): a
+            missing EGL can surface as "MuJoCo is not installed" from
+            Gymnasium, with the real reason only in the cause.
+    """
+    found = any(sign in text for sign in _GL_SIGNS) or (
+        "mujoco" in text.lower() and any(sign in text for sign in _GL_LIBRARY_SIGNS)
+    )
+    if not found:
+        return None
+    return (
+        "MuJoCo found no OpenGL backend to render with (no display here); run with "
+        "MUJOCO_GL=egl (GPU rendering; Debian/Ubuntu package libegl1) or MUJOCO_GL=osmesa "
+        "(CPU rendering; package libosmesa6), e.g. MUJOCO_GL=osmesa rlcapture record ..."
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception's message and traceback, with its causes, as one text to search."""
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _import_module(name: str, what: str) -> Any:
+    """Import ``name`` (the current folder importable, as with ``python -m``).
 
     Raises:
-        EnvError: Naming the missing piece (an unknown id, a missing extra, an
-            env without ``rgb_array`` rendering).
+        EnvError: The module is missing or raised while importing, in one line.
     """
-    if not isinstance(env_id, str) or not env_id:
-        raise EnvError(f"env id must be a non-empty string, got {env_id!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
     try:
-        spec = gym.spec(env_id)
-    except (gym_error.NameNotFound, gym_error.NamespaceNotFound, gym_error.VersionNotFound) as exc:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or name
+        if missing == name or name.startswith(missing + "."):
+            raise EnvError(
+                f"cannot import {what} {name!r}: no module named {missing!r}; "
+                "install the package that provides it, or check the name"
+            ) from None
         raise EnvError(
-            f"unknown env id {env_id!r} ({exc}); list the registered ids with "
+            f"importing {what} {name!r} failed: it needs the module {missing!r}, "
+            "which is not installed"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+        raise EnvError(
+            f"importing {what} {name!r} failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+
+
+def import_env_modules(modules: Sequence[str]) -> None:
+    """Import modules that register envs (``--import MODULE``), before an id is resolved.
+
+    Raises:
+        EnvError: A module is missing or failed to import (one line each).
+    """
+    for name in modules:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"a module to import must be a non-empty name, got {name!r}")
+        _import_module(name.strip(), "env module")
+
+
+def _namespace_hint(env_id: str) -> str:
+    namespace = env_id.partition("/")[0] if "/" in env_id else ""
+    if not namespace:
+        return ""
+    package = _NAMESPACE_PACKAGES.get(namespace, "PACKAGE")
+    return (
+        f"; namespace {namespace!r} is registered by importing its package: "
+        f"--import {package} (Python: import {package}), or write {package}:{env_id}"
+    )
+
+
+def _resolve(env_id: EnvId) -> EnvSpec:
+    """The registered spec of ``env_id``, importing ``module:`` first as ``gymnasium.make`` does."""
+    if isinstance(env_id, EnvSpec):
+        return env_id
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise EnvError(f"env id must be a non-empty string or an EnvSpec, got {env_id!r}")
+    name = env_id
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        if not module or not name or ":" in name:
+            raise EnvError(f"env id {env_id!r}: write ENV_ID or MODULE:ENV_ID (one colon)")
+        _import_module(module, "env module")
+    try:
+        return gym.spec(name)
+    except gym_error.NamespaceNotFound:
+        raise EnvError(f"unknown env id {env_id!r}{_namespace_hint(name)}") from None
+    except (gym_error.NameNotFound, gym_error.VersionNotFound) as exc:
+        raise EnvError(
+            f"unknown env id {env_id!r} ({_first_line(exc)}); list the registered ids with "
             "python -c 'import gymnasium; gymnasium.pprint_registry()'"
         ) from None
     except gym_error.Error as exc:
-        raise EnvError(f"env id {env_id!r}: {exc}") from None
+        raise EnvError(f"env id {env_id!r}: {_first_line(exc)}") from None
+
+
+def _label(env_id: EnvId) -> str:
+    return env_id.id if isinstance(env_id, EnvSpec) else env_id
+
+
+def check_env_id(env_id: EnvId) -> EnvSpec:
+    """Check that ``env_id`` is registered, importable and renders to an array.
+
+    Returns:
+        Its :class:`~gymnasium.envs.registration.EnvSpec`.
+
+    Raises:
+        EnvError: Naming the missing piece (an unknown id or namespace, a
+            module that does not import, a missing extra, an env without
+            ``rgb_array`` rendering).
+    """
+    spec = _resolve(env_id)
+    label = _label(env_id)
     entry = spec.entry_point
+    if entry is None:
+        raise EnvError(f"env {label!r} has no entry point; it cannot be made")
     try:
         creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
     except gym_error.DependencyNotInstalled as exc:
-        raise EnvError(f"env {env_id!r} needs a package that is not installed: {exc}") from None
-    except ImportError as exc:
+        hint = opengl_hint(error_text(exc))
+        if hint:
+            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
         raise EnvError(
-            f"env {env_id!r} cannot be imported ({exc}); install the package that provides it"
+            f"env {label!r} needs a package that is not installed: {_first_line(exc)}"
+        ) from None
+    except EnvError:
+        raise
+    except ImportError as exc:
+        hint = opengl_hint(error_text(exc))
+        if hint:
+            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
+        raise EnvError(
+            f"env {label!r} cannot be imported ({_first_line(exc)}); install the package "
+            "that provides it"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the env's module raised while importing
+        hint = opengl_hint(error_text(exc))
+        if hint:
+            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
+        raise EnvError(
+            f"importing env {label!r} ({entry}) failed: {type(exc).__name__}: {_first_line(exc)}"
         ) from None
     metadata = getattr(creator, "metadata", None)
     modes = metadata.get("render_modes") if isinstance(metadata, dict) else None
     if modes is not None and "rgb_array" not in modes:
         raise EnvError(
-            f"env {env_id!r} cannot render to an array (its render modes are {modes}); "
+            f"env {label!r} cannot render to an array (its render modes are {modes}); "
             "rlcapture records envs that support render_mode='rgb_array'"
         )
+    return spec
 
 
 class EnvFactory:
-    """A picklable function that makes one env with ``render_mode="rgb_array"``."""
+    """A picklable function that makes one env with ``render_mode="rgb_array"``.
+
+    It makes the resolved :class:`EnvSpec` (so a spawned worker needs no
+    registration), after importing ``imports`` (modules the env may need
+    besides its entry point, as ``--import`` names them).
+    """
 
     def __init__(
-        self, env_id: str, env_kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None
+        self,
+        env_id: EnvId,
+        env_kwargs: dict[str, Any] | None = None,
+        max_episode_steps: int | None = None,
+        *,
+        spec: EnvSpec | None = None,
+        imports: Sequence[str] = (),
     ) -> None:
         self.env_id = env_id
+        self.spec = spec
         self.env_kwargs = dict(env_kwargs or {})
         self.max_episode_steps = max_episode_steps
+        self.imports = tuple(imports)
 
     def __call__(self) -> gym.Env:
+        for name in self.imports:
+            if name not in sys.modules:
+                _import_module(name, "env module")
         kwargs = dict(self.env_kwargs)
         if self.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.max_episode_steps
+        target = self.spec if self.spec is not None else self.env_id
         try:
-            return gym.make(self.env_id, render_mode="rgb_array", **kwargs)
+            return gym.make(target, render_mode="rgb_array", **kwargs)
         except gym_error.DependencyNotInstalled as exc:
-            raise EnvError(f"env {self.env_id!r} needs a package that is not installed: {exc}") from None
+            raise EnvError(
+                f"env {_label(self.env_id)!r} needs a package that is not installed: "
+                f"{_first_line(exc)}"
+            ) from None
+        except TypeError as exc:
+            if self.env_kwargs and "argument" in str(exc):
+                raise EnvError(
+                    f"env {_label(self.env_id)!r} does not take the env kwargs "
+                    f"{sorted(self.env_kwargs)}: {_first_line(exc)}"
+                ) from None
+            raise
 
     def __repr__(self) -> str:
-        return f"EnvFactory({self.env_id!r})"
+        return f"EnvFactory({_label(self.env_id)!r})"
 
 
 def make_env_fn(
-    env_id: str, *, env_kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None
+    env_id: EnvId,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    imports: Sequence[str] = (),
 ) -> EnvFactory:
-    """Check ``env_id`` here, and return a function that makes it in a worker."""
+    """Check ``env_id`` here, and return a function that makes it in a worker.
+
+    Args:
+        env_id: What :func:`gymnasium.make` takes: ``"CartPole-v1"``,
+            ``"ALE/Pong-v5"`` (once its package is imported),
+            ``"ale_py:ALE/Pong-v5"`` or an ``EnvSpec``.
+        env_kwargs: Keyword arguments of the env (``{"continuous": True}``).
+        max_episode_steps: Truncate episodes after this many steps.
+        imports: Modules to import first (they register envs), here and in
+            each worker.
+
+    Raises:
+        EnvError: The id is unknown, its module does not import, or the env
+            cannot render to an array.
+        ConfigError: ``env_kwargs`` or ``max_episode_steps`` are malformed.
+    """
     if max_episode_steps is not None and not (
-        isinstance(max_episode_steps, int) and 1 <= max_episode_steps <= 10**9
+        isinstance(max_episode_steps, int)
+        and not isinstance(max_episode_steps, bool)
+        and 1 <= max_episode_steps <= 10**9
     ):
         raise ConfigError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
-    check_env_id(env_id)
-    return EnvFactory(env_id, env_kwargs, max_episode_steps)
+    if env_kwargs is not None and not (
+        isinstance(env_kwargs, dict) and all(isinstance(k, str) for k in env_kwargs)
+    ):
+        raise ConfigError(f"env_kwargs must be a dict of keyword arguments, got {env_kwargs!r}")
+    kwargs = dict(env_kwargs or {})
+    mode = kwargs.pop("render_mode", "rgb_array")
+    if mode != "rgb_array":
+        raise ConfigError(
+            f"env_kwargs sets render_mode={mode!r}; rlcapture makes envs with "
+            "render_mode='rgb_array' (leave it out)"
+        )
+    import_env_modules(imports)
+    spec = check_env_id(env_id)
+    return EnvFactory(env_id, kwargs, max_episode_steps, spec=spec, imports=imports)
 
 
 def import_object(spec: str, what: str) -> Any:

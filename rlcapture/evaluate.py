@@ -16,7 +16,7 @@ one call per share of the seeds.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,12 @@ def _env_fn(
     env: str | gym.envs.registration.EnvSpec | Callable[[], gym.Env],
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
+    imports: Sequence[str] = (),
 ) -> Callable[[], gym.Env]:
     if isinstance(env, (str, gym.envs.registration.EnvSpec)):  # an EnvSpec: where make_env_fn takes one
-        return make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)  # type: ignore[arg-type]
+        return make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, imports=imports)  # type: ignore[arg-type]
     if callable(env):
-        if env_kwargs or max_episode_steps is not None:
+        if env_kwargs or max_episode_steps is not None or imports:
             raise ConfigError("env_kwargs and max_episode_steps apply to an env id; put them in the factory")
         return env
     raise ConfigError(f"env must be an env id or a function that makes one, got {type(env).__name__}")
@@ -182,6 +183,7 @@ def evaluate(
     config: RecordConfig | None = None,
     *,
     env_kwargs: dict[str, Any] | None = None,
+    imports: Sequence[str] = (),
     max_episode_steps: int | None = None,
     deterministic: bool = True,
     overwrite: bool = False,
@@ -209,6 +211,8 @@ def evaluate(
             ``run.json``.
         config: What to record and how (:class:`~rlcapture.RecordConfig`).
         env_kwargs: Keyword arguments of ``gymnasium.make`` (env ids only).
+        imports: Modules to import before the id is resolved, here and in
+            every worker (packages that register envs: ``ale_py``; env ids only).
         max_episode_steps: A time limit (env ids only).
         deterministic: SB3 policies: the most likely action.
         overwrite: Replace a recording already in ``out``.
@@ -235,7 +239,7 @@ def evaluate(
     for name in ("episode_seeds", "episodes_per_env"):
         if name in options:
             raise ConfigError(f"evaluate sets {name} itself (from seeds)")
-    fn = _env_fn(env, env_kwargs, max_episode_steps)
+    fn = _env_fn(env, env_kwargs, max_episode_steps, imports)
     n = min(num_envs, len(plan))  # more envs than seeds would only run unplanned episodes
     envs = CaptureVectorEnv([fn] * n, out, episode_seeds=plan, config=config, overwrite=overwrite, **options)
     assert envs.recorder is not None
@@ -247,6 +251,7 @@ def evaluate(
             "env_factory": None if isinstance(env, str) or not callable(env) else repr(fn),
             "env_kwargs": dict(env_kwargs or {}) or (fn.env_kwargs if isinstance(fn, EnvFactory) else {}),
             "max_episode_steps": max_episode_steps,
+            "imports": list(imports),
             "policy": _policy_name(policy),
             "deterministic": deterministic,
             "seeds": describe_seeds(plan),

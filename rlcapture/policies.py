@@ -15,6 +15,7 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import concatenate, create_empty_array
 
@@ -27,6 +28,7 @@ __all__ = [
     "RandomPolicy",
     "SB3Policy",
     "allocate_episodes",
+    "check_model_spaces",
     "load_policy",
     "load_sb3_model",
     "load_sb3_policy",
@@ -155,6 +157,68 @@ def load_sb3_policy(spec: str, deterministic: bool = True) -> SB3Policy:
     return SB3Policy(model, deterministic)
 
 
+def _layout(space: Any) -> Any:
+    """What a model's input or output depends on: the space's kind and shape, recursively.
+
+    Bounds are left out (SB3's ``predict`` reads only shapes), and so is the
+    dtype of a Box; a Discrete's number of actions is kept.
+    """
+    if isinstance(space, gym.spaces.Dict):
+        return ("Dict", tuple((k, _layout(v)) for k, v in space.spaces.items()))
+    if isinstance(space, gym.spaces.Tuple):
+        return ("Tuple", tuple(_layout(s) for s in space.spaces))
+    if isinstance(space, gym.spaces.Discrete):
+        return ("Discrete", int(space.n))
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return ("MultiDiscrete", tuple(int(n) for n in np.asarray(space.nvec).ravel()))
+    return (type(space).__name__, tuple(space.shape or ()))
+
+
+def _describe(space: Any) -> str:
+    """A short name of a space (a Box's repr lists its bounds, over several lines)."""
+    if isinstance(space, gym.spaces.Box):
+        return f"Box(shape={tuple(space.shape)}, {space.dtype})"
+    if isinstance(space, gym.spaces.Dict):
+        return "Dict(" + ", ".join(f"{k}: {_describe(v)}" for k, v in space.spaces.items()) + ")"
+    if isinstance(space, gym.spaces.Tuple):
+        return "Tuple(" + ", ".join(_describe(v) for v in space.spaces) + ")"
+    return " ".join(str(space).split())
+
+
+def _same_observations(model_space: Any, env_space: Any) -> bool:
+    if _layout(model_space) == _layout(env_space):
+        return True
+    # SB3 trains on images channel-first (VecTransposeImage) and predict()
+    # transposes a channel-last observation itself.
+    if isinstance(model_space, gym.spaces.Box) and isinstance(env_space, gym.spaces.Box):
+        m, e = tuple(model_space.shape), tuple(env_space.shape)
+        return len(e) == 3 and m == (e[2], e[0], e[1])
+    return False
+
+
+def check_model_spaces(model: Any, envs: Any, what: str) -> None:
+    """Refuse, before the run, a model trained on other spaces than the env's.
+
+    Raises:
+        ConfigError: One line naming both sides' spaces.
+    """
+    model_obs = getattr(model, "observation_space", None)
+    model_act = getattr(model, "action_space", None)
+    env_obs = envs.single_observation_space
+    env_act = envs.single_action_space
+    if model_obs is None or model_act is None:
+        return
+    if _same_observations(model_obs, env_obs) and _layout(model_act) == _layout(env_act):
+        return
+    env_name = getattr(getattr(envs, "spec", None), "id", None) or "the env"
+    raise ConfigError(
+        f"the SB3 model {what!r} was trained on observations {_describe(model_obs)} and "
+        f"actions {_describe(model_act)}, but {env_name} has observations {_describe(env_obs)} "
+        f"and actions {_describe(env_act)}; "
+        "record it on the env it was trained on"
+    )
+
+
 def load_policy(spec: str, envs: Any, seed: int | None, deterministic: bool = True) -> Callable[[Any], Any]:
     """Make the policy named on the command line.
 
@@ -172,7 +236,9 @@ def load_policy(spec: str, envs: Any, seed: int | None, deterministic: bool = Tr
             return EpisodeRandomPolicy(envs)
         return RandomPolicy(envs.action_space, seed)
     if spec.startswith("sb3:"):
-        return load_sb3_policy(spec, deterministic)
+        policy = load_sb3_policy(spec, deterministic)
+        check_model_spaces(policy.model, envs, spec.split(":", 2)[-1])
+        return policy
     if ":" not in spec:
         raise ConfigError(f"unknown policy {spec!r}: use 'random', 'sb3:ALGO:path.zip' or 'module:callable'")
     return import_object(spec, "policy")

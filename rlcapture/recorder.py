@@ -34,7 +34,7 @@ from ._backend.messages import (
 )
 from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
-from ._backend.video import VideoOptions
+from ._backend.video import VideoOptions, probe_encoder
 from .config import MAX_ENCODERS, RecordConfig, build_config, keyword_names
 from .errors import ConfigError, EncoderError, OutputError, OutputExistsError
 
@@ -138,6 +138,11 @@ class Recorder:
         self.name_prefix = config.name_prefix
         self.timeout = config.transport.timeout
         self.out = Path(out)
+        if images.videos or self.mosaic:
+            try:  # before the folder is touched: a codec that cannot open loses nothing
+                probe_encoder(self.video)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         self._prepare_folder(overwrite)
         try:
             self._start(context)
@@ -174,7 +179,10 @@ class Recorder:
         existing = [p for p in (videos.iterdir() if videos.is_dir() else ())]
         existing += [p for p in (frames.iterdir() if frames.is_dir() else ())]
         mosaics = list(out.glob("*mosaic*.mp4"))
-        if manifest.exists() or existing or mosaics:
+        # An empty manifest is what a run that failed before its first episode
+        # ended leaves (a bad policy, an encoder that cannot open): no recording.
+        written = manifest.exists() and manifest.stat().st_size > 0
+        if written or existing or mosaics:
             if not overwrite:
                 self._release()
                 raise OutputExistsError(

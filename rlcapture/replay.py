@@ -215,7 +215,10 @@ def replay(
                 "pass make_env= (Python) or the run's folder from rlcapture record"
             )
         make_env = make_env_fn(
-            env_id, env_kwargs=run.get("env_kwargs") or None, max_episode_steps=run.get("max_episode_steps")
+            env_id,
+            env_kwargs=run.get("env_kwargs") or None,
+            max_episode_steps=run.get("max_episode_steps"),
+            imports=run.get("imports") or (),
         )
     seed, rng = record.get("seed"), record.get("rng")
     if seed is None and rng is None:

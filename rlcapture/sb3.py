@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import concatenate, create_empty_array
 
 from .envs import make_env_fn
 from .errors import ConfigError
@@ -65,17 +68,22 @@ def _per_env(infos: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 class SB3VecEnv(VecEnv):  # type: ignore[misc]
-    """A :class:`CaptureVectorEnv` as an SB3 ``VecEnv`` (same-step autoreset).
+    """A :class:`CaptureVectorEnv` as an SB3 ``VecEnv``: SB3's ``SubprocVecEnv``, recording.
 
-    Done envs are reset on the same step, with the last observation in
-    ``infos[i]["terminal_observation"]`` and ``infos[i]["episode"]``
-    (``r``, ``l``, ``t``) as SB3's ``Monitor`` gives it, so
-    ``evaluate_policy`` reads the same returns as the manifest holds.
+    It answers as ``SubprocVecEnv`` does, so SB3 code (``evaluate_policy``,
+    ``EvalCallback``, ``model.learn``, VecEnv wrappers) runs unchanged:
+    done envs are reset on the same step, with the step's own info, the last
+    observation in ``infos[i]["terminal_observation"]`` and the reset's info
+    in ``reset_infos[i]``; infos are the env's (``info["episode"]`` only where
+    the env has a ``Monitor``, as :func:`make_sb3_vec` adds); ``get_attr``
+    and ``env_method`` look through the wrappers, ``set_attr`` sets on the
+    outermost one; ``env_is_wrapped`` asks each env; seeds and options
+    (one per env) apply at the next reset.
 
     Args:
         venv: A :class:`CaptureVectorEnv` made with
-            ``autoreset_mode=AutoresetMode.SAME_STEP`` (see :func:`make_sb3_vec`).
-            Closing this closes it.
+            ``autoreset_mode=AutoresetMode.SAME_STEP`` (see :func:`make_sb3_vec`
+            and :meth:`from_env_fns`). Closing this closes it.
     """
 
     def __init__(self, venv: CaptureVectorEnv) -> None:
@@ -93,24 +101,76 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
                 "env to finish its episodes, which an env taken out never does"
             )
         self.venv = venv
-        self._actions: Any = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+
+    @classmethod
+    def from_env_fns(
+        cls,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        out: str | os.PathLike[str] | Recorder,
+        *,
+        start_method: str | None = None,
+        config: Any = None,
+        **options: Any,
+    ) -> SB3VecEnv:
+        """``SubprocVecEnv(env_fns, start_method)``'s arguments, and where to record.
+
+        Args:
+            env_fns: One function per env, each making it with ``render_mode="rgb_array"``.
+            out: The output folder, or a running :class:`Recorder`.
+            start_method: ``multiprocessing`` start method of the workers.
+            config: A recording configuration (None: defaults and ``**options``).
+            **options: Passed to :class:`CaptureVectorEnv`.
+        """
+        kwargs = _with_config(config, options)
+        venv = CaptureVectorEnv(
+            list(env_fns), out, autoreset_mode=AutoresetMode.SAME_STEP, context=start_method, **kwargs
+        )
+        try:
+            return cls(venv)
+        except BaseException:
+            venv.close()
+            raise
 
     @property
     def recorder(self) -> Recorder | None:
         return self.venv.recorder
 
+    def _indices(self, indices: Any) -> list[int]:
+        """SB3's indices (None, an int, a sequence; negative from the end) as a list."""
+        n = self.num_envs
+        out = []
+        for i in self._get_indices(indices):
+            i = int(i)
+            if -n <= i < 0:
+                i += n
+            out.append(i)
+        return out
+
     def reset(self) -> Any:
         seeds = list(self._seeds)
         seed: Any = None if all(s is None for s in seeds) else seeds
-        options = next((o for o in self._options if o), None)
-        obs, infos = self.venv.reset(seed=seed, options=options)
-        self.reset_infos = [_per_env(infos, i) for i in range(self.num_envs)]
+        options = [dict(o) if o else None for o in self._options]
+        if all(_same(o, options[0]) for o in options):
+            obs, infos = self.venv.reset(seed=seed, options=options[0])
+            self.reset_infos = [_per_env(infos, i) for i in range(self.num_envs)]
+        else:  # different options per env: one reset per env, the others kept
+            infos_each: list[dict[str, Any]] = []
+            for i, opts in enumerate(options):
+                mask = np.arange(self.num_envs) == i
+                obs, infos = self.venv.reset(seed=seed, options={**(opts or {}), "reset_mask": mask})
+                infos_each.append(_per_env(infos, i))
+            self.reset_infos = infos_each
         self._reset_seeds()
         self._reset_options()
         return obs
 
-    def step_async(self, actions: np.ndarray) -> None:
+    def step_async(self, actions: Any) -> None:
+        if not isinstance(actions, np.ndarray):
+            # A list of per-env actions (SubprocVecEnv zips them with its envs):
+            # batched as the vector env's action space has them.
+            space = self.venv.single_action_space
+            actions = concatenate(space, list(actions), create_empty_array(space, self.num_envs))
         self.venv.step_async(actions)
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -119,57 +179,80 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
         out: list[dict[str, Any]] = []
         for i in range(self.num_envs):
             info = _per_env(infos, i)
-            info.pop("final_info", None)
             final = info.pop("final_obs", None)
+            final_info = info.pop("final_info", None)
+            if dones[i] and final_info is not None:
+                # Same-step autoreset: the step's info is final_info; what
+                # else is there came from the reset.
+                self.reset_infos[i] = {k: v for k, v in info.items() if k not in final_info}
+                info = dict(final_info)
             info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-            if dones[i]:
-                if final is not None:
-                    info["terminal_observation"] = final
-                # The env's own Monitor statistics where it has them, else
-                # what Monitor would say (CaptureVectorEnv adds no infos).
-                ep = info.get("episode") or self.venv.finished_episodes.get(i)
-                if ep is not None:
-                    info["episode"] = {"r": float(ep["r"]), "l": int(ep["l"]), "t": float(ep["t"])}
+            if dones[i] and final is not None:
+                info["terminal_observation"] = final
             out.append(info)
-        return obs, rewards.astype(np.float32), dones, out
+        return obs, rewards.copy(), dones, out
 
     def close(self) -> None:
         self.venv.close()
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        idx = [int(i) for i in self._get_indices(indices)]
-        found = self.venv.call_at(idx, "has_wrapper_attr", attr_name)
-        if not all(found):
-            raise AttributeError(f"the envs have no attribute {attr_name!r}")
-        return list(self.venv.call_at(idx, "get_wrapper_attr", attr_name))
+        # Through the wrappers, as SubprocVecEnv (env.get_wrapper_attr); an
+        # attribute that is callable is returned, not called.
+        return list(self.venv.call_at(self._indices(indices), "get_wrapper_attr", attr_name))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        idx = [int(i) for i in self._get_indices(indices)]
-        self.venv.call_at(idx, "set_wrapper_attr", attr_name, value)
+        # On the outermost wrapper, as SubprocVecEnv and DummyVecEnv (setattr(env, ...)).
+        self.venv.call_at(self._indices(indices), "__setattr__", attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
-        idx = [int(i) for i in self._get_indices(indices)]
-        return list(self.venv.call_at(idx, method_name, *method_args, **method_kwargs))
+        return list(self.venv.call_at(self._indices(indices), method_name, *method_args, **method_kwargs))
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        # The envs live in worker processes; what Monitor gives (info["episode"])
-        # is given here, so they count as Monitor-wrapped. Other wrappers
-        # are not looked up.
-        wrapped = isinstance(wrapper_class, type) and issubclass(Monitor, wrapper_class)
-        return [wrapped for _ in self._get_indices(indices)]
-
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        """Seeds for the next reset: env i gets ``seed + i``."""
-        if seed is None:
-            seed = int(np.random.randint(0, 2**31 - 1))
-        self._seeds = [seed + i for i in range(self.num_envs)]
-        return self._seeds
+        return list(self.venv.env_is_wrapped(wrapper_class, indices=self._indices(indices)))
 
     def get_images(self) -> Sequence[np.ndarray | None]:
+        if self.render_mode != "rgb_array":
+            warnings.warn(
+                f"The render mode is {self.render_mode}, but this method assumes it is `rgb_array` "
+                "to obtain images.",
+                stacklevel=2,
+            )
+            return [None] * self.num_envs
         return list(self.venv.call("render"))
 
     def __repr__(self) -> str:
         return f"SB3VecEnv({self.venv!r})"
+
+
+class _Monitored:
+    """An env function whose env is wrapped in SB3's ``Monitor`` (unless it already is).
+
+    As SB3's ``make_vec_env`` does: ``info["episode"]`` then holds the true
+    return, ``evaluate_policy`` reads it (and warns about nothing), and
+    ``model.learn`` logs ``rollout/ep_rew_mean``. Picklable when ``fn`` is.
+    """
+
+    def __init__(self, fn: Callable[[], gym.Env]) -> None:
+        self.fn = fn
+
+    def __call__(self) -> gym.Env:
+        from stable_baselines3.common.env_util import is_wrapped
+
+        env = self.fn()
+        return env if is_wrapped(env, Monitor) else Monitor(env)
+
+    def __repr__(self) -> str:
+        return f"Monitored({self.fn!r})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two reset options are the same (False where comparing them fails)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and other values that do not compare to a bool
+        return False
 
 
 class RecordCallback(BaseCallback):  # type: ignore[misc]
@@ -181,7 +264,7 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
     ``rlcapture/mean_return`` and ``rlcapture/mean_length``.
 
     Args:
-        env: An env id, or a function making one env with
+        env: An env id (or EnvSpec), or a function making one env with
             ``render_mode="rgb_array"``.
         out: A folder: each round records into ``out/step-<T>/`` (its own
             manifest). Or a running :class:`Recorder` shared by every round:
@@ -201,7 +284,7 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
 
     def __init__(
         self,
-        env: str | Callable[[], gym.Env],
+        env: str | EnvSpec | Callable[[], gym.Env],
         out: str | os.PathLike[str] | Recorder,
         *,
         every: int = 10_000,
@@ -221,7 +304,7 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
             raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
         if not (isinstance(num_envs, int) and num_envs >= 1):
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
-        self.env_fn = make_env_fn(env) if isinstance(env, str) else env
+        self.env_fn = _Monitored(make_env_fn(env) if isinstance(env, (str, EnvSpec)) else env)
         self.out = out
         self.every = every
         self.episodes = episodes
@@ -293,24 +376,27 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
 
 
 def make_sb3_vec(
-    env: str | Callable[[], gym.Env],
+    env: str | EnvSpec | Callable[[], gym.Env],
     num_envs: int,
     out: str | os.PathLike[str] | Recorder,
     *,
     n_eval_episodes: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
+    monitor: bool = True,
     config: Any = None,
     **options: Any,
 ) -> SB3VecEnv:
     """A recording SB3 ``VecEnv`` of ``num_envs`` envs.
 
     Args:
-        env: An env id or a function making one env (``render_mode="rgb_array"``).
+        env: An env id (or EnvSpec) or a function making one env (``render_mode="rgb_array"``).
         n_eval_episodes: Split this many episodes over the envs as
             ``evaluate_policy`` does: exactly those are recorded and written to
             the manifest (else every episode is, including ones an evaluation
             leaves running).
+        monitor: Wrap each env in SB3's ``Monitor`` (unless it is), as SB3's
+            ``make_vec_env`` does.
         config: A recording configuration passed to :class:`CaptureVectorEnv`
             (None: its defaults and ``**options``).
         **options: Passed to :class:`CaptureVectorEnv` and its :class:`Recorder`
@@ -319,9 +405,11 @@ def make_sb3_vec(
     kwargs = _with_config(config, options)
     fn = (
         make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
-        if isinstance(env, str)
+        if isinstance(env, (str, EnvSpec))
         else env
     )
+    if monitor:
+        fn = _Monitored(fn)
     if n_eval_episodes is not None:
         kwargs.setdefault("episodes_per_env", allocate_episodes(n_eval_episodes, num_envs))
     venv = CaptureVectorEnv([fn] * num_envs, out, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)

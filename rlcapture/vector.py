@@ -64,7 +64,7 @@ from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_pr
 from ._backend.seedplan import SeedPlan, check_seeds
 from ._backend.worker import Shared, WorkerSpec, worker_main
 from .config import RecordConfig, build_config, keyword_names
-from .envs import make_env_fn
+from .envs import error_text, make_env_fn, opengl_hint
 from .errors import (
     AlreadyPendingCallError,
     BatchError,
@@ -327,7 +327,10 @@ class CaptureVectorEnv(VectorEnv):
         except RLCaptureError:
             raise
         except Exception as exc:
-            raise EnvError(f"env 0 could not be made: {type(exc).__name__}: {exc}") from exc
+            hint = opengl_hint(error_text(exc))
+            raise EnvError(
+                f"env 0 could not be made: {hint or f'{type(exc).__name__}: {exc}'}"
+            ) from exc
         try:
             self._check_env(probe, 0)
             if isinstance(self.observation_mode, tuple):
@@ -583,7 +586,10 @@ class CaptureVectorEnv(VectorEnv):
             self.recorder.check()  # an encoder death explains a failed render
         where = f"env {self.first_env_index + env}"
         err: Exception
-        if user_error:
+        hint = None if user_error else opengl_hint(f"{text}\n{tb}")
+        if hint:
+            err = EnvError(f"{where}: {hint}")
+        elif user_error:
             user_cls = {"EnvError": EnvError, "FrameError": FrameError}.get(user_error, ConfigError)
             err = user_cls(text if text.startswith("env ") else f"{where}: {text}")
         else:

@@ -38,7 +38,7 @@ def _endpoint(target: Recorder | Endpoint) -> Endpoint:
     raise ConfigError(f"expected a Recorder or its endpoint, got {type(target).__name__}")
 
 
-class CaptureWrapper(gym.Wrapper):
+class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Records the episodes of one env into a running :class:`Recorder`.
 
     Args:
@@ -66,6 +66,13 @@ class CaptureWrapper(gym.Wrapper):
         episodes: int | None = None,
         drop: bool | None = None,
     ) -> None:
+        # The spec records how to rebuild this wrapper (gymnasium's check_env
+        # remakes an env from ``env.spec``). A copy made so records nothing
+        # (no episode, no connection): this env index is this wrapper's, and
+        # the encoder refuses a second producer for it.
+        gym.utils.RecordConstructorArgs.__init__(
+            self, recorder=_endpoint(recorder), env_index=env_index, record="none", episodes=0
+        )
         super().__init__(env)
         if not (isinstance(env_index, int) and env_index >= 0):
             raise ConfigError(f"env_index must be a non-negative integer, got {env_index!r}")
@@ -74,6 +81,8 @@ class CaptureWrapper(gym.Wrapper):
                 f"env {env_index} has render_mode={env.render_mode!r}; make it with "
                 "render_mode='rgb_array' to record it"
             )
+        # It renders arrays only: gymnasium's check_env remakes it in each mode listed.
+        self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}
         # With several encoder shards, the one that records this env.
         self._endpoint = _endpoint(recorder).for_env(env_index)
         self._tracker = EpisodeTracker(env_index, as_schedule(record), episodes)

@@ -22,7 +22,8 @@ def get_context(method: str | None) -> Any:
         from ..errors import ConfigError
 
         raise ConfigError(
-            f"start method {method!r} is not available here; choose one of {', '.join(methods)}"
+            f"start method {method!r} is not available here (cannot find context for "
+            f"{method!r}, as multiprocessing says); choose one of {', '.join(methods)}"
         )
     return multiprocess.get_context(method)
 

@@ -20,7 +20,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-__all__ = ["VideoOptions", "EpisodeVideo", "CRF_CODECS", "check_codec"]
+__all__ = ["VideoOptions", "EpisodeVideo", "CRF_CODECS", "check_codec", "probe_encoder"]
 
 #: Codecs that take ``crf`` (and, for the x26x family, ``preset``).
 CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1"}
@@ -77,6 +77,52 @@ def check_codec(codec: str, pix_fmt: str) -> None:
             f"encoder {codec!r} does not take pixel format {pix_fmt!r}; "
             f"it takes {', '.join(formats[:8])}"
         )
+
+
+#: Encoders that need their hardware and its driver (an encoder that exists may still not open).
+_HARDWARE = {
+    "nvenc": "an NVIDIA GPU and its driver",
+    "qsv": "an Intel GPU with Quick Sync and its driver",
+    "vaapi": "a VA-API device (/dev/dri) and its driver",
+    "amf": "an AMD GPU and its driver",
+    "videotoolbox": "macOS",
+    "v4l2m2m": "a V4L2 memory-to-memory encoder device",
+}
+
+
+def probe_encoder(options: VideoOptions, width: int = 256, height: int = 256) -> None:
+    """Open (and close) an encoder as the run will, before the run, to learn that it opens.
+
+    FFmpeg lists a hardware encoder (``h264_nvenc``) wherever it was built
+    with it; only opening it tells whether the GPU is there. Opening libx264
+    takes about 5 ms.
+
+    Raises:
+        ValueError: Naming the codec, why it did not open, and what to use.
+    """
+    rate = Fraction(options.fps or 30).limit_denominator(1001)
+    try:
+        ctx = av.CodecContext.create(options.codec, "w")
+        ctx.width = width
+        ctx.height = height
+        ctx.pix_fmt = options.pix_fmt
+        ctx.time_base = 1 / rate
+        ctx.framerate = rate
+        ctx.thread_count = 1
+        probe_options = options.codec_options()
+        if options.codec == "libx265":
+            probe_options.setdefault("x265-params", "log-level=none")
+        ctx.options = probe_options
+        ctx.open()
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's reasons vary (EPERM, EINVAL, ENOSYS)
+        needs = next((what for key, what in _HARDWARE.items() if key in options.codec), None)
+        why = f"it needs {needs}, " if needs else ""
+        reason = " ".join(str(exc).split())
+        raise ValueError(
+            f"encoder {options.codec!r} cannot open here ({reason}); {why}"
+            "use --codec libx264 (codec='libx264'), which runs on the CPU"
+        ) from None
+    del ctx  # closed when freed
 
 
 class _File(io.FileIO):

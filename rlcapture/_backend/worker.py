@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -51,7 +50,7 @@ from .producer import FrameProducer, ShardedProducer, open_producer
 from .returns import return_reader
 from .seedplan import SeedPlan
 
-__all__ = ["worker_main", "WorkerSpec", "Shared"]
+__all__ = ["worker_main", "WorkerSpec", "Shared", "quiet_sdl"]
 
 
 #: What ``call`` refuses, as AsyncVectorEnv does: these have their own commands.
@@ -520,12 +519,29 @@ def _serve(worker: _Worker, cmd: Any) -> Ok:
     raise RuntimeError(f"a worker cannot serve {kind.__name__}")
 
 
+def quiet_sdl(environ: MutableMapping[str, str]) -> None:
+    """Keep SDL (pygame, which classic-control envs render with) from trying a display.
+
+    Without a display SDL still tries Wayland first, whose client library
+    prints "error: XDG_RUNTIME_DIR is invalid or not set" once per process:
+    64 lines at 64 envs. A worker renders to arrays only, so with no display
+    at all SDL is pointed at its dummy driver (with one, SDL tries X11 before
+    Wayland and says nothing). Sound is never played in a worker. Set in the
+    worker, before any env is made, so the user's process is untouched; an
+    SDL variable the user set wins.
+    """
+    if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
 def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     # pygame (classic-control rendering) would otherwise catch SIGTERM, so a
     # stuck worker ignored terminate() and close() had to wait for SIGKILL.
     os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+    quiet_sdl(os.environ)
     if parent_conn is not None:
         parent_conn.close()
     worker = _Worker(spec, conn)
@@ -559,8 +575,14 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 worker.after_reply()
             kind = type(cmd)
             if kind is Close:
-                worker.close()
-                conn.send_bytes(encode(Ok(None)))
+                try:
+                    worker.close()
+                    answer: Ok | Error = Ok(None)
+                except Exception as exc:  # noqa: BLE001 - e.g. the encoder died (a full disk)
+                    # Answered, not printed: the vector env hears of the
+                    # encoder's failure from the recorder, in one line.
+                    answer = _error_reply(spec.env_indices[0], exc, traceback.format_exc())
+                conn.send_bytes(encode(answer))
                 return
             if kind is Render:  # every worker has answered; rendered above (no reply)
                 continue
@@ -584,8 +606,15 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
                 worker.after_reply()
     except KeyboardInterrupt:
         return
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return  # the vector env's process is gone: no one to answer
+    except Exception as exc:  # noqa: BLE001 - sent, never printed over the caller's output
+        try:
+            conn.send_bytes(encode(_error_reply(spec.env_indices[0], exc, traceback.format_exc())))
+        except OSError:
+            pass
     finally:
         try:
             worker.close(EndReason.ERROR)
-        except Exception:  # noqa: BLE001 - the error that brought us here matters more
-            traceback.print_exc(file=sys.stderr)
+        except Exception:  # noqa: BLE001 - the error that brought us here was already answered
+            pass
