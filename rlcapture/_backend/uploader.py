@@ -55,7 +55,7 @@ def uploader_main(
         from ..trackers.base import RunInfo
         from ..trackers.uploader import run_uploader
 
-        run = RunInfo(out_dir=out_dir, name=name, timeout=min(30.0, timeout))
+        run = RunInfo(out_dir=out_dir, name=name, timeout=min(30.0, max(1.0, timeout / 2)))
         run_uploader(specs, run, attempts, timeout, control)
     except BaseException:  # noqa: BLE001 - the recorder names the exit status
         import traceback

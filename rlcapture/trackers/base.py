@@ -33,17 +33,18 @@ class RunInfo:
     timeout: float = 30.0
 
 
-def episode_metrics(record: dict[str, Any]) -> dict[str, float]:
+def episode_metrics(record: dict[str, Any]) -> dict[str, int | float]:
     """The numbers of an episode's manifest line every tracker logs.
 
     Its return and length, and its seed, env and episode index, so that a
-    point of a curve leads back to the episode (and its replay).
+    point of a curve leads back to the episode (and its replay). Integers
+    stay integers where the tracker keeps them (a 32-bit seed is exact).
     """
-    out: dict[str, float] = {}
+    out: dict[str, int | float] = {}
     for field in ("return", "length", "seed", "env", "episode"):
         value = record.get(field)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[field] = float(value)
+            out[field] = value
     return out
 
 

@@ -52,7 +52,7 @@ class MlflowTracker(Tracker):
 
     def log_episode(self, record: dict[str, Any], step: int) -> None:
         for key, value in episode_metrics(record).items():
-            self.client.log_metric(self.run_id, f"rlcapture/{key}", value, step=step)
+            self.client.log_metric(self.run_id, f"rlcapture/{key}", float(value), step=step)
 
     def log_video(self, record: dict[str, Any], path: str, step: int) -> None:
         self.client.log_artifact(self.run_id, path, "videos")

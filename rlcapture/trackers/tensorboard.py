@@ -81,7 +81,7 @@ class TensorBoardTracker(Tracker):
         self._add(
             step,
             *(
-                summary_pb2.Summary.Value(tag=f"rlcapture/{k}", simple_value=v)
+                summary_pb2.Summary.Value(tag=f"rlcapture/{k}", simple_value=float(v))
                 for k, v in episode_metrics(record).items()
             ),
         )

@@ -94,6 +94,7 @@ class _Worker:
     error: str | None = None
     down: bool = False
     overflow: int = 0
+    open_failures: int = 0  # a tracker that cannot be opened that often is not tried again
     tracker: Tracker | None = None
     thread: threading.Thread | None = None
 
@@ -128,7 +129,11 @@ class _Worker:
 
     def _send(self, item: _Item, part: str) -> None:
         if self.tracker is None:
-            self.tracker = open_tracker(self.spec, self.run)
+            try:
+                self.tracker = open_tracker(self.spec, self.run)
+            except Exception:
+                self.open_failures += 1
+                raise
         if part == "stats":
             self.tracker.log_episode(item.record, item.step)
         else:
@@ -136,8 +141,12 @@ class _Worker:
             self.tracker.log_video(item.record, item.video, item.step)
 
     def _try(self, item: _Item, part: str) -> bool:
+        if self.tracker is None and self.open_failures >= self.attempts:
+            return False  # its run could not be opened: the error says why
         tries = 1 if self.down else self.attempts
         for i in range(tries):
+            if self.tracker is None and self.open_failures >= self.attempts:
+                break
             try:
                 self._send(item, part)
             except FileNotFoundError:
@@ -226,7 +235,11 @@ def run_uploader(
     report = {str(w.spec): w.report() for w in workers}
     for w in workers:
         if w.thread is not None and w.thread.is_alive() and w.error is None:
-            w.error = f"still sending after the upload timeout ({timeout:g} s)"
+            w.error = (
+                f"no answer within the upload timeout ({timeout:g} s)"
+                if w.tracker is None
+                else f"still sending after the upload timeout ({timeout:g} s)"
+            )
             report[str(w.spec)]["error"] = w.error
     if control is not None:
         try:
