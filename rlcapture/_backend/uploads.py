@@ -18,7 +18,6 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-
 __all__ = [
     "KINDS",
     "TrackerSpec",

@@ -77,13 +77,27 @@ class TensorBoardTracker(Tracker):
     def _add(self, step: int, *values: summary_pb2.Summary.Value) -> None:
         self.writer.add_event(Event(step=step, summary=summary_pb2.Summary(value=list(values))))
 
+    def _text(self, tag: str, text: str, description: str) -> summary_pb2.Summary.Value:
+        tensor = tensor_pb2.TensorProto(
+            dtype=7,  # DT_STRING
+            string_val=[text.encode()],
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+        )
+        meta = text_metadata.create_summary_metadata(tag, description)
+        return summary_pb2.Summary.Value(tag=tag, tensor=tensor, metadata=meta)
+
     def log_episode(self, record: dict[str, Any], step: int) -> None:
+        # Scalars are float32 in TensorBoard: a 32-bit seed would be rounded,
+        # so the seed, env and episode go in a line of text instead.
+        metrics = episode_metrics(record)
         self._add(
             step,
             *(
-                summary_pb2.Summary.Value(tag=f"rlcapture/{k}", simple_value=float(v))
-                for k, v in episode_metrics(record).items()
+                summary_pb2.Summary.Value(tag=f"rlcapture/{k}", simple_value=float(metrics[k]))
+                for k in ("return", "length")
+                if k in metrics
             ),
+            self._text("rlcapture/episode", caption(record), "which episode, its seed and end"),
         )
         self.writer.flush()
 
@@ -92,19 +106,13 @@ class TensorBoardTracker(Tracker):
         image = summary_pb2.Summary.Image(
             height=height, width=width, colorspace=3, encoded_image_string=gif
         )
-        text = f"{os.path.abspath(path)}\n\n{caption(record)}"
-        tensor = tensor_pb2.TensorProto(
-            dtype=7,  # DT_STRING
-            string_val=[text.encode()],
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(),
-        )
         self._add(
             step,
             summary_pb2.Summary.Value(tag="rlcapture/video", image=image),
-            summary_pb2.Summary.Value(
-                tag="rlcapture/video_path",
-                tensor=tensor,
-                metadata=text_metadata.create_summary_metadata("video path", "the MP4 of record"),
+            self._text(
+                "rlcapture/video_path",
+                f"{os.path.abspath(path)}\n\n{caption(record)}",
+                "the MP4 of record",
             ),
         )
         self.writer.flush()
