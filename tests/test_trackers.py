@@ -275,3 +275,38 @@ def test_cli_log(tmp_path: Path, capsys) -> None:
     code = main(["record", "-k", "1", "-o", str(tmp_path / "x"), "--log", "neptune"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "unknown tracker 'neptune'" in err
+
+
+# -- training --------------------------------------------------------------------------------------
+def test_sb3_callback_logs_rounds_at_the_training_timestep(tmp_path: Path) -> None:
+    import csv
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlcapture.sb3 import RecordCallback
+
+    tb = tmp_path / "tb"
+    m = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, device="cpu", seed=0)
+    m.set_logger(configure(str(tmp_path / "sb3"), ["csv"]))
+    cb = RecordCallback(
+        "CartPole-v1", tmp_path / "rounds", every=64, episodes=2, num_envs=2,
+        loggers=[f"tensorboard:{tb}"], **FAST,
+    )  # fmt: skip
+    m.learn(128, callback=cb)
+    assert cb.uploads["not_uploaded"] == []
+    assert [h["timesteps"] for h in cb.history] == [64, 128]
+    expected = set()
+    for h in cb.history:
+        lines = read_manifest(Path(h["out"]) / "episodes.jsonl")
+        assert [r["timestep"] for r in lines] == [h["timesteps"]] * 2  # the manifest says when
+        expected |= {(h["timesteps"], float(r["return"])) for r in lines}
+    acc = EventAccumulator(str(tb), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    assert {(int(e.step), e.value) for e in acc.Scalars("rlcapture/return")} == expected
+    assert len(acc.Images("rlcapture/video")) == 4
+    assert len(list(tb.glob("events.out.tfevents.*"))) == 1  # one run for the whole training
+    with open(tmp_path / "sb3" / "progress.csv") as f:
+        logged = [row["rlcapture/return"] for row in csv.DictReader(f)]
+    assert [float(v) for v in logged if v] == [h["mean_return"] for h in cb.history]
