@@ -33,7 +33,9 @@ pytest.importorskip("wandb")
 FAST = {"upload_attempts": 1, "upload_timeout": 30.0}
 
 
-def record(out: Path, loggers: list[str], episodes: tuple[int, ...] = (2, 1), **options: Any) -> CaptureVectorEnv:
+def record(
+    out: Path, loggers: list[str], episodes: tuple[int, ...] = (2, 1), **options: Any
+) -> CaptureVectorEnv:
     """Record short CartPole episodes into ``out`` with ``loggers``; returns the closed env."""
     fn = make_env_fn("CartPole-v1", max_episode_steps=15)
     envs = CaptureVectorEnv(
@@ -74,7 +76,9 @@ def steps_in_order(lines: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
 def test_specs() -> None:
     assert parse_tracker("wandb") == TrackerSpec("wandb", "")
     assert parse_tracker("wandb:team/proj") == TrackerSpec("wandb", "team/proj")
-    assert parse_tracker("mlflow:file:///data/mlruns") == TrackerSpec("mlflow", "file:///data/mlruns")
+    assert parse_tracker("mlflow:file:///data/mlruns") == TrackerSpec(
+        "mlflow", "file:///data/mlruns"
+    )
     assert parse_tracker("tensorboard:runs/my tb") == TrackerSpec("tensorboard", "runs/my tb")
     assert str(parse_tracker("mlflow:http://h:5000")) == "mlflow:http://h:5000"
     assert RecordConfig(loggers=["wandb", "tensorboard"]).loggers == ("wandb", "tensorboard")
@@ -108,7 +112,9 @@ def test_missing_package_is_one_line_naming_the_extra(tmp_path: Path, monkeypatc
     out = tmp_path / "out"
     with pytest.raises(ConfigError) as info:
         Recorder(out, loggers=["mlflow"])
-    assert str(info.value) == '--log mlflow needs the mlflow package: pip install "rlcapture[mlflow]"'
+    assert (
+        str(info.value) == '--log mlflow needs the mlflow package: pip install "rlcapture[mlflow]"'
+    )
     assert not out.exists()  # before any folder or process
 
 
@@ -153,7 +159,9 @@ def test_tensorboard_and_mlflow_get_every_episode_and_video(tmp_path: Path, monk
     lengths = client.get_metric_history(run.info.run_id, "rlcapture/length")
     assert sorted(m.value for m in lengths) == sorted(float(r["length"]) for r in lines)
     artifacts = client.list_artifacts(run.info.run_id, "videos")
-    assert sorted(a.path for a in artifacts) == sorted(f"videos/{Path(r['video']).name}" for r in lines)
+    assert sorted(a.path for a in artifacts) == sorted(
+        f"videos/{Path(r['video']).name}" for r in lines
+    )
     for a in artifacts:  # the MP4 itself, byte for byte
         local = client.download_artifacts(run.info.run_id, a.path, str(tmp_path / "dl"))
         assert Path(local).read_bytes() == (out / "videos" / Path(a.path).name).read_bytes()
@@ -204,11 +212,17 @@ def test_wandb_offline_run_holds_the_stats_and_the_mp4s(tmp_path: Path, monkeypa
     history = []
     for rec in _wandb_records(next(run_dir.glob("*.wandb"))):
         if rec.WhichOneof("record_type") == "history":
-            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+            history.append(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in rec.history.item
+                }
+            )
     stats = [h for h in history if "rlcapture/return" in h]
-    assert sorted((h["rlcapture/step"], h["rlcapture/return"], h["rlcapture/seed"], h["rlcapture/end"]) for h in stats) == sorted(
-        (steps[(r["env"], r["episode"])], r["return"], r["seed"], r["end"]) for r in lines
-    )
+    assert sorted(
+        (h["rlcapture/step"], h["rlcapture/return"], h["rlcapture/seed"], h["rlcapture/end"])
+        for h in stats
+    ) == sorted((steps[(r["env"], r["episode"])], r["return"], r["seed"], r["end"]) for r in lines)
     videos = [h for h in history if "rlcapture/video/path" in h]
     assert len(videos) == 3
     ours = sorted((out / r["video"]).read_bytes() for r in lines)
@@ -255,7 +269,9 @@ def test_a_dead_uploader_is_named_with_its_exit_status(tmp_path: Path) -> None:
             envs.step(envs.action_space.sample())
         envs.close()
     (line,) = rec.summary["not_uploaded"]
-    assert "died: signal SIGKILL (-9)" in line and "1 episodes' statistics, 1 videos not sent" in line
+    assert (
+        "died: signal SIGKILL (-9)" in line and "1 episodes' statistics, 1 videos not sent" in line
+    )
     (r,) = read_manifest(out / "episodes.jsonl")
     assert decode(out / r["video"]).count == r["frames"]
     assert r["not_uploaded"] == {f"tensorboard:{tmp_path / 'tb'}": ["stats", "video"]}

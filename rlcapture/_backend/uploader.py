@@ -114,7 +114,9 @@ class Uploader:
     def pid(self) -> int:
         return int(self.proc.pid)
 
-    def follow(self, manifest: str | os.PathLike[str], fields: dict[str, Any] | None = None) -> None:
+    def follow(
+        self, manifest: str | os.PathLike[str], fields: dict[str, Any] | None = None
+    ) -> None:
         """Send the episodes of ``manifest`` (now and as it grows), with ``fields`` added."""
         path = os.path.abspath(manifest)
         self.manifests.append(path)
@@ -167,7 +169,9 @@ class Uploader:
 
     def _compare(self, report: dict[str, Any], how: str) -> dict[str, Any]:
         """What each manifest's episodes should have sent, against what was sent."""
-        sent = {spec: {tuple(k) for k in report.get(spec, {}).get("sent", ())} for spec in self.specs}
+        sent = {
+            spec: {tuple(k) for k in report.get(spec, {}).get("sent", ())} for spec in self.specs
+        }
         missing: dict[str, dict[tuple[str, int, int], list[str]]] = {s: {} for s in self.specs}
         expected = 0
         for path in self.manifests:
@@ -192,7 +196,12 @@ class Uploader:
             if parts:
                 videos, stats = parts.count("video"), parts.count("stats")
                 what = ", ".join(
-                    t for t in (f"{stats} episodes' statistics" if stats else "", f"{videos} videos" if videos else "") if t
+                    t
+                    for t in (
+                        f"{stats} episodes' statistics" if stats else "",
+                        f"{videos} videos" if videos else "",
+                    )
+                    if t
                 )
                 lines.append(f"{spec}: {what} not sent ({error or 'no reason given'})")
         self._note(missing)

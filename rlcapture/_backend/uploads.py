@@ -133,8 +133,10 @@ def missing_package(spec: TrackerSpec) -> str | None:
     """
     name = KINDS[spec.kind][0]
     try:
-        found = sys.modules[name] is not None if name in sys.modules else (
-            importlib.util.find_spec(name) is not None
+        found = (
+            sys.modules[name] is not None
+            if name in sys.modules
+            else (importlib.util.find_spec(name) is not None)
         )
     except (ImportError, ValueError):
         found = False

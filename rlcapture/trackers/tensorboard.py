@@ -34,32 +34,44 @@ PREVIEW_FRAMES = 60
 PREVIEW_WIDTH = 160
 
 
-def gif_preview(path: str, frames: int = PREVIEW_FRAMES, width: int = PREVIEW_WIDTH) -> tuple[bytes, int, int]:
+def gif_preview(
+    path: str, frames: int = PREVIEW_FRAMES, width: int = PREVIEW_WIDTH, total: int | None = None
+) -> tuple[bytes, int, int]:
     """A small looping GIF of the video at ``path``; returns (bytes, height, width).
 
     Every k-th frame is kept so that at most ``frames`` remain, each shown
-    k frame-times: the preview lasts as long as the video.
+    k frame-times: the preview lasts as long as the video. Frames are
+    shrunk as they are decoded, so a long episode never sits in memory at
+    full size. ``total`` (the manifest's frame count) picks k up front;
+    without it, k doubles whenever twice ``frames`` have been kept.
     """
+    every = max(1, -(-total // frames)) if total else 1
+    kept: list[Image.Image] = []
+    size: tuple[int, int] | None = None
     with av.open(path) as container:
         stream = container.streams.video[0]
-        total = stream.frames or 0
         rate = float(stream.average_rate or stream.guessed_rate or 30)
-        images = [f.to_image() for f in container.decode(stream)]
-    if not images:
+        for i, frame in enumerate(container.decode(stream)):
+            if i % every:
+                continue
+            image = frame.to_image()
+            if size is None:
+                w, h = image.size
+                scale = min(1.0, width / w)
+                size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            kept.append(image.resize(size, Image.Resampling.BILINEAR))
+            if len(kept) >= 2 * frames:
+                kept, every = kept[::2], every * 2
+    if not kept or size is None:
         raise ValueError(f"{path} holds no frames")
-    total = len(images) or total
-    every = max(1, -(-total // frames))
-    picked = images[::every]
-    w, h = picked[0].size
-    scale = min(1.0, width / w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = [im.resize(size, Image.Resampling.BILINEAR) for im in picked]
+    while len(kept) > frames:
+        kept, every = kept[::2], every * 2
     buf = io.BytesIO()
-    small[0].save(
+    kept[0].save(
         buf,
         format="GIF",
         save_all=True,
-        append_images=small[1:],
+        append_images=kept[1:],
         duration=max(20, round(1000 * every / rate)),
         loop=0,
     )
@@ -102,7 +114,8 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
 
     def log_video(self, record: dict[str, Any], path: str, step: int) -> None:
-        gif, height, width = gif_preview(path)
+        frames = record.get("frames")
+        gif, height, width = gif_preview(path, total=frames if isinstance(frames, int) else None)
         image = summary_pb2.Summary.Image(
             height=height, width=width, colorspace=3, encoded_image_string=gif
         )

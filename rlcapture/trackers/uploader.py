@@ -99,7 +99,9 @@ class _Worker:
     thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self._main, name=f"upload-{self.spec.kind}", daemon=True)
+        self.thread = threading.Thread(
+            target=self._main, name=f"upload-{self.spec.kind}", daemon=True
+        )
         self.thread.start()
 
     def put(self, item: _Item | None) -> None:
@@ -120,7 +122,9 @@ class _Worker:
                 continue
             for part in item.parts:
                 if self._try(item, part):
-                    self.sent.append((item.manifest, item.record["env"], item.record["episode"], part))
+                    self.sent.append(
+                        (item.manifest, item.record["env"], item.record["episode"], part)
+                    )
         if self.tracker is not None:
             try:
                 self.tracker.close()
@@ -246,4 +250,3 @@ def run_uploader(
             control.send(("report", report))
         except OSError:
             pass
-

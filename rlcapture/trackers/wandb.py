@@ -32,6 +32,7 @@ class WandbTracker(Tracker):
         entity = None
         if "/" in project:
             entity, project = project.split("/", 1)
+        os.environ.setdefault("WANDB_SILENT", "true")  # this process's own environment
         settings = wandb.Settings(init_timeout=run.timeout, silent=True, console="off")
         self.run = wandb.init(
             project=project,
