@@ -270,7 +270,7 @@ def test_a_dead_uploader_is_named_with_its_exit_status(tmp_path: Path) -> None:
         envs.close()
     (line,) = rec.summary["not_uploaded"]
     assert (
-        "died: signal SIGKILL (-9)" in line and "1 episodes' statistics, 1 videos not sent" in line
+        "died: signal SIGKILL (-9)" in line and "1 episode's statistics, 1 video not sent" in line
     )
     (r,) = read_manifest(out / "episodes.jsonl")
     assert decode(out / r["video"]).count == r["frames"]

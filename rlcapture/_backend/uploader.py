@@ -195,14 +195,16 @@ class Uploader:
             uploads[spec] = {"sent": len(sent[spec]), "not_sent": len(parts), "error": error}
             if parts:
                 videos, stats = parts.count("video"), parts.count("stats")
-                what = ", ".join(
-                    t
-                    for t in (
-                        f"{stats} episodes' statistics" if stats else "",
-                        f"{videos} videos" if videos else "",
+                said = []
+                if stats:
+                    said.append(
+                        f"{stats} episode's statistics"
+                        if stats == 1
+                        else f"{stats} episodes' statistics"
                     )
-                    if t
-                )
+                if videos:
+                    said.append(f"{videos} video" if videos == 1 else f"{videos} videos")
+                what = ", ".join(said)
                 lines.append(f"{spec}: {what} not sent ({error or 'no reason given'})")
         self._note(missing)
         return {"uploads": uploads, "not_uploaded": lines}
