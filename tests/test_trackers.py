@@ -118,6 +118,40 @@ def test_missing_package_is_one_line_naming_the_extra(tmp_path: Path, monkeypatc
     assert not out.exists()  # before any folder or process
 
 
+# -- the step axis ------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoders", [1, 2])
+def test_manifest_step_counts_env_steps_in_its_order(tmp_path: Path, encoders: int) -> None:
+    """Each line's ``step`` is the env steps of the lines up to it, also across encoder shards."""
+    fn = make_env_fn("CartPole-v1", max_episode_steps=15)
+    envs = CaptureVectorEnv([fn] * 4, tmp_path / "out", encoders=encoders, episodes_per_env=[2] * 4)
+    try:
+        envs.reset(seed=0)
+        for _ in range(40):
+            envs.step(envs.action_space.sample())
+    finally:
+        envs.close()
+    raw = read_manifest(tmp_path / "out" / "episodes.jsonl", raw=True)
+    assert len(raw) == 8
+    assert [r["step"] for r in raw] == list(steps_in_order(raw).values())
+
+
+def test_manifest_step_survives_update_lines_and_other_writers(tmp_path: Path) -> None:
+    from rlcapture._backend.manifest import Manifest
+
+    path = tmp_path / "episodes.jsonl"
+    a, b = Manifest(str(path)), Manifest(str(path))
+    a.write({"env": 0, "episode": 0, "length": 5})
+    a.write({"env": 0, "episode": 0, "kept": False}, update=True)
+    b.write({"env": 1, "episode": 0, "length": 7})  # reads a's step back past the update line
+    b.write({"env": 1, "episode": 0, "kept": False}, update=True)
+    a.write({"env": 0, "episode": 1, "length": 1, "end": "closed"})
+    a.write({"env": 0, "episode": 2, "end": "error"})  # no length: no steps
+    a.close()
+    b.close()
+    raw = read_manifest(path, raw=True)
+    assert [r.get("step") for r in raw] == [5, None, 12, None, 13, 13]
+
+
 # -- local trackers, read back ---------------------------------------------------------------------
 def test_tensorboard_and_mlflow_get_every_episode_and_video(tmp_path: Path, monkeypatch) -> None:
     from mlflow.tracking import MlflowClient
@@ -132,6 +166,7 @@ def test_tensorboard_and_mlflow_get_every_episode_and_video(tmp_path: Path, monk
     lines = read_manifest(out / "episodes.jsonl")
     assert len(lines) == 3 and all("not_uploaded" not in r for r in lines)
     steps = steps_in_order(lines)
+    assert [r["step"] for r in lines] == list(steps.values())
     assert summary["uploads"][f"tensorboard:{tb}"] == {"sent": 6, "not_sent": 0, "error": None}
 
     acc = EventAccumulator(str(tb), size_guidance={"images": 0, "scalars": 0, "tensors": 0})

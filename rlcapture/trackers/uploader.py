@@ -16,8 +16,9 @@ finish, then reports what each tracker took; what it did not take is named
 by the recorder (summary and manifest).
 
 The step of an episode is its ``timestep`` field when the manifest has one
-(recorded during training), else the env steps of the manifest's episodes up
-to and including it, in the manifest's order.
+(recorded during training), else its ``step`` (the env steps of the
+manifest's episodes up to and including it, in the manifest's order; counted
+here for a manifest written before lines had it).
 """
 
 from __future__ import annotations
@@ -194,8 +195,13 @@ def _items(source: _Source, records: list[dict[str, Any]]) -> list[_Item]:
         parts = upload_parts(record)
         if not parts:
             continue
-        timestep = record.get("timestep")
-        step = int(timestep) if isinstance(timestep, (int, float)) else source.steps
+        timestep, written = record.get("timestep"), record.get("step")
+        if isinstance(timestep, (int, float)):
+            step = int(timestep)
+        elif isinstance(written, int):
+            step = written  # the manifest's own count (exact across encoder shards)
+        else:
+            step = source.steps
         video = os.path.join(folder, record["video"]) if "video" in parts else None
         items.append(_Item(source.path, record, step, parts, video))
     return items
