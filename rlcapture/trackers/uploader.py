@@ -113,6 +113,12 @@ class _Worker:
             self.error = f"more than {QUEUE_ITEMS} uploads waiting; later ones were not sent"
 
     def _main(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # noqa: BLE001 - the report names it; the others go on
+            self.error = f"its upload thread failed: {_describe(exc)}"
+
+    def _serve(self) -> None:
         missing = missing_package(self.spec)
         while True:
             item = self.queue.get()
@@ -154,10 +160,13 @@ class _Worker:
                 break
             try:
                 self._send(item, part)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if part == "video" and item.video and not os.path.exists(item.video):
                     return False  # a keep rule discarded it meanwhile: nothing to send
-                raise
+                self.error = _describe(exc)
+                if i + 1 < tries:
+                    time.sleep(min(8.0, BACKOFF * 2**i))
+                continue
             except ImportError as exc:
                 self.error = missing_package(self.spec) or _describe(exc)
                 self.down = True
