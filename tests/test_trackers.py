@@ -361,3 +361,24 @@ def test_sb3_callback_logs_rounds_at_the_training_timestep(tmp_path: Path) -> No
     with open(tmp_path / "sb3" / "progress.csv") as f:
         logged = [row["rlcapture/return"] for row in csv.DictReader(f)]
     assert [float(v) for v in logged if v] == [h["mean_return"] for h in cb.history]
+
+
+def test_the_recording_process_never_imports_a_tracker(tmp_path: Path, subprocess_env) -> None:
+    """Tracker packages are loaded in the uploader process only (W&B alone takes a second)."""
+    import subprocess
+
+    code = (
+        "import sys, rlcapture\n"
+        f"rec = rlcapture.Recorder({str(tmp_path / 'out')!r}, loggers=['tensorboard', 'mlflow', 'wandb'])\n"
+        "rec.close()\n"
+        "print(sorted(m for m in ('wandb', 'mlflow', 'tensorboard') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
