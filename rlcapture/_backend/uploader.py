@@ -48,6 +48,13 @@ def uploader_main(
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recorder's to handle
+    try:
+        # Background work: on a machine whose cores the envs and the encoder
+        # keep busy, importing a tracker (MLflow: seconds of CPU) or its
+        # client's threads should take what they leave, not a share of theirs.
+        os.nice(10)
+    except OSError:
+        pass
     for parent in parents:
         parent.close()
     code = 0
