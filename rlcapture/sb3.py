@@ -333,14 +333,14 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
             print(f"rlcapture: {steps} timesteps: mean return {result['mean_return']:.2f} -> {where}")
         return result
 
-
     def _send_round(self, manifest: Path, timestep: int) -> None:
         """Note the round's training timestep in its manifest; hand it to the uploader."""
         self._start_uploads()  # record() may be called outside learn()
         writer = Manifest(str(manifest))
         try:
             for r in read_manifest(manifest):
-                writer.write({"env": r["env"], "episode": r["episode"], "timestep": timestep}, update=True)
+                line = {"env": r["env"], "episode": r["episode"], "timestep": timestep}
+                writer.write(line, update=True)
         finally:
             writer.close()
         assert self._uploader is not None
