@@ -195,6 +195,25 @@ def _parser() -> argparse.ArgumentParser:
         default="raise",
         help="when an env fails: stop (default) or go on without it, noting it in the manifest",
     )
+    rec.add_argument(
+        "--log",
+        dest="loggers",
+        action="append",
+        metavar="TRACKER",
+        help="also send each episode's statistics and video to wandb[:PROJECT], "
+        "tensorboard[:DIR] or mlflow[:TRACKING_URI] (repeatable)",
+    )
+    rec.add_argument(
+        "--upload-attempts",
+        type=_positive(int, 1, 100, "--upload-attempts"),
+        help="tries per upload before it is given up and named (default 3)",
+    )
+    rec.add_argument(
+        "--upload-timeout",
+        type=_positive(float, 0.1, 86400, "--upload-timeout"),
+        metavar="SECONDS",
+        help="how long the end of the run waits for uploads under way (default 60)",
+    )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     rep = sub.add_parser(
@@ -397,6 +416,7 @@ def _record_one(
             ),
             stderr,
         )
+    _report_uploads(result.recording, stdout)
     return (130 if result.interrupted else 0), summary.returns
 
 
@@ -450,6 +470,15 @@ def replay_command(args: argparse.Namespace, stdout: TextIO) -> int:
         )
     print(f"  video    {result.video} ({result.frames} frames)", file=stdout)
     return 0 if result.matches else 1
+
+
+def _report_uploads(summary: dict[str, Any], stdout: TextIO) -> None:
+    """One line per tracker: what it took, or what it missed and why."""
+    for spec, counts in summary.get("uploads", {}).items():
+        if not counts["not_sent"]:
+            print(f"  tracker  {spec}: {counts['sent']} uploads sent", file=stdout)
+    for line in summary.get("not_uploaded", ()):
+        print(f"  NOT SENT {line} (see not_uploaded in episodes.jsonl)", file=stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

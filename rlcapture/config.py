@@ -14,7 +14,8 @@ The options come in groups that read as they are used::
         video=VideoConfig(fps, codec, crf, preset, pix_fmt, gop),
         images=ImagesConfig(videos, frames, keyframes),
         transport=TransportConfig(drop, slots, timeout),
-        keep, keep_seed, encoders, mosaic, name_prefix, loggers,
+        keep, keep_seed, encoders, mosaic, name_prefix,
+        loggers, upload_attempts, upload_timeout,
     )
 
 but a config is usually built from flat keywords, the same names the fronts
@@ -39,6 +40,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._backend.keep import KeepRule, parse_keep
+from ._backend.uploads import DEFAULT_ATTEMPTS, DEFAULT_UPLOAD_TIMEOUT, parse_trackers
 from .errors import ConfigError
 
 __all__ = [
@@ -245,8 +247,16 @@ class RecordConfig:
             envs ``0 .. mosaic-1``; True (only where a vector env makes the
             recorder) means a tile for each of its envs.
         name_prefix: Put before every file name the run writes.
-        loggers: Experiment trackers to report to, as spec strings (kept for
-            them; not read yet).
+        loggers: Experiment trackers to report each episode to, as spec
+            strings: ``"wandb[:PROJECT]"``, ``"tensorboard[:DIR]"``,
+            ``"mlflow[:TRACKING_URI]"`` (:mod:`rlcapture.trackers`). Each
+            finished episode's statistics and each kept video are sent by an
+            uploader process, off the step path; what could not be sent is
+            named in :attr:`Recorder.summary <rlcapture.Recorder.summary>` and
+            in the manifest (``not_uploaded``).
+        upload_attempts: Tries per upload before it is given up.
+        upload_timeout: Seconds the end of the run waits for uploads still
+            under way (then the rest is named as not sent).
 
     Raises:
         ConfigError: An option is unknown, out of range, or conflicts with another.
@@ -261,6 +271,8 @@ class RecordConfig:
     mosaic: int | bool | None = None
     name_prefix: str = ""
     loggers: tuple[str, ...] = ()
+    upload_attempts: int = DEFAULT_ATTEMPTS
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT
 
     def __init__(self, **options: Any) -> None:
         names = self.option_names()
@@ -325,16 +337,23 @@ class RecordConfig:
             )
         if len(prefix) > 100:
             raise ConfigError("name prefix must be at most 100 characters")
-        loggers = self.loggers
-        if (
-            isinstance(loggers, str)
-            or not isinstance(loggers, (list, tuple))
-            or not all(isinstance(s, str) and s for s in loggers)
-        ):
+        try:
+            _set(self, "loggers", parse_trackers(self.loggers))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not (_is_int(self.upload_attempts) and 1 <= self.upload_attempts <= 100):
             raise ConfigError(
-                f"loggers must be a list of tracker specs (non-empty strings), got {loggers!r}"
+                f"upload_attempts must be an integer from 1 to 100, got {self.upload_attempts!r}"
             )
-        _set(self, "loggers", tuple(loggers))
+        timeout = self.upload_timeout
+        if not (
+            isinstance(timeout, (int, float))
+            and not isinstance(timeout, bool)
+            and 0 < timeout <= 86400
+            and math.isfinite(timeout)
+        ):
+            raise ConfigError(f"upload_timeout must be seconds in (0, 86400], got {timeout!r}")
+        _set(self, "upload_timeout", float(timeout))
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ class EvaluationResult:
         seeds: The seeds asked for.
         interrupted: Ctrl-C stopped the run early (``episodes`` holds those that ended).
         errors: Envs taken out with ``on_error="continue"``, with their messages.
+        recording: What the recorder did (``Recorder.summary``: frames, videos,
+            and tracker uploads sent or not).
     """
 
     out: Path
@@ -96,6 +98,7 @@ class EvaluationResult:
     seeds: tuple[int, ...] | range
     interrupted: bool = False
     errors: dict[int, str] = field(default_factory=dict)
+    recording: dict[str, Any] = field(default_factory=dict)
 
     @property
     def returns(self) -> list[float]:
@@ -267,7 +270,8 @@ def evaluate(
         interrupted = True
     finally:
         envs.close()
-    return _result(folder, plan, interrupted, dict(envs.errors))
+    result = _result(folder, plan, interrupted, dict(envs.errors))
+    return replace(result, recording=dict(envs.recorder.summary))
 
 
 def _run(

@@ -34,6 +34,8 @@ from ._backend.messages import (
 )
 from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
+from ._backend.uploader import Uploader
+from ._backend.uploads import missing_package, parse_tracker
 from ._backend.video import VideoOptions, probe_encoder
 from .config import MAX_ENCODERS, RecordConfig, build_config, keyword_names
 from .errors import ConfigError, EncoderError, OutputError, OutputExistsError
@@ -95,11 +97,16 @@ class Recorder:
     Attributes:
         config: The validated configuration this recorder runs with.
         endpoint: Where producers attach (small and picklable).
+        summary: After :meth:`close`: ``frames``, ``episodes``, ``videos``;
+            with trackers (``loggers``), also ``uploads`` (per tracker: sent,
+            not sent, last error) and ``not_uploaded`` (one line per tracker
+            that missed something; empty when all was sent).
 
     Raises:
         OutputExistsError: ``out`` holds a recording and ``overwrite`` is False.
         OutputError: ``out`` cannot be created or written, or another run uses it.
-        ConfigError: An option is unknown or out of range.
+        ConfigError: An option is unknown or out of range, or a tracker's
+            package is missing (the message names the extra to install).
         EncoderError: The encoder process failed to start.
     """
 
@@ -113,6 +120,7 @@ class Recorder:
         **options: Any,
     ) -> None:
         self._shards: list[_Shard] = []
+        self._uploader: Uploader | None = None
         self._lock_fd = -1
         self._closed = False
         self.summary: dict[str, Any] = {}
@@ -120,6 +128,10 @@ class Recorder:
             config, options, front="Recorder", front_options=keyword_names(Recorder.__init__)
         )
         self.config = config
+        for spec in config.loggers:  # before any folder or process exists
+            missing = missing_package(parse_tracker(spec))
+            if missing:
+                raise ConfigError(missing)
         self.encoders = config.encoders
         self.mosaic = config.mosaic_tiles()
         self.video = VideoOptions(**asdict(config.video))
@@ -146,7 +158,9 @@ class Recorder:
         self._prepare_folder(overwrite)
         try:
             self._start(context)
+            self._start_uploads()
         except BaseException:
+            self._stop_all(2.0)
             self._release()
             raise
         self._finalizer = weakref.finalize(self, Recorder._at_exit, weakref.ref(self))
@@ -254,6 +268,27 @@ class Recorder:
             ),
         )
 
+    def _start_uploads(self) -> None:
+        """Start the uploader process when trackers are named; it follows the manifest."""
+        if not self.config.loggers:
+            return
+        self._uploader = Uploader(
+            self.config.loggers,
+            str(self.out.resolve()),
+            self.out.resolve().name,
+            self.config.upload_attempts,
+            self.config.upload_timeout,
+            context=self.context,
+            inherited=tuple(s.conn for s in self._shards),
+        )
+        self._uploader.follow(self.manifest_path)
+
+    def _finish_uploads(self) -> None:
+        """Let the uploads finish; name in the summary (and manifest) what was not sent."""
+        uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            self.summary.update(uploader.finish())
+
     def _stop_all(self, timeout: float) -> None:
         """Stop every encoder process still running (after a failure)."""
         for shard in self._shards:
@@ -264,6 +299,10 @@ class Recorder:
             if shard.proc is not None and shard.proc.pid is not None:
                 stop_process(shard.proc, timeout)
             shard.done = True
+        uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            uploader.conn.close()  # end of file: it finishes quickly
+            stop_process(uploader.proc, timeout)
 
     def _name(self, shard: _Shard) -> str:
         if self.encoders == 1:
@@ -342,7 +381,10 @@ class Recorder:
             shard.conn = None
             if all(s.done for s in self._shards):
                 self._closed = True
-                self._release()
+                try:
+                    self._finish_uploads()
+                finally:
+                    self._release()
             raise err
 
     def close(self, timeout: float | None = None) -> dict[str, Any]:
@@ -389,7 +431,10 @@ class Recorder:
         finally:
             for shard in live:
                 stop_process(shard.proc, 10.0)
-            self._release()
+            try:
+                self._finish_uploads()  # every line is written: what is left goes now
+            finally:
+                self._release()
 
     def _release(self) -> None:
         for shard in self._shards:

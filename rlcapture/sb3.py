@@ -24,6 +24,10 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import concatenate, create_empty_array
 
+from ._backend.manifest import Manifest, read_manifest
+from ._backend.uploader import Uploader
+from ._backend.uploads import missing_package, parse_tracker
+from .config import RecordConfig
 from .envs import make_env_fn
 from .errors import ConfigError
 from .policies import allocate_episodes, load_sb3_model, require_sb3
@@ -261,7 +265,15 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
     Each round makes a fresh :class:`CaptureVectorEnv` (``num_envs`` envs,
     the episodes split up front as ``evaluate_policy`` does), runs
     ``evaluate_policy`` through :class:`SB3VecEnv` and logs
-    ``rlcapture/mean_return`` and ``rlcapture/mean_length``.
+    ``rlcapture/mean_return`` and ``rlcapture/mean_length`` to SB3's logger.
+
+    With trackers (``loggers=["wandb:proj", ...]`` in ``options`` or
+    ``config``) and round folders, one uploader serves the whole training
+    (one tracker run, not one per round): each round's episodes go to the
+    trackers at the training timestep of the round, which each round's
+    manifest records too (``timestep``); what could not be sent is named in
+    :attr:`uploads` when training ends. With a shared :class:`Recorder`, give
+    it the loggers instead (its episodes are then logged against env steps).
 
     Args:
         env: An env id (or EnvSpec), or a function making one env with
@@ -316,11 +328,37 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
         self.capture_options = options
         self.history: list[dict[str, Any]] = []
         self._next = every
+        # Trackers: one uploader for every round (see the class docstring).
+        own = {k: v for k, v in options.items() if k in RecordConfig.option_names()}
+        checked = RecordConfig(**own) if config is None else config.replace(**own)
+        for spec in checked.loggers:
+            missing = missing_package(parse_tracker(spec))
+            if missing:
+                raise ConfigError(missing)
+        self.loggers = checked.loggers if not isinstance(out, Recorder) else ()
+        self._upload_settings = (checked.upload_attempts, checked.upload_timeout)
+        self._uploader: Uploader | None = None
+        #: When training ends with trackers: what each took, and what it missed.
+        self.uploads: dict[str, Any] = {}
 
     def _on_training_start(self) -> None:
         self._next = self.num_timesteps + self.every
+        self._start_uploads()
         if self.at_start:
             self.record()
+
+    def _start_uploads(self) -> None:
+        if self.loggers and self._uploader is None:
+            root = Path(self.out).resolve()  # type: ignore[arg-type]
+            root.mkdir(parents=True, exist_ok=True)
+            self._uploader = Uploader(self.loggers, str(root), root.name, *self._upload_settings)
+
+    def _on_training_end(self) -> None:
+        uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            self.uploads = uploader.finish()
+            for line in self.uploads["not_uploaded"]:
+                print(f"rlcapture: NOT SENT {line}")
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
@@ -339,6 +377,8 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
             target = Path(self.out) / f"step-{steps}"
             where = str(target)
             options.setdefault("overwrite", True)
+            if self.loggers:
+                options["loggers"] = ()  # the training's uploader sends them
         venv = CaptureVectorEnv(
             [self.env_fn] * self.n_envs,
             target,
@@ -368,11 +408,28 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
             "mean_return": float(np.mean(returns)) if len(returns) else math.nan,
         }
         self.history.append(result)
+        if self.loggers and not isinstance(self.out, Recorder):
+            self._send_round(Path(where) / "episodes.jsonl", steps)
         self.logger.record("rlcapture/mean_return", result["mean_return"])
+        self.logger.record("rlcapture/return", result["mean_return"])
+        self.logger.record("rlcapture/episodes", len(result["returns"]))
         self.logger.record("rlcapture/mean_length", float(np.mean(lengths)) if len(lengths) else math.nan)
         if self.verbose:
             print(f"rlcapture: {steps} timesteps: mean return {result['mean_return']:.2f} -> {where}")
         return result
+
+    def _send_round(self, manifest: Path, timestep: int) -> None:
+        """Note the round's training timestep in its manifest; hand it to the uploader."""
+        self._start_uploads()  # record() may be called outside learn()
+        writer = Manifest(str(manifest))
+        try:
+            for r in read_manifest(manifest):
+                line = {"env": r["env"], "episode": r["episode"], "timestep": timestep}
+                writer.write(line, update=True)
+        finally:
+            writer.close()
+        assert self._uploader is not None
+        self._uploader.follow(manifest, {"timestep": timestep})
 
 
 def make_sb3_vec(

@@ -316,11 +316,11 @@ def test_cli_builds_the_same_config() -> None:
 
 # -- layering ------------------------------------------------------------------------------------
 def test_config_sits_under_the_engine() -> None:
-    """config.py imports the errors and the keep grammar, nothing of the fronts or tools."""
+    """config.py imports the errors, the keep and tracker-spec grammars, nothing of the fronts or tools."""
     tree = ast.parse((REPO / "rlcapture" / "config.py").read_text())
     imported = {
         node.module
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.level and node.module
     }
-    assert imported <= {"errors", "_backend.keep", "_backend.video"}, imported
+    assert imported <= {"errors", "_backend.keep", "_backend.uploads", "_backend.video"}, imported

@@ -15,6 +15,12 @@ is written under an exclusive ``flock`` of the manifest, held only for that
 line's write (and its take-back): the size seen before the write is then
 still the file's size when it is truncated. Readers take no lock; they never
 see half a line except for the moment a line is being written.
+
+Each episode's line also gets ``step``: the env steps of the manifest's
+episodes up to and including it, in the manifest's order (the x-axis the
+trackers plot against). It is worked out under the same lock: from this
+writer's last line when no one else wrote since, else from the last episode
+line in the file (another shard's), so it is exact with several encoders.
 """
 
 from __future__ import annotations
@@ -49,10 +55,13 @@ class Manifest:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Read too: the step of another writer's last line is read back (see the module).
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         st = os.fstat(self._fd)
         self._identity = (st.st_dev, st.st_ino)
         self.lines = 0
+        self._steps = 0  # the step of this writer's last episode line
+        self._size = -1  # the file's size after this writer's last line (-1: none yet)
 
     def write(self, record: dict[str, Any], update: bool = False) -> None:
         """Append one line; on failure nothing of it stays in the file.
@@ -71,10 +80,19 @@ class Manifest:
         else:
             ordered = {k: _clean(record.get(k)) for k in FIELDS}
         ordered.update({k: _clean(v) for k, v in record.items() if k not in ordered})
-        line = json.dumps(ordered, separators=(", ", ": ")) + "\n"
-        data = memoryview(line.encode())
         with self._locked():  # other encoders of the same recorder wait meanwhile
             before = os.fstat(self._fd).st_size
+            steps = self._steps
+            if not update and "step" not in record:
+                if before != self._size:  # someone else wrote last (or this is our first line)
+                    steps = self._step_before(before)
+                length = ordered.get("length")
+                if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+                    steps += length
+                ordered["step"] = steps
+            line = json.dumps(ordered, separators=(", ", ": ")) + "\n"
+            data = memoryview(line.encode())
+            size = before + len(data)
             try:
                 while data:
                     written = os.write(self._fd, data)
@@ -90,7 +108,26 @@ class Manifest:
                 except OSError:
                     pass
                 raise
+            self._steps, self._size = steps, size
         self.lines += 1
+
+    def _step_before(self, size: int) -> int:
+        """The ``step`` of the last episode line in the first ``size`` bytes (0: none)."""
+        end, head = size, b""
+        while end > 0:
+            start = max(0, end - 8192)
+            lines = (os.pread(self._fd, end - start, start) + head).split(b"\n")
+            head = lines.pop(0) if start > 0 else b""  # maybe part of a line: wait for the rest
+            for raw in reversed(lines):
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue  # empty, or a line being taken back
+                if isinstance(record, dict) and record.get("update") is not True:
+                    step = record.get("step")
+                    return step if isinstance(step, int) and not isinstance(step, bool) else 0
+            end = start
+        return 0
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

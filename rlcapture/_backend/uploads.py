@@ -1,0 +1,159 @@
+"""What goes to experiment trackers: the spec grammar, and which parts of an episode are sent.
+
+A tracker is named by a spec string, as ``--log`` takes it: ``wandb[:PROJECT]``,
+``tensorboard[:DIR]`` or ``mlflow[:TRACKING_URI]``. This module parses and
+checks them (for :class:`~rlcapture.RecordConfig`), says which package each
+needs and which extra installs it, and decides what of an episode's manifest
+line is sent: its statistics once it finished, its video once the file is
+closed and kept. It imports no tracker package: the trackers themselves live
+in :mod:`rlcapture.trackers`, loaded only inside the uploader process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "KINDS",
+    "TrackerSpec",
+    "parse_tracker",
+    "parse_trackers",
+    "missing_package",
+    "upload_parts",
+    "DEFAULT_ATTEMPTS",
+    "DEFAULT_UPLOAD_TIMEOUT",
+]
+
+#: Tracker kinds, and the (import name, pip extra) each needs.
+KINDS: dict[str, tuple[str, str]] = {
+    "wandb": ("wandb", "wandb"),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "mlflow": ("mlflow", "mlflow"),
+}
+#: Tries per upload before it is given up (and named at the end of the run).
+DEFAULT_ATTEMPTS = 3
+#: Seconds the end of a run waits for uploads still under way.
+DEFAULT_UPLOAD_TIMEOUT = 60.0
+
+# The ends with a return to plot (episode.FINISHED, without importing the lifecycle).
+_FINISHED = ("terminated", "truncated")
+# W&B: "project" or "entity/project": letters, digits, '-', '_', '.'.
+_PROJECT = re.compile(r"[\w.-]{1,128}(/[\w.-]{1,128})?")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL_ONLY = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """One tracker to report to.
+
+    Attributes:
+        kind: "wandb", "tensorboard" or "mlflow".
+        target: The W&B project, the TensorBoard folder or the MLflow
+            tracking URI; "" takes the default (project "rlcapture",
+            ``OUT/tensorboard``, ``$MLFLOW_TRACKING_URI`` or ``OUT/mlruns``).
+    """
+
+    kind: str
+    target: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}" if self.target else self.kind
+
+    @property
+    def extra(self) -> str:
+        """The pip command that installs what this tracker needs."""
+        return f'pip install "rlcapture[{KINDS[self.kind][1]}]"'
+
+
+def parse_tracker(text: Any) -> TrackerSpec:
+    """``"mlflow:file:///data/mlruns"`` -> ``TrackerSpec("mlflow", "file:///data/mlruns")``.
+
+    Raises:
+        ValueError: The spec names no known tracker or its target is malformed
+            (the message lists the valid forms).
+    """
+    forms = "wandb[:PROJECT], tensorboard[:DIR] or mlflow[:TRACKING_URI]"
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"a tracker must be a non-empty string ({forms}), got {text!r}")
+    kind, sep, target = text.partition(":")
+    if kind not in KINDS:
+        near = difflib.get_close_matches(kind.lower(), KINDS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"unknown tracker {kind!r} in {text!r}{hint}; use {forms}")
+    if sep and not target:
+        raise ValueError(f"tracker {text!r}: nothing after ':'; drop it for the default")
+    # A folder may hold spaces; a project or a URI may not.
+    bad = _CONTROL_ONLY if kind == "tensorboard" else _CONTROL
+    if bad.search(target):
+        raise ValueError(f"tracker {text!r}: the target holds spaces or control characters")
+    if kind == "wandb" and target and not _PROJECT.fullmatch(target):
+        raise ValueError(
+            f"tracker {text!r}: a W&B project is 'project' or 'entity/project' "
+            "(letters, digits, '-', '_', '.')"
+        )
+    return TrackerSpec(kind, target)
+
+
+def parse_trackers(specs: Any) -> tuple[str, ...]:
+    """Check a list of tracker specs; returns them as a tuple of strings.
+
+    Raises:
+        ValueError: Not a list of strings, a malformed spec, or one tracker
+            named twice.
+    """
+    if (
+        isinstance(specs, str)
+        or not isinstance(specs, (list, tuple))
+        or not all(isinstance(s, str) and s for s in specs)
+    ):
+        raise ValueError(
+            "loggers must be a list of tracker specs (non-empty strings such as "
+            f"'wandb:myproject', 'tensorboard'), got {specs!r}"
+        )
+    seen: set[TrackerSpec] = set()
+    for text in specs:
+        spec = parse_tracker(text)
+        if spec in seen:
+            raise ValueError(f"tracker {text!r} is named twice")
+        seen.add(spec)
+    return tuple(specs)
+
+
+def missing_package(spec: TrackerSpec) -> str | None:
+    """The one line to print when ``spec``'s package is not installed (None: it is).
+
+    Asks the import system whether the package can be found, without
+    importing it (W&B takes a second to import, and the engine never does).
+    """
+    name = KINDS[spec.kind][0]
+    try:
+        found = (
+            sys.modules[name] is not None
+            if name in sys.modules
+            else (importlib.util.find_spec(name) is not None)
+        )
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return f"--log {spec.kind} needs the {name} package: {spec.extra}"
+
+
+def upload_parts(record: dict[str, Any]) -> list[str]:
+    """What of an episode's (folded) manifest line goes to the trackers.
+
+    ``"stats"`` once it finished on its own (terminated or truncated: it has
+    a return to plot); ``"video"`` when it has a video kept by the keep rules.
+    """
+    parts = []
+    if record.get("update") is not True and record.get("end") in _FINISHED:
+        parts.append("stats")
+    if record.get("video") and record.get("kept", True) is not False:
+        parts.append("video")
+    return parts
