@@ -55,7 +55,7 @@ def _load_cv2() -> object | None:
         if os.environ.get("RLCAPTURE_CONVERT", "") != "swscale":
             try:
                 import cv2
-            except Exception:  # ImportError, or a broken binary wheel
+            except ImportError:  # not installed, or a wheel that does not load
                 cv2 = None
             if cv2 is not None:
                 cv2.setNumThreads(1)
@@ -136,11 +136,16 @@ class Converter:
             else:
                 cv2.LUT(src[:, :, 0], self._lut, dst=out[:h])  # type: ignore[attr-defined]
                 out[h:] = 128
-            frame = av.VideoFrame.from_numpy_buffer(out, format="yuv420p")
+            if h % 4 == 0:
+                frame = av.VideoFrame.from_numpy_buffer(out, format="yuv420p")
+            else:  # PyAV takes the buffer's height as a multiple of 4: copy the planes
+                frame = _planes_frame(out, self.out_w, h)
             frame.colorspace = COLORSPACE
             frame.color_range = COLOR_RANGE
             return frame
         plane = src if self.channels == 3 else src[:, :, 0]
+        if plane.strides[1] != plane.shape[2] if plane.ndim == 3 else plane.strides[1] != 1:
+            plane = np.ascontiguousarray(plane)  # not a ring slot: a strided view
         frame = av.VideoFrame.from_numpy_buffer(plane, format=self._src_format)
         if not self.yuv:  # an RGB stream (libx264rgb): no matrix to apply
             out = self._reformatter.reformat(frame, format=self.pix_fmt, threads=1)
@@ -155,6 +160,18 @@ class Converter:
         if out is frame:  # already in the stream's format: it reads the pixels, copy them
             out = av.VideoFrame.from_ndarray(np.array(plane), format=self._src_format)
         return out
+
+
+def _planes_frame(i420: np.ndarray, width: int, height: int) -> av.VideoFrame:
+    """A yuv420p frame of its own memory holding the I420 buffer ``i420``."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    flat = i420.reshape(-1)
+    offset = 0
+    for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2))):
+        dst = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
+        dst[:, :w] = flat[offset : offset + w * h].reshape(h, w)
+        offset += w * h
+    return frame
 
 
 def make_converter(

@@ -262,15 +262,14 @@ class EpisodeVideo:
         enc.next_pts = frame.pts + 1
         enc.pending += 1
         try:
-            self._mux(enc.ctx.encode(frame))
+            self._mux(enc, self._container, enc.ctx.encode(frame))
         except BaseException:
             enc.usable = False  # what it holds belongs to this file
             raise
         self.frames += 1
 
-    def _mux(self, packets: list[av.Packet]) -> None:
-        enc = self._encoder
-        assert enc is not None
+    def _mux(self, enc: StreamEncoder, container: Any, packets: list[av.Packet]) -> None:
+        """Mux ``packets`` into this file, in its own timestamps."""
         enc.pending -= len(packets)
         base = self._base
         for packet in packets:
@@ -279,7 +278,7 @@ class EpisodeVideo:
             if packet.dts is not None:
                 packet.dts -= base
             packet.stream = self._stream
-            self._container.mux(packet)
+            container.mux(packet)
 
     def close(self) -> None:
         """Finish the file (idempotent); the encoder stays open if it holds nothing.
@@ -298,11 +297,7 @@ class EpisodeVideo:
                         # codec is then at its end and cannot take another file.
                         enc.usable = False
                         if self._file.error is None:  # after a failed write, only tidy up
-                            self._encoder = enc
-                            try:
-                                self._mux(enc.ctx.encode(None))
-                            finally:
-                                self._encoder = None
+                            self._mux(enc, container, enc.ctx.encode(None))
                 finally:
                     container.close()
         except av.error.FFmpegError as exc:
