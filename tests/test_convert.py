@@ -144,10 +144,10 @@ def run_episodes(sink: VideoSink, plan: list[tuple[int, int, int]], shape=(40, 6
         pictures[(env, episode)] = [patches(shape[0], shape[1], env * 5 + episode + i)[:, :, : shape[2]] for i in range(n)]
     longest = max(n for _, _, n in plan)
     for i in range(longest):
-        for key, (start, handle) in handles.items():
+        for key, (_, handle) in handles.items():
             if i < len(pictures[key]):
                 sink.frame(handle, pictures[key][i].copy(), 10 + i, lambda: None)
-    for key, (start, handle) in handles.items():
+    for start, handle in handles.values():
         sink.end(handle, Ending(start.key, {"env": start.env, "episode": start.episode}))
     return pictures
 
