@@ -180,7 +180,7 @@ class _Run:
 
             record = {"none": "none", "render": "none", "all": "all"}.get(self.base, variant)
             fns = [_Rendering(fn) if self.base == "render" else fn] * n
-            self.recorder = Recorder(folder / "out", encoders=variant_encoders(variant))
+            self.recorder = Recorder(folder / "out", encoders=variant_encoders(variant), envs=n)
             try:
                 self.envs: Any = CaptureVectorEnv(fns, self.recorder, record=record)
             except BaseException:
@@ -295,6 +295,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     with mem:
         t0 = time.perf_counter()
         run = _Run(variant, spec, folder)
+        run_encoders = run.recorder.encoders if run.recorder is not None else None
         try:
             policy = load_policy(spec["policy"], run, seed)
             t1 = time.perf_counter()
@@ -333,7 +334,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     run_s = t3 - t1
     return {
         "variant": variant,
-        "encoders": variant_encoders(variant),
+        "encoders": run_encoders,
         "n": n,
         "steps": steps,
         "repeat": spec.get("repeat", 0),

@@ -1,8 +1,9 @@
 """The variants ``rlcapture bench`` runs side by side: names, labels, descriptions, choice.
 
 A variant's name is its base (``none``, ``render``, ``all``, ``every:M``,
-``gym-vec``, ``gym-worker``, ``sb3``), with ``/eK`` when its recorder runs K
-encoder processes (``all/e2``). What each one runs is said in
+``gym-vec``, ``gym-worker``, ``sb3``), with ``/eK`` when its recorder is told
+to run K encoder processes (``all/e2``); without it the recorder chooses
+(``encoders="auto"``, the default). What each one runs is said in
 :mod:`rlcapture.bench`'s docstring and done in :mod:`rlcapture.bench_trial`.
 """
 
@@ -62,19 +63,19 @@ def variant_names(every: int) -> list[str]:
     return [f"every:{every}" if v == "every" else v for v in VARIANTS]
 
 
-def _split_encoders(variant: str) -> tuple[str, int]:
-    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, 1)."""
+def _split_encoders(variant: str) -> tuple[str, int | str]:
+    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, ``"auto"``): the default count."""
     name, sep, k = variant.partition("/e")
-    return (name, int(k)) if sep else (variant, 1)
+    return (name, int(k)) if sep else (variant, "auto")
 
 
-def variant_encoders(variant: str) -> int:
-    """How many encoder processes the variant's recorder runs."""
+def variant_encoders(variant: str) -> int | str:
+    """The ``encoders`` the variant's recorder is given (``"auto"``: the default rule)."""
     return _split_encoders(variant)[1]
 
 
-def _with_encoders(variant: str, k: int) -> str:
-    return variant if k == 1 else f"{variant}/e{k}"
+def _with_encoders(variant: str, k: int | str) -> str:
+    return variant if k == "auto" else f"{variant}/e{k}"
 
 
 def variant_base(variant: str) -> str:
@@ -86,14 +87,14 @@ def variant_base(variant: str) -> str:
 def variant_what(variant: str) -> str:
     """What the variant runs, in a sentence (for the JSON results)."""
     variant, k = _split_encoders(variant)
-    more = f", Recorder(encoders={k})" if k != 1 else ""
+    more = f", Recorder(encoders={k})" if k != "auto" else ""
     if variant.startswith("every:"):
         m = int(variant.split(":", 1)[1])
         return (
             f"CaptureVectorEnv(record='{variant}'){more}: episodes 0, {m}, {2 * m}, ... of each env"
         )
     what = VARIANTS[variant][1]
-    return f"{what}{more}" if k != 1 else what
+    return f"{what}{more}" if k != "auto" else what
 
 
 def variant_label(variant: str) -> str:
@@ -103,10 +104,12 @@ def variant_label(variant: str) -> str:
         label = f"rlcapture 1 ep in {variant.split(':', 1)[1]}"
     else:
         label = VARIANTS[variant][0]
-    return f"{label}, {k} enc" if k != 1 else label
+    return f"{label}, {k} enc" if k != "auto" else label
 
 
-def select_variants(text: str | None, every: int, encoders: Sequence[int] = (1,)) -> list[str]:
+def select_variants(
+    text: str | None, every: int, encoders: Sequence[int | str] = ("auto",)
+) -> list[str]:
     """The variants to run: ``--variants`` (default all), each recording one once per K."""
     chosen = _chosen_variants(text, every)
     out = []

@@ -272,7 +272,7 @@ def test_main_process_killed_with_two_encoders(
 # -- options ----------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [0, -1, "x", 1.5, True, None, 65, "2"])
 def test_bad_encoders_values(tmp_path: Path, value: object) -> None:
-    with pytest.raises(rlcapture.ConfigError, match=r"encoders must be an integer from 1 to 64"):
+    with pytest.raises(rlcapture.ConfigError, match=r"encoders must be 'auto' or an integer from 1 to 64"):
         Recorder(tmp_path / "out", encoders=value)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()  # refused before anything was made
     with pytest.raises(rlcapture.ConfigError, match="encoders"):
