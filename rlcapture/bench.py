@@ -16,6 +16,15 @@ variants rotated each repeat), each in a fresh Python process:
     rlcapture recording every frame (``record="all"``).
 ``every:M``
     rlcapture recording episodes 0, M, 2M, ... of each env (default M = 20).
+``record`` (only when named in ``--variants``)
+    The whole ``rlcapture record ENV -n N -k K`` command in a subprocess,
+    timed from its start (interpreter and imports included) to its exit; K
+    episodes of about 22 frames each make about as many frames as the other
+    runs step. With ``first_video_s`` (every variant has it: seconds from
+    making the envs until the first ``.mp4`` appears) and
+    ``frames_per_s_whole`` (frames over the time from making the envs to
+    closing them, set-up included) it compares the whole command with
+    Gymnasium's recorders.
 ``gym-vec``
     Gymnasium's ``wrappers.vector.RecordVideo`` around an ``AsyncVectorEnv``
     (every episode: the N frames of a step tiled into one video frame).
@@ -317,8 +326,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--variants",
-        help="comma-separated subset of none,render,all,every,gym-vec,gym-worker,sb3 "
-        "(default: all that are installed)",
+        help="comma-separated subset of none,render,all,every,record,gym-vec,gym-worker,sb3 "
+        "(default: all that are installed, but record)",
     )
     p.add_argument(
         "--encoders", "-e", type=_encoders_arg, nargs="+", default=["auto"],

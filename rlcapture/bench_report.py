@@ -30,7 +30,8 @@ def summarize_trials(
                 for key in (
                     "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
                     "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
-                    "setup_s", "other_load_cores",
+                    "setup_s", "other_load_cores", "whole_s", "first_video_s",
+                    "frames_per_s_whole",
                 )
             }  # fmt: skip
             m["env_steps"] = rs[0]["env_steps"]

@@ -16,6 +16,7 @@ from .errors import ConfigError
 __all__ = [
     "CORE",
     "EVERY_FRAME",
+    "OPT_IN",
     "TILED",
     "VARIANTS",
     "select_variants",
@@ -37,6 +38,11 @@ VARIANTS: dict[str, tuple[str, str]] = {
     ),
     "all": ("rlcapture every frame", "CaptureVectorEnv(record='all')"),
     "every": ("rlcapture 1 ep in M", "CaptureVectorEnv(record='every:M'): episodes 0, M, 2M, ..."),
+    "record": (
+        "rlcapture record command",
+        "the whole `rlcapture record ENV -n N -k K` command in a subprocess, start-up "
+        "included (K episodes: about as many frames as the other runs step)",
+    ),
     "gym-vec": (
         "gym vector RecordVideo",
         "gymnasium.wrappers.vector.RecordVideo(AsyncVectorEnv), every episode, N frames tiled",
@@ -51,16 +57,24 @@ VARIANTS: dict[str, tuple[str, str]] = {
     ),
 }
 #: Variants that try to record every frame: their frames/s is compared with the ceiling.
-EVERY_FRAME = ("all", "gym-vec", "gym-worker", "sb3")
+EVERY_FRAME = ("all", "record", "gym-vec", "gym-worker", "sb3")
 #: Variants whose video frame tiles the N envs' frames.
 TILED = ("gym-vec", "sb3")
 #: rlcapture's own variants: a failure of one of them stops the bench.
 CORE = ("none", "render", "all", "every")
 
 
-def variant_names(every: int) -> list[str]:
-    """Every variant's name, in order, with ``every`` spelled ``every:M``."""
-    return [f"every:{every}" if v == "every" else v for v in VARIANTS]
+#: Variants run only when named in ``--variants``.
+OPT_IN = ("record",)
+
+
+def variant_names(every: int, opt_in: bool = False) -> list[str]:
+    """The default variants' names (with ``opt_in``, every one), in order, ``every`` as ``every:M``."""
+    return [
+        f"every:{every}" if v == "every" else v
+        for v in VARIANTS
+        if opt_in or v not in OPT_IN
+    ]
 
 
 def _split_encoders(variant: str) -> tuple[str, int | str]:
@@ -122,9 +136,9 @@ def select_variants(
 
 
 def _chosen_variants(text: str | None, every: int) -> list[str]:
-    names = variant_names(every)
     if not text:
-        return names
+        return variant_names(every)
+    names = variant_names(every, opt_in=True)
     chosen = []
     for part in (x.strip() for x in text.split(",")):
         if not part:

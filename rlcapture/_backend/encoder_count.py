@@ -1,27 +1,28 @@
 """How many encoder processes a recording starts when it is not told: ``encoders="auto"``.
 
 Every recorded frame costs ``render_ms`` of CPU in a worker and ``encode_ms``
-in an encoder (conversion, x264, muxing). A machine with ``cores`` usable
-cores and ``envs`` envs rendering cannot record more than
-``min(cores, envs) / (render_ms + encode_ms)`` frames per ms, and at that rate
-the encoders need ``min(cores, envs) * encode_ms / (render_ms + encode_ms)``
-cores between them. One encoder is one process: it uses at most one core,
-and when workers outnumber cores it shares that core with them, getting
-part of it. So:
+in an encoder (conversion, x264, muxing), so of the CPU a recording uses a
+share ``encode_ms / (render_ms + encode_ms)`` goes to encoding. The rule gives
+the encoders that share of the envs, one encoder per
+``(render_ms + encode_ms) / encode_ms`` envs:
 
-- ``need`` = ``busy * encode_ms / (render_ms + encode_ms)`` with
-  ``busy = min(cores, envs)``: cores' worth of encoding at the ceiling;
-- when workers outnumber cores, the scheduler shares a core between an
-  encoder and the workers waiting for it: with ``envs > cores`` the rule asks
-  for twice ``need`` (an encoder then gets about half a core);
-- the count is ``ceil`` of that, at least 1, at most ``min(cores, envs)``
-  (more encoders than cores or envs only switch between each other).
+    k = ceil(envs * encode_ms / (render_ms + encode_ms)), between 1 and min(cores, envs)
+
+Why per env and not per core: the vector step is synchronous, so each step
+hands the encoders a burst of one frame per env, and an encoder is one
+process that the scheduler treats like a worker. With 16 workers on 2 cores
+one encoder gets about a seventeenth of the CPU while they run, falls behind,
+fills the rings and stalls the step (measured: 1 encoder 64-69 % of the
+ceiling at N=16, 2 encoders 94-99 %, ``benchmarks/RESULTS.md``). Giving the
+encoders their share of processes gives them their share of the CPU. More
+encoders than cores (or than envs) would only switch between each other.
 
 With CartPole's costs (render 3.2 ms, encode 1.0 ms, measured on the 2-core
-machine of ``benchmarks/RESULTS.md``) that is 1 encoder for up to 2 envs on
-2 cores and 2 for more envs than cores; on 16 cores, 1 for 1-3 envs, 2 for
-4-7, 4 for 8-15 and 8 for 16 or more envs (``tests/test_encoder_count.py``
-holds the table).
+machine of ``benchmarks/RESULTS.md``) that is one encoder per 4.2 envs: 1 for
+1-4 envs, 2 for 5-8, 3 for 9-12, 4 for 13-16, at most one per core
+(``tests/test_encoder_count.py`` holds the table). Costs that are not known
+are taken as CartPole's; the encode cost scales with the frame's pixels
+(:func:`encode_ms_for`).
 
 Outputs that need every env in one process (the mosaic, ranked keep rules)
 make it 1.
@@ -84,10 +85,6 @@ def auto_encoders(
     encode = ENCODE_MS if encode_ms is None else max(0.0, float(encode_ms))
     if render + encode <= 0:
         return 1
-    busy = min(cores, envs)
-    need = busy * encode / (render + encode)
-    if envs > cores:
-        need *= 2
-    # a hair below an integer stays there (0.5 * 2 = 1.0000000001 is 1)
-    k = math.ceil(need - 1e-9)
-    return max(1, min(k, busy))
+    need = envs * encode / (render + encode)
+    k = math.ceil(need - 1e-9)  # a hair above an integer (rounding) stays that integer
+    return max(1, min(k, cores, envs))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import av
 import numpy as np
 
+from ..convert import opencv_available
 from ..video import EpisodeVideo, StreamEncoder, VideoOptions
 from .base import Ending, EpisodeStart, OutputWriteError, Sink, write_failed
 
@@ -47,6 +48,7 @@ class VideoSink(Sink):
         self.options = options
         self.videos_dir = os.path.join(out_dir, "videos")
         self.encoders: dict[int, StreamEncoder] = {}  # env -> its codec context
+        opencv_available()  # import cv2 now, while producers start, not at the first frame
 
     def _encoder(self, start: EpisodeStart) -> StreamEncoder:
         enc = self.encoders.get(start.env)
