@@ -293,18 +293,6 @@ class RecordConfig:
         ranked = any(r.kind in ("worst", "best") or r.count for r in self.keep)
         return self.mosaic is not None or ranked
 
-    def encoder_count(self, envs: int | None) -> int:
-        """The encoder processes to start for ``envs`` envs (None: not known yet).
-
-        ``encoders`` itself when it is a number; for "auto", the rule of
-        :func:`rlcapture._backend.encoder_count.auto_encoders`.
-        """
-        if self.encoders != "auto":
-            return int(self.encoders)
-        from ._backend.encoder_count import auto_encoders
-
-        return auto_encoders(envs, single=self.single_encoder())
-
     def __post_init__(self) -> None:
         try:
             _set(self, "keep", parse_keep(self.keep))

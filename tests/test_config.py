@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert c.images == ImagesConfig(videos=True, frames=None, keyframes=False)
     assert c.transport == TransportConfig(drop=False, slots=DEFAULT_SLOTS, timeout=DEFAULT_TIMEOUT)
     assert c.keep == (KeepRule("all"),)
-    assert (c.keep_seed, c.encoders, c.mosaic, c.name_prefix, c.loggers) == (0, 1, None, "", ())
+    assert (c.keep_seed, c.encoders, c.mosaic, c.name_prefix, c.loggers) == (0, "auto", None, "", ())
 
 
 def test_flat_keywords_fill_the_groups() -> None:
