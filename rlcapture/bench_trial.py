@@ -182,7 +182,8 @@ class _Run:
             from .recorder import Recorder
             from .vector import CaptureVectorEnv
 
-            record = {"none": "none", "render": "none", "all": "all"}.get(self.base, variant)
+            schedule = variant.partition("/e")[0]  # every:20/e2 -> every:20
+            record = {"none": "none", "render": "none", "all": "all"}.get(self.base, schedule)
             fns = [_Rendering(fn) if self.base == "render" else fn] * n
             self.recorder = Recorder(folder / "out", encoders=variant_encoders(variant), envs=n)
             try:
