@@ -204,7 +204,7 @@ def _log(text: str) -> None:
     print(f"  {text}", flush=True)
 
 
-def run_trial(spec: dict[str, Any], max_load: float = 0.3) -> dict[str, Any]:
+def run_trial(spec: dict[str, Any], max_load: float | None = 0.3) -> dict[str, Any]:
     """Run a trial in a fresh process on a quiet machine (waits, and redoes disturbed runs)."""
     argv = [str(Path(__file__).resolve()), "--trial", json.dumps(spec)]
     try:
@@ -228,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(VARIANTS),
         help="none, render, all, all-nice, all-now, all-gate, every (default: %(default)s)",
     )
+    ap.add_argument(
+        "--max-other-load", type=float, default=0.3,
+        help="wait for other programs to use fewer cores than this before each run, and "
+        "redo disturbed runs (default 0.3; 0: do not wait, on a machine that is never quiet)",
+    )  # fmt: skip
     ap.add_argument("--trial", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trial:
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     "seed": rep,
                     "repeat": rep,
                 }
-                r = run_trial(spec)
+                r = run_trial(spec, args.max_other_load or None)
                 trials.append(r)
                 print(
                     f"  rep {rep} T={t:4.0f} ms {v:8s} p50 {r['p50_ms']:6.2f} ms p99 "

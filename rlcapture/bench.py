@@ -16,6 +16,15 @@ variants rotated each repeat), each in a fresh Python process:
     rlcapture recording every frame (``record="all"``).
 ``every:M``
     rlcapture recording episodes 0, M, 2M, ... of each env (default M = 20).
+``record`` (only when named in ``--variants``)
+    The whole ``rlcapture record ENV -n N -k K`` command in a subprocess,
+    timed from its start (interpreter and imports included) to its exit; K
+    episodes of about 22 frames each make about as many frames as the other
+    runs step. With ``first_video_s`` (every variant has it: seconds from
+    making the envs until the first ``.mp4`` appears) and
+    ``frames_per_s_whole`` (frames over the time from making the envs to
+    closing them, set-up included) it compares the whole command with
+    Gymnasium's recorders.
 ``gym-vec``
     Gymnasium's ``wrappers.vector.RecordVideo`` around an ``AsyncVectorEnv``
     (every episode: the N frames of a step tiled into one video frame).
@@ -27,9 +36,10 @@ variants rotated each repeat), each in a fresh Python process:
     stable-baselines3 is installed).
 
 With ``--encoders K [K ...]`` the rlcapture recording variants run once per K
-(``Recorder(encoders=K)``); a K other than 1 is written ``all/eK``,
-``every:M/eK``, so ``--encoders 1 2`` compares one and two encoder processes
-in the same alternating repetitions.
+(``Recorder(encoders=K)``); a number K is written ``all/eK``, ``every:M/eK``,
+and ``auto`` (the default: the recorder's own choice from the cores and N)
+is plain ``all``, so ``--encoders auto 1 2`` compares the default with one
+and two encoder processes in the same alternating repetitions.
 
 A run steps ``ceil(F / N)`` vector steps and is timed from ``reset`` to the
 return of ``close`` (every video finished). What it reports:
@@ -224,7 +234,7 @@ def draw_chart(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
         y += head_h
         for r in (r for r in rows if r["n"] == n):
             color = _COLORS.get(variant_base(r["variant"]), (100, 100, 100))
-            if variant_encoders(r["variant"]) != 1:  # more encoders: a darker shade
+            if variant_encoders(r["variant"]) != "auto":  # a set count: a darker shade
                 color = tuple(c * 3 // 5 for c in color)
             d.text((32, y + 3), r["label"], fill=(40, 40, 40), font=label_f)
             w = max(1.0, r["steps_per_s"] * scale)
@@ -255,6 +265,12 @@ def _int_range(low: int, high: int, what: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _encoders_arg(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _int_range(1, 64, "--encoders")(text)
 
 
 def _cores_arg(text: str) -> float:
@@ -310,14 +326,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--variants",
-        help="comma-separated subset of none,render,all,every,gym-vec,gym-worker,sb3 "
-        "(default: all that are installed)",
+        help="comma-separated subset of none,render,all,every,record,gym-vec,gym-worker,sb3 "
+        "(default: all that are installed, but record)",
     )
     p.add_argument(
-        "--encoders", "-e", type=_int_range(1, 64, "--encoders"), nargs="+", default=[1],
+        "--encoders", "-e", type=_encoders_arg, nargs="+", default=["auto"],
         metavar="K",
-        help="encoder processes of the rlcapture recording variants; several values run "
-        "each of those variants once per K, side by side (default 1)",
+        help="encoder processes of the rlcapture recording variants, or auto (the "
+        "default rule); several values run each of those variants once per K, side by side "
+        "(default auto)",
     )  # fmt: skip
     p.add_argument("--seed", type=_int_range(0, 2**31 - 1, "--seed"), default=0)
     p.add_argument("--json", help="where to write the results (default bench-ENV.json)")
@@ -343,8 +360,8 @@ def _command(args: argparse.Namespace, ns: Sequence[int]) -> str:
         parts += ["--policy", args.policy]
     if args.variants:
         parts += ["--variants", args.variants]
-    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
-    if encoders != [1]:
+    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or ["auto"]))
+    if encoders != ["auto"]:
         parts += ["--encoders", *map(str, encoders)]
     if args.max_other_load is not None:
         parts += ["--max-other-load", f"{args.max_other_load:g}"]
@@ -425,7 +442,7 @@ def bench(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     env = args.env_id
     if not isinstance(env, str) or not env.strip():
         raise EnvError("give an env id or module:factory")
-    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or [1]))
+    encoders = list(dict.fromkeys(getattr(args, "encoders", None) or ["auto"]))
     variants = select_variants(args.variants, args.every_episode, encoders)
     ns = list(dict.fromkeys(args.num_envs))
     json_path = Path(args.json) if args.json else Path(f"bench-{_safe_name(env)}.json")

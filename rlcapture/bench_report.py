@@ -30,7 +30,8 @@ def summarize_trials(
                 for key in (
                     "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
                     "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
-                    "setup_s", "other_load_cores",
+                    "setup_s", "other_load_cores", "whole_s", "first_video_s",
+                    "frames_per_s_whole",
                 )
             }  # fmt: skip
             m["env_steps"] = rs[0]["env_steps"]
@@ -49,7 +50,7 @@ def summarize_trials(
         encode_ms = None
         # One encoder's figures first (k encoders on few cores also pay for
         # switching between them), then any variant that encoded every frame.
-        sources = ["all", every, *(v for v in variants if variant_base(v) in ("all", "every"))]
+        sources = ["all/e1", "all", every, *(v for v in variants if variant_base(v) in ("all", "every"))]
         for source in sources:
             m = med.get(source) if source else None
             if m and m["encoder_cpu_s"] is not None and m["frames"]:
@@ -88,6 +89,8 @@ def summarize_trials(
                 100.0 * m["frames_per_s"] / ceiling if ceiling and base in EVERY_FRAME else None
             )
             row["encoders"] = variant_encoders(v) if base in ("all", "every") else None
+            started = [t.get("encoders") for t in trials if t["n"] == n and t["variant"] == v]
+            row["encoders_started"] = median([k for k in started if isinstance(k, int)])
             row["encode_ms"] = (
                 1e3 * m["encoder_cpu_s"] / m["frames"]
                 if base in ("all", "every") and m["encoder_cpu_s"] is not None and m["frames"]

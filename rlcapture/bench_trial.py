@@ -9,9 +9,13 @@ How time, CPU and memory are taken is :mod:`rlcapture.measure`'s.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,9 +182,10 @@ class _Run:
             from .recorder import Recorder
             from .vector import CaptureVectorEnv
 
-            record = {"none": "none", "render": "none", "all": "all"}.get(self.base, variant)
+            schedule = variant.partition("/e")[0]  # every:20/e2 -> every:20
+            record = {"none": "none", "render": "none", "all": "all"}.get(self.base, schedule)
             fns = [_Rendering(fn) if self.base == "render" else fn] * n
-            self.recorder = Recorder(folder / "out", encoders=variant_encoders(variant))
+            self.recorder = Recorder(folder / "out", encoders=variant_encoders(variant), envs=n)
             try:
                 self.envs: Any = CaptureVectorEnv(fns, self.recorder, record=record)
             except BaseException:
@@ -275,10 +280,86 @@ class _GymRecording:
         return RecordVideo(self.fn(), self.folder, episode_trigger=_always, disable_logger=True)
 
 
+class _FirstVideo:
+    """Notes when the first ``.mp4`` appears under a folder (polled every 5 ms)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.t0 = time.perf_counter()
+        self.seconds: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            with contextlib.suppress(OSError):
+                for _root, _dirs, files in os.walk(self.folder):
+                    if any(f.endswith(".mp4") for f in files):
+                        self.seconds = time.perf_counter() - self.t0
+                        return
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        return self.seconds
+
+
+#: Frames of a random-policy CartPole episode, about: sizes the record command's run.
+_EPISODE_GUESS = 22
+
+
+def _run_command(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``record`` variant: the whole command, timed from its start to its exit."""
+    variant, n, steps, seed = spec["variant"], int(spec["n"]), int(spec["steps"]), int(spec["seed"])
+    folder = Path(spec["folder"])
+    out = folder / "out"
+    episodes = max(n, math.ceil(n * steps / _EPISODE_GUESS))
+    cmd = [sys.executable, "-m", "rlcapture.cli", "record", spec["env"], "-n", str(n),
+           "-k", str(episodes), "--out", str(out), "--seed", str(seed), "--quiet"]  # fmt: skip
+    if spec["policy"] != "random":
+        cmd += ["--policy", spec["policy"]]
+    k = variant_encoders(variant)
+    if k != "auto":
+        cmd += ["--encoders", str(k)]
+    mem = TreePSS()
+    with mem:
+        r0 = reaped_cpu()
+        first = _FirstVideo(out)
+        t0 = first.t0
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        t3 = time.perf_counter()
+        first_video_s = first.stop()
+        mem.stop()
+    cpu = reaped_cpu() - r0
+    if proc.returncode != 0:
+        raise RLCaptureError(f"rlcapture record exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    lines = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines() if x.strip()]
+    lines = [x for x in lines if not x.get("update")]
+    frames = sum(int(x.get("frames") or 0) for x in lines)
+    env_steps = sum(int(x.get("length") or 0) for x in lines)
+    size = sum(p.stat().st_size for p in out.rglob("*.mp4"))
+    whole = t3 - t0
+    return {
+        "variant": variant, "encoders": k if k != "auto" else None, "n": n, "steps": steps,
+        "repeat": spec.get("repeat", 0), "env_steps": env_steps, "frames": frames,
+        "frames_rendered": frames, "video_frames": frames, "videos": len(lines),
+        "bytes_written": size, "setup_s": 0.0, "run_s": whole, "close_s": 0.0,
+        "whole_s": whole, "first_video_s": first_video_s,
+        "steps_per_s": env_steps / whole, "frames_per_s": frames / whole,
+        "frames_per_s_whole": frames / whole, "cpu_s": cpu, "main_cpu_s": None,
+        "encoder_cpu_s": None, "encoder_cpu_before_close_s": None,
+        "peak_pss_mb": mem.peak / MB, "pss_samples": mem.samples, "sampler_cpu_s": mem.cpu_s,
+        "tree_cpu_total_s": None,
+    }  # fmt: skip
+
+
 def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of one variant: make, reset, step, close; time, CPU and memory."""
     variant, n, steps, seed = spec["variant"], int(spec["n"]), int(spec["steps"]), int(spec["seed"])
     base = variant_base(variant)
+    if base == "record":
+        return _run_command(spec)
     if base in ("gym-vec", "gym-worker", "sb3"):
         import moviepy.video.io.ImageSequenceClip  # noqa: F401 - imported before timing
     folder = Path(spec["folder"])
@@ -293,8 +374,10 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         warm.close()
     mem = TreePSS()
     with mem:
-        t0 = time.perf_counter()
+        first = _FirstVideo(folder)
+        t0 = first.t0
         run = _Run(variant, spec, folder)
+        run_encoders = run.recorder.encoders if run.recorder is not None else None
         try:
             policy = load_policy(spec["policy"], run, seed)
             t1 = time.perf_counter()
@@ -312,6 +395,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
             raise
         closed = run.close()
         t3 = time.perf_counter()
+        first_video_s = first.stop()
         mem.stop()  # its CPU, all of it counted in ours, is taken out below
         self1, tree1 = self_cpu(), tree_cpu()
     cpu = tree1 - tree0 - mem.cpu_s
@@ -333,7 +417,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     run_s = t3 - t1
     return {
         "variant": variant,
-        "encoders": variant_encoders(variant),
+        "encoders": run_encoders,
         "n": n,
         "steps": steps,
         "repeat": spec.get("repeat", 0),
@@ -346,8 +430,11 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         "setup_s": t1 - t0,
         "run_s": run_s,
         "close_s": t3 - t2,
+        "whole_s": t3 - t0,
+        "first_video_s": first_video_s,
         "steps_per_s": env_steps / run_s,
         "frames_per_s": frames / run_s,
+        "frames_per_s_whole": frames / (t3 - t0),
         "cpu_s": cpu,
         "main_cpu_s": main_cpu,
         "encoder_cpu_s": encoder_cpu,

@@ -1,8 +1,9 @@
 """The variants ``rlcapture bench`` runs side by side: names, labels, descriptions, choice.
 
 A variant's name is its base (``none``, ``render``, ``all``, ``every:M``,
-``gym-vec``, ``gym-worker``, ``sb3``), with ``/eK`` when its recorder runs K
-encoder processes (``all/e2``). What each one runs is said in
+``gym-vec``, ``gym-worker``, ``sb3``), with ``/eK`` when its recorder is told
+to run K encoder processes (``all/e2``); without it the recorder chooses
+(``encoders="auto"``, the default). What each one runs is said in
 :mod:`rlcapture.bench`'s docstring and done in :mod:`rlcapture.bench_trial`.
 """
 
@@ -15,6 +16,7 @@ from .errors import ConfigError
 __all__ = [
     "CORE",
     "EVERY_FRAME",
+    "OPT_IN",
     "TILED",
     "VARIANTS",
     "select_variants",
@@ -36,6 +38,11 @@ VARIANTS: dict[str, tuple[str, str]] = {
     ),
     "all": ("rlcapture every frame", "CaptureVectorEnv(record='all')"),
     "every": ("rlcapture 1 ep in M", "CaptureVectorEnv(record='every:M'): episodes 0, M, 2M, ..."),
+    "record": (
+        "rlcapture record command",
+        "the whole `rlcapture record ENV -n N -k K` command in a subprocess, start-up "
+        "included (K episodes: about as many frames as the other runs step)",
+    ),
     "gym-vec": (
         "gym vector RecordVideo",
         "gymnasium.wrappers.vector.RecordVideo(AsyncVectorEnv), every episode, N frames tiled",
@@ -50,31 +57,39 @@ VARIANTS: dict[str, tuple[str, str]] = {
     ),
 }
 #: Variants that try to record every frame: their frames/s is compared with the ceiling.
-EVERY_FRAME = ("all", "gym-vec", "gym-worker", "sb3")
+EVERY_FRAME = ("all", "record", "gym-vec", "gym-worker", "sb3")
 #: Variants whose video frame tiles the N envs' frames.
 TILED = ("gym-vec", "sb3")
 #: rlcapture's own variants: a failure of one of them stops the bench.
 CORE = ("none", "render", "all", "every")
 
 
-def variant_names(every: int) -> list[str]:
-    """Every variant's name, in order, with ``every`` spelled ``every:M``."""
-    return [f"every:{every}" if v == "every" else v for v in VARIANTS]
+#: Variants run only when named in ``--variants``.
+OPT_IN = ("record",)
 
 
-def _split_encoders(variant: str) -> tuple[str, int]:
-    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, 1)."""
+def variant_names(every: int, opt_in: bool = False) -> list[str]:
+    """The default variants' names (with ``opt_in``, every one), in order, ``every`` as ``every:M``."""
+    return [
+        f"every:{every}" if v == "every" else v
+        for v in VARIANTS
+        if opt_in or v not in OPT_IN
+    ]
+
+
+def _split_encoders(variant: str) -> tuple[str, int | str]:
+    """``all/e2`` -> (``all``, 2); ``all`` -> (``all``, ``"auto"``): the default count."""
     name, sep, k = variant.partition("/e")
-    return (name, int(k)) if sep else (variant, 1)
+    return (name, int(k)) if sep else (variant, "auto")
 
 
-def variant_encoders(variant: str) -> int:
-    """How many encoder processes the variant's recorder runs."""
+def variant_encoders(variant: str) -> int | str:
+    """The ``encoders`` the variant's recorder is given (``"auto"``: the default rule)."""
     return _split_encoders(variant)[1]
 
 
-def _with_encoders(variant: str, k: int) -> str:
-    return variant if k == 1 else f"{variant}/e{k}"
+def _with_encoders(variant: str, k: int | str) -> str:
+    return variant if k == "auto" else f"{variant}/e{k}"
 
 
 def variant_base(variant: str) -> str:
@@ -86,14 +101,14 @@ def variant_base(variant: str) -> str:
 def variant_what(variant: str) -> str:
     """What the variant runs, in a sentence (for the JSON results)."""
     variant, k = _split_encoders(variant)
-    more = f", Recorder(encoders={k})" if k != 1 else ""
+    more = f", Recorder(encoders={k})" if k != "auto" else ""
     if variant.startswith("every:"):
         m = int(variant.split(":", 1)[1])
         return (
             f"CaptureVectorEnv(record='{variant}'){more}: episodes 0, {m}, {2 * m}, ... of each env"
         )
     what = VARIANTS[variant][1]
-    return f"{what}{more}" if k != 1 else what
+    return f"{what}{more}" if k != "auto" else what
 
 
 def variant_label(variant: str) -> str:
@@ -103,10 +118,12 @@ def variant_label(variant: str) -> str:
         label = f"rlcapture 1 ep in {variant.split(':', 1)[1]}"
     else:
         label = VARIANTS[variant][0]
-    return f"{label}, {k} enc" if k != 1 else label
+    return f"{label}, {k} enc" if k != "auto" else label
 
 
-def select_variants(text: str | None, every: int, encoders: Sequence[int] = (1,)) -> list[str]:
+def select_variants(
+    text: str | None, every: int, encoders: Sequence[int | str] = ("auto",)
+) -> list[str]:
     """The variants to run: ``--variants`` (default all), each recording one once per K."""
     chosen = _chosen_variants(text, every)
     out = []
@@ -119,9 +136,9 @@ def select_variants(text: str | None, every: int, encoders: Sequence[int] = (1,)
 
 
 def _chosen_variants(text: str | None, every: int) -> list[str]:
-    names = variant_names(every)
     if not text:
-        return names
+        return variant_names(every)
+    names = variant_names(every, opt_in=True)
     chosen = []
     for part in (x.strip() for x in text.split(",")):
         if not part:

@@ -46,6 +46,12 @@ DEFAULT_ENV = "CartPole-v1"
 
 
 
+def _encoders_arg(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive(int, 1, 64, "--encoders")(text)
+
+
 def _positive(kind: type, low: float, high: float, what: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
@@ -183,9 +189,10 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--envs-per-worker", type=_positive(int, 1, 1024, "--envs-per-worker"), default=1)
     rec.add_argument(
         "--encoders",
-        type=_positive(int, 1, 64, "--encoders"),
-        default=1,
-        help="encoder processes; env i is encoded by encoder i %% K (default 1)",
+        type=_encoders_arg,
+        default="auto",
+        help="encoder processes, or auto (default: from the usable cores and --num-envs); "
+        "env i is encoded by encoder i %% K",
     )
     rec.add_argument("--drop", action="store_true", help="drop frames rather than slow the envs")
     rec.add_argument("--step-timeout", type=_positive(float, 0.001, 1e6, "--step-timeout"))

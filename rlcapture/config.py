@@ -241,7 +241,10 @@ class RecordConfig:
             Discarded episodes' files are deleted when the decision is made;
             their manifest lines stay, with ``kept`` and ``why``.
         keep_seed: Seeds the random sample of ``keep="sample:..."``.
-        encoders: Encoder processes. With ``k > 1``, env ``i`` is encoded by
+        encoders: Encoder processes, or "auto" (the default): a count from the
+            usable cores and the number of envs (rule and figures in
+            :mod:`rlcapture._backend.encoder_count`, applied by the
+            :class:`~rlcapture.Recorder`; 1 with a mosaic or a ranked keep rule). With ``k > 1``, env ``i`` is encoded by
             encoder ``i % k``; all write to the same folder and manifest.
         mosaic: Also write ``out/mosaic.mp4``, one labelled tile per env for
             envs ``0 .. mosaic-1``; True (only where a vector env makes the
@@ -267,7 +270,7 @@ class RecordConfig:
     transport: TransportConfig
     keep: tuple[KeepRule, ...] = (KeepRule("all"),)
     keep_seed: int = 0
-    encoders: int = 1
+    encoders: int | str = "auto"
     mosaic: int | bool | None = None
     name_prefix: str = ""
     loggers: tuple[str, ...] = ()
@@ -297,6 +300,11 @@ class RecordConfig:
                 _set(self, f.name, options.get(f.name, f.default))
         self.__post_init__()
 
+    def single_encoder(self) -> bool:
+        """Whether an output needs every env's frames in one encoder (mosaic, ranked keep)."""
+        ranked = any(r.kind in ("worst", "best") or r.count for r in self.keep)
+        return self.mosaic is not None or ranked
+
     def __post_init__(self) -> None:
         try:
             _set(self, "keep", parse_keep(self.keep))
@@ -304,10 +312,12 @@ class RecordConfig:
             raise ConfigError(str(exc)) from None
         if not _is_int(self.keep_seed):
             raise ConfigError(f"keep_seed must be an integer, got {self.keep_seed!r}")
-        if not (_is_int(self.encoders) and 1 <= self.encoders <= MAX_ENCODERS):
+        if self.encoders != "auto" and not (
+            _is_int(self.encoders) and 1 <= self.encoders <= MAX_ENCODERS
+        ):
             raise ConfigError(
-                f"encoders must be an integer from 1 to {MAX_ENCODERS} (encoder processes; "
-                f"env i is encoded by encoder i % encoders), got {self.encoders!r}"
+                f"encoders must be 'auto' or an integer from 1 to {MAX_ENCODERS} (encoder "
+                f"processes; env i is encoded by encoder i % encoders), got {self.encoders!r}"
             )
         mosaic = self.mosaic
         if mosaic is False:
@@ -318,12 +328,13 @@ class RecordConfig:
             and not (_is_int(mosaic) and 1 <= mosaic <= MAX_MOSAIC_TILES)
         ):
             raise _mosaic_error(mosaic)
-        if self.encoders > 1 and self.mosaic is not None:
+        several = self.encoders != "auto" and self.encoders > 1
+        if several and self.mosaic is not None:
             raise ConfigError(
                 "mosaic needs every env's frames in one encoder; use encoders=1 with mosaic"
             )
         ranked = [r.label() for r in self.keep if r.kind in ("worst", "best") or r.count]
-        if self.encoders > 1 and ranked:
+        if several and ranked:
             raise ConfigError(
                 f"keep rule {ranked[0]!r} ranks episodes across the run, but each of the "
                 f"{self.encoders} encoders would rank only its own; use encoders=1 with it "

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._backend.channel import Endpoint
 from ._backend.encoder import EncoderConfig, encoder_main
+from ._backend.encoder_count import auto_encoders
 from ._backend.images import ImageOptions
 from ._backend.messages import (
     CloseEncoder,
@@ -90,6 +91,9 @@ class Recorder:
         overwrite: Replace a recording already in ``out`` (its videos, images
             and manifest). Without it such a folder is refused and left untouched.
         context: ``multiprocess`` start method ("fork", "spawn", "forkserver").
+        envs: How many envs will render at once, for ``encoders="auto"`` (the
+            default) to choose the encoder count from; None: as many as
+            usable cores. :class:`~rlcapture.CaptureVectorEnv` passes it.
         **options: :class:`~rlcapture.RecordConfig` options by their flat
             names (``codec="libx265"``, ``drop=True``, ``mosaic=4``: a number
             of env tiles here), applied over ``config``.
@@ -117,6 +121,7 @@ class Recorder:
         *,
         overwrite: bool = False,
         context: str | None = None,
+        envs: int | None = None,
         **options: Any,
     ) -> None:
         self._shards: list[_Shard] = []
@@ -132,7 +137,14 @@ class Recorder:
             missing = missing_package(parse_tracker(spec))
             if missing:
                 raise ConfigError(missing)
-        self.encoders = config.encoders
+        if envs is not None and (isinstance(envs, bool) or not isinstance(envs, int) or envs < 1):
+            raise ConfigError(f"envs must be a positive integer (envs recorded), got {envs!r}")
+        #: Encoder processes started: ``encoders``, or what "auto" chose for ``envs``.
+        self.encoders = (
+            auto_encoders(envs, single=config.single_encoder())
+            if config.encoders == "auto"
+            else int(config.encoders)
+        )
         self.mosaic = config.mosaic_tiles()
         self.video = VideoOptions(**asdict(config.video))
         images = config.images

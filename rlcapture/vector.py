@@ -287,7 +287,9 @@ class CaptureVectorEnv(VectorEnv):
         else:
             if record_config.mosaic is True:  # a tile for each of these envs
                 record_config = record_config.replace(mosaic=first_env_index + n)
-            self.recorder = Recorder(out, record_config, overwrite=overwrite, context=context)
+            self.recorder = Recorder(
+                out, record_config, overwrite=overwrite, context=context, envs=first_env_index + n
+            )
             self._owns_recorder = True
         try:
             self._start(env_fns, schedule, envs_per_worker, context)

@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert c.images == ImagesConfig(videos=True, frames=None, keyframes=False)
     assert c.transport == TransportConfig(drop=False, slots=DEFAULT_SLOTS, timeout=DEFAULT_TIMEOUT)
     assert c.keep == (KeepRule("all"),)
-    assert (c.keep_seed, c.encoders, c.mosaic, c.name_prefix, c.loggers) == (0, 1, None, "", ())
+    assert (c.keep_seed, c.encoders, c.mosaic, c.name_prefix, c.loggers) == (0, "auto", None, "", ())
 
 
 def test_flat_keywords_fill_the_groups() -> None:
@@ -129,8 +129,8 @@ def test_replace_validates_and_leaves_the_original() -> None:
         ({"timeout": float("inf")}, "timeout must be positive"),
         ({"keep": "worst"}, "worst:K"),
         ({"keep_seed": 1.5}, "keep_seed must be an integer"),
-        ({"encoders": 0}, "encoders must be an integer from 1 to 64"),
-        ({"encoders": True}, "encoders must be an integer from 1 to 64"),
+        ({"encoders": 0}, "encoders must be .auto. or an integer from 1 to 64"),
+        ({"encoders": True}, "encoders must be .auto. or an integer from 1 to 64"),
         ({"mosaic": 0}, "mosaic must be the number of env tiles"),
         ({"mosaic": 1025}, "mosaic must be the number of env tiles"),
         ({"encoders": 2, "mosaic": 4}, "mosaic needs every env's frames in one encoder"),

@@ -272,7 +272,7 @@ def test_main_process_killed_with_two_encoders(
 # -- options ----------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [0, -1, "x", 1.5, True, None, 65, "2"])
 def test_bad_encoders_values(tmp_path: Path, value: object) -> None:
-    with pytest.raises(rlcapture.ConfigError, match=r"encoders must be an integer from 1 to 64"):
+    with pytest.raises(rlcapture.ConfigError, match=r"encoders must be 'auto' or an integer from 1 to 64"):
         Recorder(tmp_path / "out", encoders=value)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()  # refused before anything was made
     with pytest.raises(rlcapture.ConfigError, match="encoders"):
@@ -322,15 +322,21 @@ def test_manifest_with_several_writers(tmp_path: Path) -> None:
 
 # -- rlcapture bench --encoders -----------------------------------------------------------
 def test_bench_variants_per_encoder_count() -> None:
-    from rlcapture.bench import _base, _encoders_of, _label, _select_variants
+    from rlcapture.bench_variants import (
+        select_variants,
+        variant_base,
+        variant_encoders,
+        variant_label,
+    )
 
-    assert _select_variants("none,all,every", 20, [1, 2]) == [
-        "none", "all", "all/e2", "every:20", "every:20/e2",
+    assert select_variants("none,all,every", 20, [1, 2]) == [
+        "none", "all/e1", "all/e2", "every:20/e1", "every:20/e2",
     ]  # fmt: skip
-    assert _select_variants("all", 20, [2]) == ["all/e2"]
-    assert _select_variants(None, 20) == _select_variants(None, 20, [1])
-    assert _base("every:20/e2") == "every" and _encoders_of("every:20/e2") == 2
-    assert _encoders_of("all") == 1 and _label("all/e2") == "rlcapture every frame, 2 enc"
+    assert select_variants("all", 20, [2]) == ["all/e2"]
+    assert select_variants("all", 20, ["auto", 2]) == ["all", "all/e2"]
+    assert select_variants(None, 20) == select_variants(None, 20, ["auto"])
+    assert variant_base("every:20/e2") == "every" and variant_encoders("every:20/e2") == 2
+    assert variant_encoders("all") == "auto" and variant_label("all/e2") == "rlcapture every frame, 2 enc"
 
 
 def test_bench_compares_encoder_counts(tmp_path: Path, capsys) -> None:
@@ -343,9 +349,9 @@ def test_bench_compares_encoder_counts(tmp_path: Path, capsys) -> None:
     result = json.loads(out.read_text())
     assert "--encoders 1 2" in result["command"] and result["settings"]["encoders"] == [1, 2]
     rows = {r["variant"]: r for r in result["results"]}
-    assert set(rows) == {"none", "render", "all", "all/e2"}
-    for v, k in (("all", 1), ("all/e2", 2)):
-        assert rows[v]["encoders"] == k
+    assert set(rows) == {"none", "render", "all/e1", "all/e2"}
+    for v, k in (("all/e1", 1), ("all/e2", 2)):
+        assert rows[v]["encoders"] == k == rows[v]["encoders_started"]
         assert rows[v]["frames"] == 62  # 2 envs x (reset + 30 steps)
         assert rows[v]["encode_ms"] > 0 and rows[v]["ceiling_pct"] is not None
     assert "rlcapture every frame, 2 enc" in capsys.readouterr().out

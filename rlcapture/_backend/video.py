@@ -18,9 +18,11 @@ from typing import Any
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.frame import PictureType
 
-__all__ = ["VideoOptions", "EpisodeVideo", "CRF_CODECS", "check_codec", "probe_encoder"]
+from .convert import COLOR_RANGE, COLORSPACE, Converter
+
+__all__ = ["VideoOptions", "EpisodeVideo", "StreamEncoder", "CRF_CODECS", "check_codec", "probe_encoder"]
 
 #: Codecs that take ``crf`` (and, for the x26x family, ``preset``).
 CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx", "libvpx-vp9", "libaom-av1", "libsvtav1"}
@@ -57,6 +59,12 @@ class VideoOptions:
             opts["preset"] = self.preset
         if self.codec.startswith("libx26"):
             opts["threads"] = "1"
+        if self.codec in ("libx264", "libx264rgb"):
+            # No frame held back (no lookahead, no B-frames): each frame's
+            # packet comes out at once, so an env's encoder is kept across its
+            # episodes (StreamEncoder); forced keyframes are IDR frames.
+            opts["tune"] = "zerolatency"
+            opts["forced-idr"] = "1"
         opts.update(self.extra)
         return opts
 
@@ -145,6 +153,82 @@ class _File(io.FileIO):
             raise
 
 
+class StreamEncoder:
+    """One codec context, kept across the episodes of an env.
+
+    Opening libx264 and its first container cost about 10 ms, as much as
+    encoding a dozen frames; an env of short episodes paid it per episode.
+    This encoder is opened once per env (per frame size and rate) and each
+    episode's file gets a stream copied from it
+    (``add_stream_from_template``: same codec parameters and headers); its
+    packets are muxed into whichever file is open. Each file starts on a
+    forced keyframe (an IDR frame), so it decodes from its first frame on its
+    own. Encoder timestamps keep increasing across episodes (``base`` of each
+    file); the packets get the file's own (the env step) when muxed.
+
+    It is reused only while nothing is held inside it: libx264 with
+    ``tune=zerolatency`` (the default) gives each frame's packet at once.
+    A codec or preset that delays frames (B-frames, lookahead) is drained
+    into the episode's file at its end and then cannot take more frames
+    (:attr:`usable` turns False; the sink opens a new one).
+
+    Args:
+        width: Frame width as rendered.
+        height: Frame height as rendered.
+        channels: 3 for RGB, 1 for grayscale.
+        fps: Frames per second (the time base is ``1/fps``).
+        options: Encoding options.
+    """
+
+    def __init__(
+        self, width: int, height: int, channels: int, fps: float, options: VideoOptions
+    ) -> None:
+        self.shape = (height, width, channels)
+        self.fps = fps
+        self.converter = Converter(channels, width, height, options.pix_fmt)
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.next_pts = 0  # encoder timestamps so far: every file's base is above them
+        self.pending = 0  # frames given minus packets received
+        self.usable = True
+        # The stream is opened in a container that is never written to a file:
+        # it holds the codec context and is the template of every file's stream.
+        self._holder = av.open(io.BytesIO(), "w", format="mp4")
+        try:
+            stream = self._holder.add_stream(
+                options.codec, rate=self.rate, options=options.codec_options()
+            )
+            stream.width = self.converter.out_w
+            stream.height = self.converter.out_h
+            stream.pix_fmt = options.pix_fmt
+            stream.time_base = 1 / self.rate
+            ctx = stream.codec_context
+            ctx.thread_count = 1
+            ctx.gop_size = options.gop or max(1, round(fps))
+            if self.converter.yuv:  # what the planes are made with (convert.py)
+                ctx.colorspace = COLORSPACE
+                ctx.color_range = COLOR_RANGE
+            self._holder.start_encoding()
+        except BaseException:
+            self._holder.close()
+            raise
+        self.template = stream
+        self.ctx = stream.codec_context
+
+    def fits(self, shape: tuple[int, int, int], fps: float) -> bool:
+        """Whether an episode of frames ``shape`` at ``fps`` can use this encoder."""
+        return self.usable and shape == self.shape and fps == self.fps
+
+    def close(self) -> None:
+        """Free the codec context (idempotent)."""
+        self.usable = False
+        holder, self._holder = getattr(self, "_holder", None), None
+        if holder is not None:
+            try:
+                holder.close()
+            except av.error.FFmpegError:
+                pass  # nothing of the run is in it
+
+
 class EpisodeVideo:
     """Writes the frames of one (env, episode) to ``path``.
 
@@ -155,31 +239,37 @@ class EpisodeVideo:
         channels: 3 for RGB, 1 for grayscale.
         fps: Frames per second (the time base is ``1/fps``, ``pts`` the step).
         options: Encoding options.
+        encoder: The env's :class:`StreamEncoder` to write with (it must
+            :meth:`~StreamEncoder.fits` the frames); None opens one for this
+            file alone, closed with it.
     """
 
     def __init__(
-        self, path: str, width: int, height: int, channels: int, fps: float, options: VideoOptions
+        self,
+        path: str,
+        width: int,
+        height: int,
+        channels: int,
+        fps: float,
+        options: VideoOptions,
+        encoder: StreamEncoder | None = None,
     ) -> None:
         self.path = path
         self.frames = 0
         self.width = width
         self.height = height
         self.channels = channels
-        self._src_format = "rgb24" if channels == 3 else "gray"
-        self._out_w = width + (width & 1)
-        self._out_h = height + (height & 1)
-        self._pad: np.ndarray | None = None
-        if (self._out_w, self._out_h) != (width, height):
-            self._pad = np.empty((self._out_h, self._out_w, channels), np.uint8)
-        self._pix_fmt = options.pix_fmt
-        self._reformatter = VideoReformatter()
         self._last_pts = -1
-        rate = Fraction(fps).limit_denominator(1001)
+        self._base = 0
         # O_EXCL: an existing file is never overwritten; 0o600: other users
         # cannot read what an agent did (the umask can only narrow it further).
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self._file = _File(fd, "wb")  # unbuffered, like open(fd, "wb", buffering=0)
+        self._owns = encoder is None
         try:
+            if encoder is None:
+                encoder = StreamEncoder(width, height, channels, fps, options)
+            self._encoder: StreamEncoder | None = encoder
             self._container = av.open(
                 self._file,
                 "w",
@@ -189,16 +279,10 @@ class EpisodeVideo:
                     "flush_packets": "1",
                 },
             )
-            stream = self._container.add_stream(options.codec, rate=rate, options=options.codec_options())
-            stream.width = self._out_w
-            stream.height = self._out_h
-            stream.pix_fmt = options.pix_fmt
-            stream.time_base = 1 / rate
-            ctx = stream.codec_context
-            ctx.thread_count = 1
-            ctx.gop_size = options.gop or max(1, round(fps))
-            self._stream = stream
+            self._stream = self._container.add_stream_from_template(encoder.template)
         except BaseException:
+            if self._owns and encoder is not None:
+                encoder.close()
             self._file.close()
             raise
 
@@ -210,46 +294,56 @@ class EpisodeVideo:
             step: The env step; it becomes the frame's ``pts``.
             release: Frees the ring slot, called as soon as the frame is copied.
         """
-        if self._pad is not None:
-            pad = self._pad
-            h, w = self.height, self.width
-            pad[:h, :w] = pixels
-            if self._out_w != w:
-                pad[:h, w] = pixels[:, w - 1]
-            if self._out_h != h:
-                pad[h] = pad[h - 1]
-            src = pad
-            release()
-            released = True
-        else:
-            src = pixels
-            released = False
-        plane = src if self.channels == 3 else src[:, :, 0]
-        frame = av.VideoFrame.from_numpy_buffer(plane, format=self._src_format)
-        out = self._reformatter.reformat(frame, format=self._pix_fmt, threads=1)
-        if out is frame and not released:
-            out = av.VideoFrame.from_ndarray(np.array(plane), format=self._src_format)
-        if not released:
-            release()
+        enc = self._encoder
+        assert enc is not None, "write after close"
+        frame = enc.converter.frame(pixels)
+        release()
         if step <= self._last_pts:  # a producer restarted the count; keep pts increasing
             step = self._last_pts + 1
-        out.pts = self._last_pts = step
-        self._container.mux(self._stream.encode(out))
+        if self.frames == 0:
+            frame.pict_type = PictureType.I  # every file starts on its own keyframe
+            self._base = enc.next_pts
+        self._last_pts = step
+        frame.pts = self._base + step
+        enc.next_pts = frame.pts + 1
+        enc.pending += 1
+        try:
+            self._mux(enc, self._container, enc.ctx.encode(frame))
+        except BaseException:
+            enc.usable = False  # what it holds belongs to this file
+            raise
         self.frames += 1
 
+    def _mux(self, enc: StreamEncoder, container: Any, packets: list[av.Packet]) -> None:
+        """Mux ``packets`` into this file, in its own timestamps."""
+        enc.pending -= len(packets)
+        base = self._base
+        for packet in packets:
+            if packet.pts is not None:
+                packet.pts -= base
+            if packet.dts is not None:
+                packet.dts -= base
+            packet.stream = self._stream
+            container.mux(packet)
+
     def close(self) -> None:
-        """Flush the encoder and finish the file (idempotent).
+        """Finish the file (idempotent); the encoder stays open if it holds nothing.
 
         Raises:
             OSError: The file could not be written (a full disk, a file size
                 limit); the file is closed anyway and keeps what reached it.
         """
         container, self._container = getattr(self, "_container", None), None
+        enc, self._encoder = getattr(self, "_encoder", None), None
         try:
             if container is not None:
                 try:
-                    if self._file.error is None:  # after a failed write, only tidy up
-                        container.mux(self._stream.encode(None))
+                    if enc is not None and (enc.pending or self._owns):
+                        # Frames still inside the codec: drain them here; the
+                        # codec is then at its end and cannot take another file.
+                        enc.usable = False
+                        if self._file.error is None:  # after a failed write, only tidy up
+                            self._mux(enc, container, enc.ctx.encode(None))
                 finally:
                     container.close()
         except av.error.FFmpegError as exc:
@@ -257,6 +351,8 @@ class EpisodeVideo:
                 raise self._file.error from exc
             raise
         finally:
+            if enc is not None and self._owns:
+                enc.close()
             if not self._file.closed:
                 self._file.close()
 

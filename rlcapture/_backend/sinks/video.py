@@ -3,6 +3,12 @@
 The last sink to take a frame: it frees the ring slot as soon as the frame is
 converted (or padded) and encodes after that, so a producer never waits on an
 encode.
+
+Each env keeps one codec context across its episodes
+(:class:`..video.StreamEncoder`): an episode costs a new file, not a new
+encoder. An env's encoder is replaced when its frame size or rate changes or
+when it could not be kept (a codec that holds frames back), and all are
+closed with the sink.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from collections.abc import Callable
 import av
 import numpy as np
 
-from ..video import EpisodeVideo, VideoOptions
+from ..convert import opencv_available
+from ..video import EpisodeVideo, StreamEncoder, VideoOptions
 from .base import Ending, EpisodeStart, OutputWriteError, Sink, write_failed
 
 __all__ = ["VideoSink"]
@@ -40,11 +47,25 @@ class VideoSink(Sink):
         self.out_dir = out_dir
         self.options = options
         self.videos_dir = os.path.join(out_dir, "videos")
+        self.encoders: dict[int, StreamEncoder] = {}  # env -> its codec context
+        opencv_available()  # import cv2 now, while producers start, not at the first frame
+
+    def _encoder(self, start: EpisodeStart) -> StreamEncoder:
+        enc = self.encoders.get(start.env)
+        if enc is not None and enc.fits(start.shape, start.fps):
+            return enc
+        if enc is not None:
+            enc.close()
+            del self.encoders[start.env]
+        h, w, c = start.shape
+        enc = self.encoders[start.env] = StreamEncoder(w, h, c, start.fps, self.options)
+        return enc
 
     def begin(self, start: EpisodeStart) -> _Episode:
         h, w, c = start.shape
         path = os.path.join(self.videos_dir, start.name + ".mp4")
-        return _Episode(EpisodeVideo(path, w, h, c, start.fps, self.options))
+        enc = self._encoder(start)
+        return _Episode(EpisodeVideo(path, w, h, c, start.fps, self.options, encoder=enc))
 
     def discard(self, handle: _Episode) -> None:
         handle.video.close()
@@ -76,3 +97,11 @@ class VideoSink(Sink):
     def _failed(self, handle: _Episode, exc: BaseException) -> OutputWriteError:
         video = handle.video
         return write_failed(exc, video.path, handle.frames, video.size, self.out_dir)
+
+    def close(self) -> None:
+        for enc in self.encoders.values():
+            enc.close()
+        self.encoders.clear()
+
+    def abort(self) -> None:
+        self.close()
