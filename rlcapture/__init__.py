@@ -25,6 +25,7 @@ from .errors import (
     StepTimeoutError,
     WorkerError,
 )
+from .evaluate import EpisodeResult, EvaluationResult, evaluate
 from .recorder import Recorder
 from .triggers import RecordAll, RecordEvery, RecordNone
 from .vector import CaptureVectorEnv, make_vec
@@ -41,6 +42,8 @@ __all__ = [
     "ConfigError",
     "EncoderError",
     "EnvError",
+    "EpisodeResult",
+    "EvaluationResult",
     "FrameError",
     "KeepRule",
     "NoAsyncCallError",
@@ -55,6 +58,7 @@ __all__ = [
     "Recorder",
     "StepTimeoutError",
     "WorkerError",
+    "evaluate",
     "make_vec",
     "read_manifest",
     "__version__",

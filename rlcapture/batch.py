@@ -64,7 +64,7 @@ class BatchCapture:
         self.num_envs = num_envs
         self.first_env_index = first_env_index
         envs = range(first_env_index, first_env_index + num_envs)
-        self._trackers = [EpisodeTracker(e, schedule, episodes, derive=False) for e in envs]
+        self._trackers = [EpisodeTracker(e, schedule, episodes) for e in envs]
         self.recording = np.zeros(num_envs, dtype=bool)
         # One ring, or one per encoder shard (Recorder(encoders=k)): env e goes to shard e % k.
         self._producer: FrameProducer | ShardedProducer | None = open_producer(

@@ -2,7 +2,10 @@
 
 ``rlcapture record ENV_ID`` evaluates a policy on N envs for K episodes and
 records them: one video per episode in ``DIR/videos/``, one line per episode
-in ``DIR/episodes.jsonl``, a summary at the end. Errors a user can fix are one
+in ``DIR/episodes.jsonl``, what ran in ``DIR/run.json``, a summary at the end.
+Episode j resets with seed ``--seed + j`` whichever env runs it
+(:func:`rlcapture.evaluate`). ``rlcapture replay DIR --env E --episode K``
+renders one recorded episode again. Errors a user can fix are one
 line on stderr and exit status 2; Ctrl-C stops cleanly with status 130.
 """
 
@@ -22,12 +25,11 @@ import numpy as np
 from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .config import RecordConfig
-from .envs import make_env_fn
 from .errors import RLCaptureError
+from .evaluate import evaluate
 from .policies import allocate_episodes, load_policy
 from .stats import describe, summarize
 from .triggers import as_schedule
-from .vector import CaptureVectorEnv
 
 __all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds", "record_config"]
 
@@ -182,6 +184,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rep = sub.add_parser(
+        "replay",
+        help="re-create one recorded episode and render it into a new video",
+        description="Re-create an episode from its seed (or its env generator's state) and "
+        "the run's run.json, and render it into a new video.",
+    )
+    rep.add_argument("dir", help="a recording's folder (holding episodes.jsonl and run.json)")
+    rep.add_argument("--env", type=_positive(int, 0, 10**7, "--env"), default=0, help="env index (default 0)")
+    rep.add_argument(
+        "--episode", type=_positive(int, 0, 10**9, "--episode"), default=0, help="that env's episode (default 0)"
+    )
+    rep.add_argument("--policy", help="default: the run's (random, sb3:ALGO:path.zip or module:callable)")
+    rep.add_argument("--stochastic", action="store_true", help="SB3 policies: sample actions")
+    rep.add_argument("--out", "-o", help="the new video (default DIR/replays/envE-episodeK.mp4)")
+    rep.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     plot = sub.add_parser(
         "plot",
         help="draw the return per episode of a recording into DIR/learning_curve.png",
@@ -259,49 +276,45 @@ def record_config(args: argparse.Namespace, **overrides: Any) -> RecordConfig:
 def _record_one(
     args: argparse.Namespace, out: Path, seed: int, stdout: TextIO, stderr: TextIO
 ) -> tuple[int, list[float]]:
-    """One recording with one seed; returns the exit status and the finished episodes' returns."""
+    """One evaluation: episode j resets with seed ``seed + j`` (j < --episodes), on any env.
+
+    Returns the exit status and the finished episodes' returns.
+    """
     schedule = as_schedule(args.record)
-    env_fn = make_env_fn(args.env_id, max_episode_steps=args.max_episode_steps)
-    quotas = allocate_episodes(args.episodes, args.num_envs)
+    progress = None if args.quiet else _Progress(args.episodes, stderr)
     start = time.perf_counter()
-    envs = CaptureVectorEnv(
-        [env_fn] * args.num_envs,
-        out,
+    seen = [0, 0]  # episodes ended, env steps
+
+    def tick(done: int, total: int, steps: int) -> None:
+        seen[:] = [done, steps]
+        if progress is not None:
+            progress.update(done, steps)
+
+    result = evaluate(
+        args.env_id,
+        None if args.policy == "random" else args.policy,
+        seeds=range(seed, seed + args.episodes),
+        num_envs=args.num_envs,
+        out=out,
         config=record_config(args, keep_seed=seed),
+        max_episode_steps=args.max_episode_steps,
+        deterministic=not args.stochastic,
+        overwrite=args.overwrite,
+        progress=tick,
+        run_info={"command": "record", "seed": seed, "episodes": args.episodes},
         record=schedule,
-        episodes_per_env=quotas,
         envs_per_worker=args.envs_per_worker,
         step_timeout=args.step_timeout,
-        overwrite=args.overwrite,
         on_error=args.on_error,
     )
-    interrupted = False
-    steps = 0
-    try:
-        policy = load_policy(args.policy, envs, seed, deterministic=not args.stochastic)
-        progress = None if args.quiet else _Progress(args.episodes, stderr)
-        done = np.zeros(args.num_envs, dtype=np.int64)
-        target = np.asarray(quotas)
-        obs, _ = envs.reset(seed=seed)
-        while ((done < target) & ~envs.failed).any():
-            obs, _r, _te, _tr, info = envs.step(policy(obs))
-            steps += args.num_envs
-            if "_episode" in info:
-                done += info["_episode"] & (done < target)
-            if progress:
-                progress.update(int(done.sum()), steps)
-        if progress:
-            progress.update(int(done.sum()), steps, force=True)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        envs.close()
+    if progress is not None:
+        progress.update(seen[0], seen[1], force=True)
     elapsed = time.perf_counter() - start
     label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
-    returns = _report(out, label, args.num_envs, elapsed, interrupted, stdout, args.success_threshold)
-    for env, message in sorted(envs.errors.items()):
+    returns = _report(out, label, args.num_envs, elapsed, result.interrupted, stdout, args.success_threshold)
+    for env, message in sorted(result.errors.items()):
         print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
-    return (130 if interrupted else 0), returns
+    return (130 if result.interrupted else 0), returns
 
 
 def _report(
@@ -356,12 +369,41 @@ def _report(
     return values
 
 
+def replay_command(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Run ``rlcapture replay``: 0 if the replay matches the manifest, 1 if not."""
+    from .replay import replay
+
+    result = replay(
+        args.dir,
+        args.env,
+        args.episode,
+        policy=args.policy,
+        out=args.out,
+        deterministic=False if args.stochastic else None,
+        overwrite=args.overwrite,
+    )
+    head = f"replayed env {args.env} episode {args.episode}: return {result.ret:g}, length {result.length}"
+    if result.matches:
+        print(f"{head} (as recorded)", file=stdout)
+    else:
+        print(
+            f"{head}; the manifest says return {result.recorded_return}, length "
+            f"{result.recorded_length}: the replay went another way (a policy or env that "
+            "is not deterministic?)",
+            file=stdout,
+        )
+    print(f"  video    {result.video} ({result.frames} frames)", file=stdout)
+    return 0 if result.matches else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlcapture`` command."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "record":
             return record(args, sys.stdout, sys.stderr)
+        if args.command == "replay":
+            return replay_command(args, sys.stdout)
         if args.command == "plot":
             from .plot import plot_manifest
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from gymnasium.vector.utils import concatenate, create_empty_array
+
+from ._backend.seedplan import policy_seed
 from .envs import import_object
 from .errors import ConfigError
 
 __all__ = [
+    "EpisodeRandomPolicy",
     "RandomPolicy",
     "SB3Policy",
     "allocate_episodes",
@@ -48,6 +54,44 @@ class RandomPolicy:
 
     def __call__(self, obs: Any) -> Any:
         return self.space.sample()
+
+
+class EpisodeRandomPolicy:
+    """A random policy whose actions in an episode depend only on that episode's seed.
+
+    For a vector env with a seed plan (``episode_seeds``): one sampler per env,
+    reseeded (with :func:`~rlcapture._backend.seedplan.policy_seed` of the
+    episode's seed) whenever that env starts an episode of the plan. So the
+    episode with seed ``s`` gets the same actions whichever env runs it and
+    however many run beside it, and ``rlcapture replay`` can draw them again
+    (:meth:`sampler`). Episodes beyond the plan sample on from the last seed.
+    """
+
+    def __init__(self, envs: Any) -> None:
+        if getattr(envs, "episode_seeds", None) is None:
+            raise ConfigError("EpisodeRandomPolicy needs a vector env made with episode_seeds")
+        self.envs = envs
+        self.space = envs.single_action_space
+        n = envs.num_envs
+        self.samplers = [deepcopy(self.space) for _ in range(n)]
+        self.seen = np.full(n, -2, dtype=np.int64)
+
+    @staticmethod
+    def sampler(space: Any, seed: int) -> Any:
+        """A copy of ``space`` seeded for the episode reset with ``seed``."""
+        sampler = deepcopy(space)
+        sampler.seed(policy_seed(seed))
+        return sampler
+
+    def __call__(self, obs: Any) -> Any:
+        now = self.envs.seed_indices()
+        seeds = self.envs.episode_seeds
+        for i in np.flatnonzero(now != self.seen):
+            if now[i] >= 0:
+                self.samplers[i].seed(policy_seed(seeds[now[i]]))
+        self.seen = now
+        items = [s.sample() for s in self.samplers]
+        return concatenate(self.space, items, create_empty_array(self.space, len(items)))
 
 
 class SB3Policy:
@@ -119,10 +163,13 @@ def load_policy(spec: str, envs: Any, seed: int | None, deterministic: bool = Tr
             or "module:callable" naming a function (or object) that maps a
             batch of observations to a batch of actions.
         envs: The vector env the policy acts in (its batched ``action_space``
-            is what a random policy samples).
+            is what a random policy samples; with a seed plan, each env's
+            episodes are sampled from their own seeds: :class:`EpisodeRandomPolicy`).
         deterministic: For SB3 models: the most likely action (else sampled).
     """
     if spec == "random":
+        if getattr(envs, "episode_seeds", None) is not None:
+            return EpisodeRandomPolicy(envs)
         return RandomPolicy(envs.action_space, seed)
     if spec.startswith("sb3:"):
         return load_sb3_policy(spec, deterministic)

@@ -40,6 +40,7 @@ from ._backend.messages import (
     encode,
 )
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait
+from ._backend.seedplan import SeedPlan, check_seeds
 from ._backend.worker import Shared, WorkerSpec, worker_main
 from .config import RecordConfig, build_config, keyword_names
 from .envs import make_env_fn
@@ -107,6 +108,14 @@ class CaptureVectorEnv(VectorEnv):
             the message in the manifest), then it steps no more (zero reward,
             never done) and :attr:`failed` marks it. A worker process that dies
             takes all of its envs out; the run only stops when no env is left.
+        episode_seeds: An evaluation's seed plan (a list or range of seeds):
+            every reset that is not given a seed (the first, and each
+            autoreset) takes the plan's next seed, whichever env resets, so
+            the j-th episode run has seed ``episode_seeds[j]`` however many
+            envs there are. Episodes after the plan is used up are not
+            counted (neither recorded nor in the manifest); :meth:`seed_indices`
+            tells each env's position in the plan. ``reset(seed=...)`` is then
+            refused. None (default): resets are seeded only as the caller asks.
         render_after_batch: Workers hold a step's frames until every worker
             has answered the step, then render (while the caller runs its
             policy), so a worker that answers first does not take a core from
@@ -141,6 +150,7 @@ class CaptureVectorEnv(VectorEnv):
         first_env_index: int = 0,
         episodes_per_env: int | Sequence[int] | None = None,
         on_error: str = "raise",
+        episode_seeds: Sequence[int] | None = None,
         render_after_batch: bool | None = None,
         config: RecordConfig | None = None,
         overwrite: bool = False,
@@ -199,6 +209,8 @@ class CaptureVectorEnv(VectorEnv):
         if any(q is not None and not (isinstance(q, int) and q >= 0) for q in limits):
             raise ConfigError("episodes_per_env must hold non-negative integers")
         self._limits = limits
+        self.episode_seeds = None if episode_seeds is None else check_seeds(episode_seeds, "episode_seeds")
+        self.seed_plan: SeedPlan | None = None
         self.num_envs = n
         self.autoreset_mode = mode
         self.step_timeout = step_timeout
@@ -276,6 +288,8 @@ class CaptureVectorEnv(VectorEnv):
         obs_mem = create_shared_memory(self.single_observation_space, n, ctx=ctx)
         self._obs = read_from_shared_memory(self.single_observation_space, obs_mem, n)
         shared = Shared(obs_mem, rewards, terminated, truncated)
+        if self.episode_seeds is not None:
+            self.seed_plan = SeedPlan(self.episode_seeds, n, ctx)
         for w, (lo, hi) in enumerate(self._slices):
             spec = WorkerSpec(
                 index=w,
@@ -289,6 +303,7 @@ class CaptureVectorEnv(VectorEnv):
                 limits=self._limits[lo:hi],
                 on_error=self.on_error,
                 gate=gate,
+                seed_plan=self.seed_plan,
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(
@@ -524,6 +539,10 @@ class CaptureVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ConfigError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        if self.seed_plan is not None and any(s is not None for s in seeds):
+            raise ConfigError(
+                "this vector env takes its seeds from episode_seeds; reset it without a seed"
+            )
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(
                 seeds[0] if isinstance(seeds[0], int) else None
@@ -537,6 +556,17 @@ class CaptureVectorEnv(VectorEnv):
         self._state = _State.DEFAULT
         infos = self._gather(replies)
         return (deepcopy(self._obs) if self.copy else self._obs), infos
+
+    def seed_indices(self) -> np.ndarray:
+        """Each env's position in ``episode_seeds`` for its running episode (-1: none).
+
+        A policy that reseeds itself per episode reads this after each reset
+        or step: a changed position means a new episode, with seed
+        ``episode_seeds[position]``.
+        """
+        if self.seed_plan is None:
+            return np.full(self.num_envs, -1, dtype=np.int64)
+        return self.seed_plan.current()
 
     def _gather(self, replies: dict[int, Any]) -> dict[str, Any]:
         """Merge the workers' infos, with ``info["error"]`` for envs that failed just now."""

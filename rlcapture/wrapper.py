@@ -46,9 +46,10 @@ class CaptureWrapper(gym.Wrapper):
         episodes: A quota: later episodes are neither recorded nor in the manifest.
         drop: Drop frames instead of waiting for a full ring (None: recorder's choice).
 
-    Every reset is given a seed (the caller's, or one derived from the last
-    seed the caller gave) that is written to the manifest, so each episode can
-    be replayed exactly.
+    Resets are passed on as the runner makes them (seeded or not), so the
+    runner's trajectories do not change; the manifest holds each episode's
+    seed, or for an unseeded one its generator's state (``rng``), so each
+    episode can be replayed (``rlcapture replay``).
     """
 
     def __init__(
@@ -117,7 +118,7 @@ class CaptureWrapper(gym.Wrapper):
         record = t.cut(EndReason.RESET)
         if record is not None:
             self._connect().end(record)
-        seed = t.begin(seed)
+        seed = t.begin(seed, self.env)
         obs, info = self.env.reset(seed=seed, options=options)
         if t.recording:
             self._capture()

@@ -8,24 +8,24 @@ that finishes or fails ends (a line if it is within the env's quota), and an
 episode ends once. :class:`EndReason` names how an episode ended; its values
 are what the manifest's ``end`` field holds.
 
-Every episode's reset gets a seed that is written to the manifest, so any
-episode can be replayed exactly: the seed the caller gave, or, for episodes the
-caller did not seed (autoresets), one derived from the last given seed and the
-number of episodes since, so the same seed still gives the same episodes.
+An episode is reset exactly as the caller asked: with the seed it gave, or
+unseeded (autoresets, ``reset()`` without a seed) as Gymnasium would, so
+trajectories are those of any other vector env. Each stays replayable: the
+manifest holds the seed when one was given, and otherwise the state of the
+env's generator just before its reset (``rng``, from ``rngstate.py``);
+``rlcapture replay`` restores either.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from enum import Enum
 from typing import Any
 
-import numpy as np
-
 from ..triggers import Schedule
+from .rngstate import generator_state
 
-__all__ = ["EndReason", "FINISHED", "EpisodeTracker", "derive_seed"]
+__all__ = ["EndReason", "FINISHED", "EpisodeTracker"]
 
 
 class EndReason(str, Enum):
@@ -55,11 +55,6 @@ class EndReason(str, Enum):
 FINISHED = (EndReason.TERMINATED, EndReason.TRUNCATED)
 
 
-def derive_seed(base: int, n: int) -> int:
-    """The seed of the ``n``-th unseeded episode after a reset seeded with ``base``."""
-    return int(np.random.SeedSequence([int(base) & (2**64 - 1), n]).generate_state(1, np.uint32)[0])
-
-
 class EpisodeTracker:
     """Tracks the running episode of one env.
 
@@ -69,45 +64,46 @@ class EpisodeTracker:
     """
 
     __slots__ = (
-        "env", "schedule", "episode", "step", "ret", "t0", "seed", "recording",
-        "dropped", "offered", "_base", "_since", "active", "limit", "derive",
+        "env", "schedule", "episode", "step", "ret", "t0", "seed", "rng", "recording",
+        "dropped", "offered", "active", "limit", "planned", "seed_index",
     )  # fmt: skip
 
-    def __init__(
-        self, env: int, schedule: Schedule, limit: int | None = None, derive: bool = True
-    ) -> None:
+    def __init__(self, env: int, schedule: Schedule, limit: int | None = None) -> None:
         self.env = env
         self.schedule = schedule
         self.limit = limit
-        self.derive = derive
         self.episode = -1
         self.step = 0
         self.ret = 0.0
         self.t0 = 0.0
         self.seed: int | None = None
+        self.rng: dict[str, Any] | None = None
         self.recording = False
         self.dropped = 0
         self.offered = 0
-        self._base: int | None = None
-        self._since = 0
         self.active = False
+        self.planned = True
+        self.seed_index: int | None = None
 
-    def begin(self, seed: int | None) -> int | None:
-        """Start the next episode; returns the seed to pass to ``reset``.
+    def begin(
+        self, seed: int | None, env: Any = None, *, planned: bool = True, seed_index: int | None = None
+    ) -> int | None:
+        """Start the next episode, before ``env`` is reset; returns the seed to reset it with.
 
-        Without ``derive`` (a caller that seeds its own simulator), an unseeded
-        episode stays unseeded and its manifest seed is null.
+        Args:
+            seed: The seed the caller gave, or None: the reset stays unseeded.
+            env: The env about to be reset. For an unseeded reset its
+                generator's state is kept (the manifest's ``rng``) so the
+                episode can be replayed; None (a simulator rlcapture does not
+                see) records no state.
+            planned: False for an episode beyond an evaluation's seed plan: it
+                is neither recorded nor written to the manifest.
+            seed_index: The episode's position in the seed plan, if any.
         """
-        if seed is not None:
-            self._base, self._since = int(seed), 0
-            self.seed = int(seed)
-        elif not self.derive:
-            self.seed = None
-        else:
-            if self._base is None:
-                self._base, self._since = secrets.randbits(32), 0
-            self._since += 1
-            self.seed = derive_seed(self._base, self._since)
+        self.seed = None if seed is None else int(seed)
+        self.rng = generator_state(env) if seed is None and env is not None else None
+        self.planned = planned
+        self.seed_index = seed_index
         self.episode += 1
         self.step = 0
         self.ret = 0.0
@@ -121,7 +117,7 @@ class EpisodeTracker:
     @property
     def counted(self) -> bool:
         """Whether this episode is within the env's quota (and so in the manifest)."""
-        return self.limit is None or self.episode < self.limit
+        return self.planned and (self.limit is None or self.episode < self.limit)
 
     def add(self, reward: Any) -> None:
         """Count one step and its reward."""
@@ -181,6 +177,7 @@ class EpisodeTracker:
             "env": self.env,
             "episode": self.episode,
             "seed": self.seed,
+            "rng": self.rng,
             "return": self.ret,
             "length": self.step,
             "time": round(time.perf_counter() - self.t0, 6),
@@ -188,5 +185,7 @@ class EpisodeTracker:
             "end": end,
             "recorded": self.recording,
         }
+        if self.seed_index is not None:
+            record["seed_index"] = self.seed_index
         record.update(extra)
         return record

@@ -66,7 +66,7 @@ class Step(NamedTuple):
 
 
 class Reset(NamedTuple):
-    """Reset the worker's envs, one seed each (None: derived), with ``options``."""
+    """Reset the worker's envs, one seed each (None: unseeded), with ``options``."""
 
     seeds: list[int | None]
     options: dict[str, Any] | None

@@ -45,6 +45,7 @@ from .messages import (
     encode,
 )
 from .producer import FrameProducer, ShardedProducer, open_producer
+from .seedplan import SeedPlan
 
 __all__ = ["worker_main", "WorkerSpec", "Shared"]
 
@@ -82,6 +83,7 @@ class WorkerSpec:
         limits: Sequence[int | None] | None = None,
         on_error: str = "raise",
         gate: bool = False,
+        seed_plan: SeedPlan | None = None,
     ) -> None:
         self.index = index
         self.env_fns = list(env_fns)
@@ -97,6 +99,8 @@ class WorkerSpec:
         # (a "render" message), so a worker that answers first does not take
         # a core from one still stepping; for more workers than cores.
         self.gate = gate
+        # Evaluation seeds: every reset of these envs takes the plan's next seed.
+        self.seed_plan = seed_plan
 
 
 class _Failure(Exception):
@@ -231,7 +235,12 @@ class _Worker:
     def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
         tracker = self.trackers[j]
         try:
-            seed = tracker.begin(seed)
+            plan = self.spec.seed_plan
+            if plan is not None and seed is None:
+                seed, index = plan.take(self.spec.first + j)
+                seed = tracker.begin(seed, self.envs[j], planned=index is not None, seed_index=index)
+            else:
+                seed = tracker.begin(seed, self.envs[j])
             obs, info = self.envs[j].reset(seed=seed, options=options)
         except Exception as exc:
             raise _Failure(tracker.env, exc) from exc
