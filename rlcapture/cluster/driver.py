@@ -492,7 +492,7 @@ class RayEvaluation:
         if files is None:
             files = episode_files(folder, record)
         line = dict(record)
-        line["episode"], line["seed"] = j, seed
+        line["episode"], line["seed"], line["seed_index"] = j, seed, j
         line["node"], line["actor"], line["task"] = actor.info.get("node", "")[:12], actor.index, task.id
         names = _final_names(record, files, f"{self.config.name_prefix}seed{seed}")
         recorded = bool(files) or bool(record.get("frames"))
