@@ -184,6 +184,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rec.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the episodes on a Ray cluster: HOST:6379, ray://HOST:10001, or none to join "
+        "(or start) a local Ray; --num-envs is then per actor",
+    )
+    rec.add_argument(
+        "--ray-storage",
+        choices=("auto", "shared", "stream"),
+        default="auto",
+        help="with --ray: nodes write into --out (shared), stream files back (stream), or detect (auto)",
+    )
+    rec.add_argument("--ray-scratch", metavar="DIR", help="with --ray-storage stream: node-local folder")
     rep = sub.add_parser(
         "replay",
         help="re-create one recorded episode and render it into a new video",
@@ -281,6 +296,8 @@ def _record_one(
     Returns the exit status and the finished episodes' returns.
     """
     schedule = as_schedule(args.record)
+    if getattr(args, "ray", None) is not None:
+        return _record_on_ray(args, out, seed, schedule, stdout, stderr)
     progress = None if args.quiet else _Progress(args.episodes, stderr)
     start = time.perf_counter()
     seen = [0, 0]  # episodes ended, env steps
@@ -314,6 +331,51 @@ def _record_one(
     returns = _report(out, label, args.num_envs, elapsed, result.interrupted, stdout, args.success_threshold)
     for env, message in sorted(result.errors.items()):
         print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
+    return (130 if result.interrupted else 0), returns
+
+
+def _record_on_ray(
+    args: argparse.Namespace, out: Path, seed: int, schedule: Any, stdout: TextIO, stderr: TextIO
+) -> tuple[int, list[float]]:
+    """``--ray``: the same evaluation, its seeds run by actors over a Ray cluster, one manifest."""
+    from .cluster import RayEvaluation
+
+    progress = None if args.quiet else _Progress(args.episodes, stderr)
+    run = RayEvaluation(
+        args.env_id,
+        None if args.policy == "random" else args.policy,
+        seeds=range(seed, seed + args.episodes),
+        num_envs=args.num_envs,
+        out=out,
+        config=record_config(args, keep_seed=seed),
+        address=args.ray,
+        storage=args.ray_storage,
+        scratch=args.ray_scratch,
+        overwrite=args.overwrite,
+        progress=None if progress is None else progress.update,
+        max_episode_steps=args.max_episode_steps,
+        deterministic=not args.stochastic,
+        record=schedule,
+        envs_per_worker=args.envs_per_worker,
+        step_timeout=args.step_timeout,
+        on_error=args.on_error,
+    )
+    try:
+        result = run.run()
+    except KeyboardInterrupt:
+        result = run.result
+    if progress is not None:
+        progress.update(len(result.episodes), sum(int(r.get("length") or 0) for r in result.episodes), force=True)
+    label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
+    returns = _report(out, label, args.num_envs, result.elapsed, result.interrupted, stdout, args.success_threshold)
+    print(
+        f"  ray      {len(result.nodes)} nodes, {result.actors} actors, {result.tasks} tasks, "
+        f"first task after {result.startup:.1f} s",
+        file=stdout,
+    )
+    print(f"  storage  {result.describe_storage()}", file=stdout)
+    for event in result.events:
+        print(f"  event    {event}", file=stdout)
     return (130 if result.interrupted else 0), returns
 
 

@@ -31,7 +31,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from ..errors import (
     ProcessDiedError,
     RLCaptureError,
 )
+from ..runfile import describe_seeds, write_run_file
 from .actor import MANIFEST, EvalActor, episode_files
 from .connect import RayConnection
 from .plan import Task, TaskPlan, check_cluster_seeds, default_task_size
@@ -178,6 +179,7 @@ class RayEvaluation:
                 raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
             seeds = range(int(seed), int(seed) + episodes)
         self.seeds = check_cluster_seeds(seeds)
+        self.seed_plan = seeds if isinstance(seeds, range) else self.seeds
         if not (isinstance(num_envs, int) and 1 <= num_envs <= 1024):
             raise ConfigError(f"num_envs must be an integer from 1 to 1024, got {num_envs!r}")
         if actors is not None and not (isinstance(actors, int) and actors >= 1):
@@ -272,6 +274,8 @@ class RayEvaluation:
                     self._stop_actors()
                     self._clean_staging()
         finally:
+            self._tally()
+            self._write_run_file()
             self._close_folder()
             self.result.elapsed = time.perf_counter() - t0
             self.result.episodes.sort(key=lambda r: r["episode"])
@@ -337,6 +341,43 @@ class RayEvaluation:
             for ref in ready:
                 self._answer(ref)
         self.result.storage = "shared" if self.shared else "stream"
+
+    def _write_run_file(self) -> None:
+        """``run.json`` as :func:`rlcapture.evaluate` writes it, plus how the cluster ran it."""
+        env = self.env
+        info = {
+            "command": "evaluate_on_ray",
+            "env": env if isinstance(env, str) else None,
+            "env_factory": None if isinstance(env, str) else repr(env),
+            "env_kwargs": dict(self.options.get("env_kwargs") or {}),
+            "max_episode_steps": self.options.get("max_episode_steps"),
+            "policy": "random" if self.policy is None else self.policy if isinstance(self.policy, str) else None,
+            "deterministic": self.options.get("deterministic", True),
+            "seeds": describe_seeds(self.seed_plan),
+            "num_envs": self.num_envs,
+            "video": asdict(self.config.video),
+            "ray": {
+                "storage": self.result.storage,
+                "nodes": self.result.nodes,
+                "actors": self.result.actors,
+                "tasks": self.result.tasks,
+                "events": self.result.events,
+                "interrupted": self.result.interrupted,
+            },
+        }
+        try:
+            write_run_file(self.out, info)
+        except OSError:
+            pass
+
+    def _tally(self) -> None:
+        transfers = getattr(self, "transfers", None)
+        if transfers is not None:
+            self.result.streamed_bytes = transfers.bytes
+            self.result.streamed_chunks = transfers.chunks
+            self.result.streamed_files = transfers.files
+        if self.result.storage == "" and getattr(self, "shared", None) is not None:
+            self.result.storage = "shared" if self.shared else "stream"
 
     # -- actors -------------------------------------------------------------------------
     def _spawn(self) -> None:
@@ -492,7 +533,10 @@ class RayEvaluation:
         if files is None:
             files = episode_files(folder, record)
         line = dict(record)
-        line["episode"], line["seed"], line["seed_index"] = j, seed, j
+        # The evaluation is one stream of episodes on the cluster: env 0, episode j
+        # (unique, and what `rlcapture replay DIR --env 0 --episode j` finds).
+        line["task_env"], line["task_episode"] = record.get("env"), record.get("episode")
+        line["env"], line["episode"], line["seed"], line["seed_index"] = 0, j, seed, j
         line["node"], line["actor"], line["task"] = actor.info.get("node", "")[:12], actor.index, task.id
         names = _final_names(record, files, f"{self.config.name_prefix}seed{seed}")
         recorded = bool(files) or bool(record.get("frames"))
@@ -536,7 +580,7 @@ class RayEvaluation:
         line = self.written.get(j)
         if line is None:
             return
-        self.manifest.write({"env": line.get("env"), "episode": j, "kept": False, "why": why}, update=True)
+        self.manifest.write({"env": 0, "episode": j, "kept": False, "why": why}, update=True)
         for name in _line_files(line):
             path = self.out / name
             if path.is_dir():
