@@ -12,48 +12,28 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-import time
 from typing import Any
 
-import gymnasium as gym
 import pytest
 
 ray = pytest.importorskip("ray")
-from conftest import decode, read_manifest  # noqa: E402
+from conftest import REPO, decode, read_manifest  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
+from ray_envs import STEPS, SlowCartPole  # noqa: E402
 
 import rlcapture  # noqa: E402
 from rlcapture import ConfigError, EnvError  # noqa: E402
 from rlcapture.cluster import RayEvaluation, evaluate_on_ray  # noqa: E402
 
-STEPS = 40  # CartPole episodes are cut at this many steps
-
-
-class SlowCartPole:
-    """Makes CartPole whose steps take ``delay`` seconds, so a run lasts long enough to hurt."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-
-    def __call__(self) -> gym.Env:
-        env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=STEPS)
-        return _Sleepy(env, self.delay)
-
-
-class _Sleepy(gym.Wrapper):
-    def __init__(self, env: gym.Env, delay: float) -> None:
-        super().__init__(env)
-        self.delay = delay
-
-    def step(self, action: Any):
-        time.sleep(self.delay)
-        return self.env.step(action)
-
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # Ray's processes inherit this: the actors import rlcapture and ray_envs as the tests do.
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "tests"), saved]))
+    # Nodes are declared dead after about a second without a health check (Ray's default: 30 s).
+    health = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": health})
     try:
         for _ in range(2):
             c.add_node(num_cpus=1)
@@ -63,6 +43,10 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 _LOCAL: dict[tuple[int, ...], list[tuple[int, float, int]]] = {}
@@ -115,10 +99,10 @@ def test_stream_mode_copies_files_in_chunks(cluster, tmp_path):
     out, scratch = tmp_path / "ray", tmp_path / "scratch"
     scratch.mkdir()
     result = evaluate_on_ray(
-        SlowCartPole(), seeds=seeds, num_envs=1, out=out, storage="stream", scratch=str(scratch), chunk_mib=1 / 64
+        SlowCartPole(), seeds=seeds, num_envs=1, out=out, storage="stream", scratch=str(scratch), chunk_mib=1 / 512
     )
     assert result.storage == "stream"
-    assert result.streamed_files == 12 and result.streamed_chunks > 12  # 16 KiB chunks: several per video
+    assert result.streamed_files == 12 and result.streamed_chunks > 12  # 2 KiB chunks: several per video
     assert result.streamed_bytes == sum(p.stat().st_size for p in (out / "videos").iterdir())
     assert triples(result.episodes) == local_episodes(seeds, tmp_path)
     check_folder(out, result, seeds)
@@ -167,33 +151,6 @@ def test_an_actor_killed_mid_run_loses_nothing(cluster, tmp_path):
     assert result.actors >= 4  # a replacement was asked for
 
 
-def test_a_node_removed_mid_run_loses_nothing(cluster, tmp_path):
-    seeds = range(300, 312)
-    out = tmp_path / "ray"
-    run = RayEvaluation(SlowCartPole(0.02), seeds=seeds, num_envs=1, out=out, storage="stream", scratch=str(tmp_path))
-    workers = {n.node_id: n for n in cluster.worker_nodes}
-    removed = []
-
-    def progress(done: int, steps: int) -> None:
-        if done == 2 and not removed:
-            victim = next(a for a in run.actors.values() if a.state == "busy" and a.info["node"] in workers)
-            removed.append(victim)
-            cluster.remove_node(workers[victim.info["node"]])
-
-    run.progress = progress
-    try:
-        result = run.run()
-    finally:
-        if removed:
-            cluster.add_node(num_cpus=1)
-            cluster.wait_for_nodes()
-    assert removed
-    assert triples(result.episodes) == local_episodes(seeds, tmp_path)
-    check_folder(out, result, seeds)
-    node = removed[0].info["node"][:12]
-    assert any(node in e and "died" in e for e in result.events), result.events
-
-
 def test_ctrl_c_stops_the_cluster_and_leaves_whole_files(cluster, tmp_path):
     seeds = range(400, 424)
     out = tmp_path / "ray"
@@ -219,17 +176,9 @@ def test_ctrl_c_stops_the_cluster_and_leaves_whole_files(cluster, tmp_path):
 def test_a_node_without_the_envs_package_says_so(cluster, tmp_path):
     pkg = tmp_path / "driveronly"
     pkg.mkdir()
-    (pkg / "driver_only_env.py").write_text(
-        textwrap.dedent(
-            """
-            import gymnasium as gym
-
-            class Make:
-                def __call__(self):
-                    return gym.make("CartPole-v1", render_mode="rgb_array")
-            """
-        )
-    )
+    source = ["import gymnasium as gym", "", "", "class Make:", "    def __call__(self):",
+              "        return gym.make('CartPole-v1', render_mode='rgb_array')", ""]
+    (pkg / "driver_only_env.py").write_text("\n".join(source))
     sys.path.insert(0, str(pkg))  # after ray.init: the actors' workers do not get it
     try:
         import driver_only_env
@@ -270,3 +219,26 @@ def test_cli_joins_a_cluster_by_address(cluster, tmp_path, subprocess_env):
     local = rlcapture.evaluate("CartPole-v1", seeds=range(7, 13), num_envs=2, out=tmp_path / "local",
                                max_episode_steps=STEPS)
     assert triples(lines) == sorted((e.seed, e.ret, e.length) for e in local.episodes)
+
+
+def test_a_node_removed_mid_run_loses_nothing(cluster, tmp_path):
+    seeds = range(300, 312)
+    out = tmp_path / "ray"
+    run = RayEvaluation(SlowCartPole(0.02), seeds=seeds, num_envs=1, out=out, storage="stream", scratch=str(tmp_path))
+    workers = {n.node_id: n for n in cluster.worker_nodes}
+    removed = []
+
+    def progress(done: int, steps: int) -> None:
+        if done == 2 and not removed:
+            victim = next(a for a in run.actors.values() if a.state == "busy" and a.info["node"] in workers)
+            removed.append(victim)
+            cluster.remove_node(workers[victim.info["node"]])
+
+    run.progress = progress
+    result = run.run()  # last in the module: the cluster keeps two nodes until its teardown
+    print(result.events, result.elapsed)
+    assert removed
+    assert triples(result.episodes) == local_episodes(seeds, tmp_path)
+    check_folder(out, result, seeds)
+    node = removed[0].info["node"][:12]
+    assert any(node in e and "died" in e for e in result.events), result.events

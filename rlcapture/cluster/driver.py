@@ -190,8 +190,8 @@ class RayEvaluation:
             raise ConfigError(f"num_cpus must be a positive number, got {num_cpus!r}")
         if task_size is not None and not (isinstance(task_size, int) and task_size >= 1):
             raise ConfigError(f"task_size must be a positive integer, got {task_size!r}")
-        if not (isinstance(chunk_mib, (int, float)) and 1 / 64 <= chunk_mib <= 1024):
-            raise ConfigError(f"chunk_mib must be from 1/64 to 1024, got {chunk_mib!r}")
+        if not (isinstance(chunk_mib, (int, float)) and 1 / 1024 <= chunk_mib <= 1024):
+            raise ConfigError(f"chunk_mib must be from 1/1024 (1 KiB) to 1024, got {chunk_mib!r}")
         for name, value in (("timeout", timeout), ("start_timeout", start_timeout)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -699,7 +699,7 @@ class RayEvaluation:
             return
         removals = []
         for actor in self.actors.values():
-            if actor.state != "dead" and not actor.shared:
+            if actor.state in ("idle", "busy") and not actor.shared:
                 removals.append(actor.handle.remove.remote(self.scratch_root))
         if removals:
             try:
