@@ -14,6 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
+import psutil
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -43,10 +44,19 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+        left = [p for p in psutil.Process().children(recursive=True) if _is_ray(p)]
+        assert not left, f"Ray processes left after the cluster's shutdown: {left}"
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = saved
+
+
+def _is_ray(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE and ("ray" in p.name() or "ray::" in " ".join(p.cmdline()))
+    except psutil.NoSuchProcess:
+        return False
 
 
 _LOCAL: dict[tuple[int, ...], list[tuple[int, float, int]]] = {}
