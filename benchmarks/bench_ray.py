@@ -1,0 +1,188 @@
+"""What running an evaluation through Ray costs, against a local run on the same cores (issue 13).
+
+Part 1, cold start: ``evaluate_on_ray`` with no Ray running (it starts a
+local Ray, runs, stops it): the seconds to the first task, and the whole call.
+
+Part 2, steady state: with one local Ray started here (``num_cpus`` = the
+cores), alternating repetitions of
+
+- ``local``: :func:`rlcapture.evaluate`, ``num_envs`` = cores;
+- ``ray-1x{N}``: one actor with ``num_envs`` = cores, one task (only Ray's
+  overhead: the actor, the polls, the renames);
+- ``ray-1x{N}-tasks``: the same cut into ``--tasks`` tasks (the per-task cost:
+  each task starts its vector env and encoder again);
+- ``ray-{N}x1``: one actor per core, one env each (the default shape);
+- ``ray-{N}x1-stream``: the same with files copied through Ray in chunks.
+
+Wall time and CPU seconds of the whole process tree (driver, Ray's own
+processes, actors, workers, encoders) per env step; ratios against the local
+run of the same repetition, medians over repeats.
+
+Part 3, the driver's share per episode (what grows with nodes): the driver's
+own CPU per episode in the runs above, and micro-timings of one manifest line
+and one keep decision.
+
+    python benchmarks/bench_ray.py [--episodes 200] [--steps 200] [--repeats 3] [--tasks 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+from rlcapture.measure import cores, machine_info, self_cpu, time_per_call, tree_cpu  # noqa: E402
+
+
+def _timed(fn: Any) -> tuple[Any, float, float, float]:
+    w0, c0, d0 = time.perf_counter(), tree_cpu(), self_cpu()
+    result = fn()
+    return result, time.perf_counter() - w0, tree_cpu() - c0, self_cpu() - d0
+
+
+def cold(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    from rlcapture.cluster import evaluate_on_ray
+
+    t0 = time.perf_counter()
+    result = evaluate_on_ray(
+        "CartPole-v1", seeds=range(8), num_envs=1, out=tmp / "cold", max_episode_steps=args.steps,
+        init_options={"num_cpus": cores()},
+    )
+    return {"startup_s": result.startup, "total_s": time.perf_counter() - t0, "episodes": len(result.episodes)}
+
+
+def steady(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict[str, float]]]:
+    import ray
+
+    import rlcapture
+    from rlcapture.cluster import evaluate_on_ray
+
+    n = cores()
+    seeds = range(args.episodes)
+    common = {"max_episode_steps": args.steps}
+    variants = {
+        "local": lambda out: rlcapture.evaluate("CartPole-v1", seeds=seeds, num_envs=n, out=out, **common),
+        f"ray-1x{n}": lambda out: evaluate_on_ray(
+            "CartPole-v1", seeds=seeds, num_envs=n, actors=1, num_cpus=n, task_size=len(seeds), out=out, **common
+        ),
+        f"ray-1x{n}-tasks": lambda out: evaluate_on_ray(
+            "CartPole-v1", seeds=seeds, num_envs=n, actors=1, num_cpus=n,
+            task_size=-(-len(seeds) // args.tasks), out=out, **common
+        ),
+        f"ray-{n}x1": lambda out: evaluate_on_ray("CartPole-v1", seeds=seeds, num_envs=1, out=out, **common),
+        f"ray-{n}x1-stream": lambda out: evaluate_on_ray(
+            "CartPole-v1", seeds=seeds, num_envs=1, out=out, storage="stream", scratch=str(tmp), **common
+        ),
+    }
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
+    ray.init(num_cpus=n, include_dashboard=False, logging_level="ERROR")
+    try:
+        for rep in range(args.repeats):
+            order = list(variants) if rep % 2 == 0 else list(reversed(variants))
+            for name in order:
+                out = tmp / f"{name}-{rep}"
+                result, wall, cpu, driver = _timed(lambda name=name, out=out: variants[name](out))
+                eps = result.episodes
+                steps = sum(int(getattr(e, "length", None) or e["length"]) for e in eps) if eps else 0
+                row = {"wall_s": wall, "cpu_s": cpu, "driver_cpu_s": driver, "steps": steps, "episodes": len(eps)}
+                if hasattr(result, "startup"):
+                    row.update(startup_s=result.startup, tasks=result.tasks, streamed_mib=result.streamed_bytes / 2**20,
+                               chunks=result.streamed_chunks)
+                rows[name].append(row)
+                print(f"  rep {rep} {name:16s} {wall:6.2f} s wall, {cpu:6.2f} s CPU, {steps} steps", flush=True)
+    finally:
+        ray.shutdown()
+    return rows
+
+
+def micro() -> dict[str, float]:
+    from rlcapture._backend.keep import KeepPolicy, parse_keep
+    from rlcapture._backend.manifest import Manifest
+
+    with tempfile.TemporaryDirectory() as d:
+        m = Manifest(os.path.join(d, "episodes.jsonl"))
+        line = {"env": 0, "episode": 1, "seed": 1, "return": 21.0, "length": 21, "video": "videos/seed1.mp4",
+                "frames": 22, "end": "terminated", "node": "0123456789ab", "actor": 3, "task": 7}
+        manifest_us = 1e6 * time_per_call(lambda: m.write(line), 2000, 3)
+        m.close()
+    keep = KeepPolicy(parse_keep("worst:10,best:10"))
+    counter = iter(range(10**9))
+    record = {"end": "terminated", "return": 0.0}
+
+    def decide() -> None:
+        j = next(counter)
+        record["return"] = float(j % 997)
+        keep.decide((0, j), record)
+
+    keep_us = 1e6 * time_per_call(decide, 2000, 3)
+    return {"manifest_line_us": manifest_us, "keep_decision_us": keep_us}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=200, help="max_episode_steps")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--output", default=str(HERE / "results" / "ray.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        print("cold start:", flush=True)
+        cold_row = cold(args, tmp)
+        print(f"  {cold_row}", flush=True)
+        print("steady state:", flush=True)
+        rows = steady(args, tmp)
+    summary: dict[str, Any] = {}
+    local = rows["local"]
+    for name, runs in rows.items():
+        ratio = statistics.median(r["wall_s"] / l["wall_s"] for r, l in zip(runs, local))
+        cpu_ratio = statistics.median(r["cpu_s"] / l["cpu_s"] for r, l in zip(runs, local))
+        cpu_per_step_ms = statistics.median(1e3 * r["cpu_s"] / max(1, r["steps"]) for r in runs)
+        driver_ms = statistics.median(1e3 * r["driver_cpu_s"] / max(1, r["episodes"]) for r in runs)
+        summary[name] = {
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "wall_vs_local": ratio,
+            "cpu_vs_local": cpu_ratio,
+            "cpu_ms_per_step": cpu_per_step_ms,
+            "driver_cpu_ms_per_episode": driver_ms,
+            "startup_s": statistics.median(r.get("startup_s", 0.0) for r in runs),
+        }
+    n = cores()
+    one, many = summary[f"ray-1x{n}"], summary[f"ray-1x{n}-tasks"]
+    per_task = (many["wall_s"] - one["wall_s"]) / max(1, args.tasks - 1)
+    micro_row = micro()
+    report = {
+        "machine": machine_info(),
+        "args": vars(args),
+        "cold": cold_row,
+        "runs": rows,
+        "summary": summary,
+        "per_task_s": per_task,
+        "micro": micro_row,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'variant':18s} {'wall':>7s} {'vs local':>9s} {'CPU vs local':>13s} {'CPU ms/step':>12s} "
+          f"{'driver ms/ep':>13s} {'startup':>8s}")
+    for name, s in summary.items():
+        print(f"{name:18s} {s['wall_s']:6.2f}s {s['wall_vs_local']:8.3f}x {s['cpu_vs_local']:12.3f}x "
+              f"{s['cpu_ms_per_step']:12.3f} {s['driver_cpu_ms_per_episode']:13.2f} {s['startup_s']:7.2f}s")
+    print(f"per-task cost {per_task:.2f} s; manifest line {micro_row['manifest_line_us']:.1f} us, "
+          f"keep decision {micro_row['keep_decision_us']:.1f} us; cold {cold_row}")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
