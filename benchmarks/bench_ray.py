@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,59 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from rlcapture.measure import cores, machine_info, self_cpu, time_per_call, tree_cpu  # noqa: E402
+from rlcapture.measure import cores, machine_info, reaped_cpu, self_cpu, time_per_call  # noqa: E402
+
+
+class _TreeCPU:
+    """CPU of this process tree over a call, sampling every descendant while it lives.
+
+    Ray's raylet does not collect its workers' usage when they exit (an actor
+    killed at the end of a run takes its CPU seconds with it), so
+    :func:`tree_cpu` alone misses them: each descendant's CPU is read every
+    50 ms and its last reading counted (a process living less than that is
+    missed, a few ms each; a process's own time only, since its children
+    are sampled themselves).
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.psutil = psutil
+        self.seen: dict[tuple[int, float], float] = {}
+        self.first: dict[tuple[int, float], float] = {}
+        self.stop = threading.Event()
+        self.base = self_cpu() + reaped_cpu()
+        self._sample()
+        self.first = dict(self.seen)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        for p in self.psutil.Process().children(recursive=True):
+            try:
+                key = (p.pid, p.create_time())
+                t = p.cpu_times()  # its own time only: what it reaped was sampled too
+                self.seen[key] = max(self.seen.get(key, 0.0), t.user + t.system)
+            except self.psutil.Error:
+                pass
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.05):
+            self._sample()
+
+    def total(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        own = self_cpu() + reaped_cpu() - self.base
+        return own + sum(v - self.first.get(k, 0.0) for k, v in self.seen.items())
 
 
 def _timed(fn: Any) -> tuple[Any, float, float, float]:
-    w0, c0, d0 = time.perf_counter(), tree_cpu(), self_cpu()
+    cpu = _TreeCPU()
+    w0, d0 = time.perf_counter(), self_cpu()
     result = fn()
-    return result, time.perf_counter() - w0, tree_cpu() - c0, self_cpu() - d0
+    return result, time.perf_counter() - w0, cpu.total(), self_cpu() - d0
 
 
 def cold(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -147,8 +194,8 @@ def main() -> None:
     summary: dict[str, Any] = {}
     local = rows["local"]
     for name, runs in rows.items():
-        ratio = statistics.median(r["wall_s"] / l["wall_s"] for r, l in zip(runs, local))
-        cpu_ratio = statistics.median(r["cpu_s"] / l["cpu_s"] for r, l in zip(runs, local))
+        ratio = statistics.median(r["wall_s"] / base["wall_s"] for r, base in zip(runs, local))
+        cpu_ratio = statistics.median(r["cpu_s"] / base["cpu_s"] for r, base in zip(runs, local))
         cpu_per_step_ms = statistics.median(1e3 * r["cpu_s"] / max(1, r["steps"]) for r in runs)
         driver_ms = statistics.median(1e3 * r["driver_cpu_s"] / max(1, r["episodes"]) for r in runs)
         summary[name] = {
