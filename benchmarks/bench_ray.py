@@ -22,7 +22,12 @@ Part 3, the driver's share per episode (what grows with nodes): the driver's
 own CPU per episode in the runs above, and micro-timings of one manifest line
 and one keep decision.
 
+Part 4, streaming: a ``--stream-mib`` file copied from an actor to the driver
+with the run's chunked transfer (4 MiB chunks, 8 in flight): MiB/s and the
+driver's CPU per chunk.
+
     python benchmarks/bench_ray.py [--episodes 200] [--steps 200] [--repeats 3] [--tasks 8]
+                                   [--parts cold,steady,stream]
 """
 
 from __future__ import annotations
@@ -153,6 +158,51 @@ def steady(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict[str, floa
     return rows
 
 
+def stream(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    """Copy one file from an actor on a local Ray with the driver's chunked transfer, as a run does."""
+    import ray
+
+    from rlcapture.cluster.actor import EvalActor
+    from rlcapture.cluster.transfer import DEFAULT_CHUNK, DEFAULT_WINDOW, FileCopy, Transfers
+
+    size = args.stream_mib << 20
+    src = tmp / "big.bin"
+    src.write_bytes(os.urandom(size))
+    ray.init(num_cpus=cores(), include_dashboard=False, logging_level="ERROR")
+    try:
+        actor = ray.remote(EvalActor).options(num_cpus=0, max_concurrency=4).remote(0)
+        ray.get(actor.hello.remote())
+        rows = []
+        for rep in range(args.repeats):
+            transfers = Transfers(DEFAULT_CHUNK, DEFAULT_WINDOW)
+            copy = FileCopy(0, 0, str(src), str(tmp / f"copy{rep}.bin"), size)
+            t0, c0 = time.perf_counter(), self_cpu()
+            transfers.add(copy)
+            refs: dict[Any, tuple[FileCopy, int, int]] = {}
+            done = False
+            while not done:
+                for c, offset, length in transfers.requests():
+                    refs[actor.read.remote(c.remote, offset, length)] = (c, offset, length)
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=10)
+                for ref in ready:
+                    c, offset, length = refs.pop(ref)
+                    done = transfers.received(c, offset, ray.get(ref), length) or done
+            wall, cpu = time.perf_counter() - t0, self_cpu() - c0
+            rows.append({"wall_s": wall, "driver_cpu_s": cpu, "mib_per_s": args.stream_mib / wall,
+                         "chunks": transfers.chunks})
+            os.unlink(copy.local)
+            print(f"  rep {rep} stream {args.stream_mib} MiB: {args.stream_mib / wall:.0f} MiB/s, "
+                  f"driver {1e3 * cpu / transfers.chunks:.2f} ms CPU per 4 MiB chunk", flush=True)
+        ray.kill(actor)
+    finally:
+        ray.shutdown()
+    return {
+        "mib_per_s": statistics.median(r["mib_per_s"] for r in rows),
+        "driver_cpu_ms_per_chunk": statistics.median(1e3 * r["driver_cpu_s"] / r["chunks"] for r in rows),
+        "runs": rows,
+    }
+
+
 def micro() -> dict[str, float]:
     from rlcapture._backend.keep import KeepPolicy, parse_keep
     from rlcapture._backend.manifest import Manifest
@@ -182,15 +232,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="max_episode_steps")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=8)
+    parser.add_argument("--stream-mib", type=int, default=256, help="size of the file the stream part copies")
+    parser.add_argument("--parts", default="cold,steady,stream", help="which parts to run (and micro, always)")
     parser.add_argument("--output", default=str(HERE / "results" / "ray.json"))
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    report: dict[str, Any] = {"machine": machine_info(), "args": vars(args), "micro": micro()}
+    print(f"micro: {report['micro']}", flush=True)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        print("cold start:", flush=True)
-        cold_row = cold(args, tmp)
-        print(f"  {cold_row}", flush=True)
-        print("steady state:", flush=True)
-        rows = steady(args, tmp)
+        if "stream" in parts:
+            print("stream:", flush=True)
+            report["stream"] = stream(args, tmp)
+        if "cold" in parts:
+            print("cold start:", flush=True)
+            report["cold"] = cold(args, tmp)
+            print(f"  {report['cold']}", flush=True)
+        if "steady" in parts:
+            print("steady state:", flush=True)
+            rows = steady(args, tmp)
+            report.update(_summarize(args, rows))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+def _summarize(args: argparse.Namespace, rows: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     local = rows["local"]
     for name, runs in rows.items():
@@ -209,26 +276,13 @@ def main() -> None:
     n = cores()
     one, many = summary[f"ray-1x{n}"], summary[f"ray-1x{n}-tasks"]
     per_task = (many["wall_s"] - one["wall_s"]) / max(1, args.tasks - 1)
-    micro_row = micro()
-    report = {
-        "machine": machine_info(),
-        "args": vars(args),
-        "cold": cold_row,
-        "runs": rows,
-        "summary": summary,
-        "per_task_s": per_task,
-        "micro": micro_row,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'variant':18s} {'wall':>7s} {'vs local':>9s} {'CPU vs local':>13s} {'CPU ms/step':>12s} "
           f"{'driver ms/ep':>13s} {'startup':>8s}")
     for name, s in summary.items():
         print(f"{name:18s} {s['wall_s']:6.2f}s {s['wall_vs_local']:8.3f}x {s['cpu_vs_local']:12.3f}x "
               f"{s['cpu_ms_per_step']:12.3f} {s['driver_cpu_ms_per_episode']:13.2f} {s['startup_s']:7.2f}s")
-    print(f"per-task cost {per_task:.2f} s; manifest line {micro_row['manifest_line_us']:.1f} us, "
-          f"keep decision {micro_row['keep_decision_us']:.1f} us; cold {cold_row}")
-    print(f"wrote {args.output}")
+    print(f"per-task cost {per_task:.2f} s")
+    return {"runs": rows, "summary": summary, "per_task_s": per_task}
 
 
 if __name__ == "__main__":

@@ -462,6 +462,7 @@ class RayEvaluation:
             if task is None:
                 return
             actor.state, actor.task = "busy", task
+            actor.polled = time.monotonic()  # the start call counts as a poll for liveness
             self.result.tasks += 1
             root = str(self.staging.resolve()) if actor.shared else self.scratch_root
             self._call(actor, "start", actor.handle.start.remote(task.id, task.seeds, root))
@@ -715,8 +716,6 @@ class RayEvaluation:
 
     def _wait_gone(self) -> None:
         """Wait (bounded) until the killed actors' processes are gone."""
-        from ray.util.state import list_actors  # noqa: F401 - only to check availability
-
         deadline = time.monotonic() + 10.0
         names = {f"rlcapture-{self.run_id}-{a.index}" for a in self.actors.values()}
         while time.monotonic() < deadline:
