@@ -48,7 +48,7 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from rlcapture.measure import cores, machine_info, reaped_cpu, self_cpu, time_per_call  # noqa: E402
+from rlcapture.measure import cores, machine_info, self_cpu, time_per_call  # noqa: E402
 
 
 class _TreeCPU:
@@ -69,7 +69,7 @@ class _TreeCPU:
         self.seen: dict[tuple[int, float], float] = {}
         self.first: dict[tuple[int, float], float] = {}
         self.stop = threading.Event()
-        self.base = self_cpu() + reaped_cpu()
+        self.base = self_cpu()
         self._sample()
         self.first = dict(self.seen)
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -92,7 +92,7 @@ class _TreeCPU:
         self.stop.set()
         self.thread.join()
         self._sample()
-        own = self_cpu() + reaped_cpu() - self.base
+        own = self_cpu() - self.base  # not reaped_cpu(): the children it reaped were sampled
         return own + sum(v - self.first.get(k, 0.0) for k, v in self.seen.items())
 
 
