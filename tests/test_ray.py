@@ -100,6 +100,9 @@ def test_same_episodes_as_a_local_run_on_shared_storage(cluster, tmp_path):
     assert sorted(os.listdir(out / "videos")) == sorted(f"seed{s}.mp4" for s in seeds)
     assert {r["node"] for r in lines} == {n[:12] for n in result.nodes}
     assert seen == list(range(1, 13))
+    evaluation = result.evaluation()  # the shape a local evaluate returns
+    assert [(e.seed, e.ret, e.length) for e in evaluation.episodes] == local_episodes(seeds, tmp_path)
+    assert evaluation.seeds == seeds and evaluation.episodes[0].video == out / "videos" / "seed100.mp4"
     run = json.loads((out / "run.json").read_text())
     assert run["ray"]["storage"] == "shared" and run["seeds"] == {"start": 100, "stop": 112, "step": 1}
 

@@ -47,6 +47,7 @@ from ..errors import (
     ProcessDiedError,
     RLCaptureError,
 )
+from ..evaluate import EpisodeResult, EvaluationResult
 from ..runfile import describe_seeds, write_run_file
 from .actor import MANIFEST, EvalActor, episode_files
 from .connect import RayConnection
@@ -73,6 +74,7 @@ class ClusterResult:
 
     Attributes:
         out: The output folder (``episodes.jsonl``, ``videos/``).
+        seeds: The seeds asked for.
         episodes: One manifest record per settled episode, in evaluation
             order (``episode`` is its index ``j``, ``seed`` is ``seeds[j]``).
         storage: "shared" (actors wrote into ``out``) or "stream" (files
@@ -88,6 +90,7 @@ class ClusterResult:
     """
 
     out: Path
+    seeds: tuple[int, ...] | range = ()
     episodes: list[dict[str, Any]] = field(default_factory=list)
     storage: str = ""
     nodes: dict[str, str] = field(default_factory=dict)
@@ -104,6 +107,23 @@ class ClusterResult:
     @property
     def returns(self) -> list[float]:
         return [float(r["return"]) for r in self.episodes if r.get("end") in FINISHED]
+
+    def evaluation(self) -> EvaluationResult:
+        """The same episodes as the :class:`~rlcapture.evaluate.EvaluationResult` a local run returns."""
+        episodes = [
+            EpisodeResult(
+                seed=int(r["seed"]),
+                index=int(r["episode"]),
+                ret=float("nan") if r.get("return") is None else float(r["return"]),
+                length=int(r.get("length") or 0),
+                end=str(r.get("end")),
+                env=int(r.get("env") or 0),
+                episode=int(r["episode"]),
+                video=self.out / r["video"] if r.get("video") else None,
+            )
+            for r in self.episodes
+        ]
+        return EvaluationResult(self.out, episodes, self.seeds, self.interrupted)
 
     def describe_storage(self) -> str:
         if self.storage == "shared":
@@ -212,7 +232,7 @@ class RayEvaluation:
         self.progress = progress
         self.timeout, self.start_timeout = float(timeout), float(start_timeout)
         self.options = options
-        self.result = ClusterResult(self.out)
+        self.result = ClusterResult(self.out, self.seed_plan if isinstance(self.seed_plan, range) else tuple(self.seeds))
 
     # -- output folder ------------------------------------------------------------
     def _open_folder(self) -> None:
