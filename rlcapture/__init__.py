@@ -27,6 +27,7 @@ from .errors import (
 )
 from .evaluate import EpisodeResult, EvaluationResult, evaluate
 from .recorder import Recorder
+from .replay import ReplayResult, replay
 from .triggers import RecordAll, RecordEvery, RecordNone
 from .vector import CaptureVectorEnv, make_vec
 from .wrapper import CaptureWrapper
@@ -56,10 +57,12 @@ __all__ = [
     "RecordEvery",
     "RecordNone",
     "Recorder",
+    "ReplayResult",
     "StepTimeoutError",
     "WorkerError",
     "evaluate",
     "make_vec",
     "read_manifest",
+    "replay",
     "__version__",
 ]

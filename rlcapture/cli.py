@@ -12,6 +12,7 @@ line on stderr and exit status 2; Ctrl-C stops cleanly with status 130.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import re
 import sys
@@ -75,8 +76,17 @@ def _positive(kind: type, low: float, high: float, what: str) -> Callable[[str],
     return parse
 
 
+class SeedCount(list):  # type: ignore[type-arg]
+    """``--seeds N`` (a count): seeds 0..N-1, which :func:`record` spaces K apart."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: "0,1,2" (a list; "5," is the one seed 5) or "3" (a count: 0, 1, 2)."""
+    """``--seeds``: "0,1,2" (a list; "5," is the one seed 5) or "3" (a count: 0, 1, 2).
+
+    A count comes back as a :class:`SeedCount`: a run with ``--seed S`` takes
+    seeds S..S+K-1, so ``record`` spreads counted runs K apart to keep their
+    episodes apart.
+    """
     try:
         if "," in text:
             seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -84,7 +94,7 @@ def parse_seeds(text: str) -> list[int]:
             count = int(text)
             if not 1 <= count <= 10_000:
                 raise argparse.ArgumentTypeError(f"--seeds count must be from 1 to 10000, got {text}")
-            seeds = list(range(count))
+            seeds = SeedCount(range(count))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--seeds must be a count (3) or a list (0,1,2), got {text!r}"
@@ -124,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--seeds",
         type=parse_seeds,
-        help="several runs, one per seed, into OUT/seed-S/: a list (0,1,2) or a count (3: seeds 0..2)",
+        help="several runs, one per seed, into OUT/seed-S/: a list (0,1000,2000) or a count "
+        "(3: seeds 0, K, 2K for K episodes, so the runs share no episode)",
     )
     rec.add_argument(
         "--success-threshold",
@@ -245,7 +256,23 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return code
     per_seed: dict[int, list[float]] = {}
     code = 0
-    for seed in args.seeds:
+    seeds = list(args.seeds)
+    if isinstance(args.seeds, SeedCount):
+        # Run S evaluates seeds S..S+K-1: counted runs start K apart, so no
+        # two share an episode (0, K, 2K, ...).
+        seeds = [s * args.episodes for s in seeds]
+    else:
+        ordered = sorted(seeds)
+        close = [(a, b) for a, b in itertools.pairwise(ordered) if b - a < args.episodes]
+        if close:
+            a, b = close[0]
+            print(
+                f"rlcapture: note: the runs of seeds {a} and {b} share episodes (a run with "
+                f"seed S evaluates seeds S..S+{args.episodes - 1}); space the seeds at least "
+                f"{args.episodes} apart, or give a count (--seeds {len(seeds)})",
+                file=stderr,
+            )
+    for seed in seeds:
         code, returns = _record_one(args, Path(out) / f"seed-{seed}", seed, stdout, stderr)
         per_seed[seed] = returns
         if code:

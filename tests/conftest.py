@@ -111,13 +111,29 @@ def by_env(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return out
 
 
-def cartpole_first_frame(seed: int) -> np.ndarray:
-    """What CartPole-v1 renders right after ``reset(seed=seed)``."""
+def reset_as_recorded(env: Any, record: dict[str, Any]) -> Any:
+    """Reset ``env`` as the manifest says the episode started: with its seed, or
+    (unseeded) from its env generator's state; returns what reset returned."""
+    from rlcapture._backend.rngstate import restore_generator
+
+    if record["seed"] is not None:
+        return env.reset(seed=record["seed"])
+    assert record["rng"] is not None, record
+    restore_generator(env, record["rng"])
+    return env.reset()
+
+
+def cartpole_first_frame(seed: int | dict[str, Any]) -> np.ndarray:
+    """What CartPole-v1 renders right after ``reset(seed=seed)``, or after the
+    reset a manifest record describes."""
     import gymnasium as gym
 
     env = gym.make("CartPole-v1", render_mode="rgb_array")
     try:
-        env.reset(seed=seed)
+        if isinstance(seed, dict):
+            reset_as_recorded(env, seed)
+        else:
+            env.reset(seed=seed)
         return env.render()
     finally:
         env.close()

@@ -110,6 +110,18 @@ class Faulty(gym.Wrapper):
         return frame
 
 
+def pattern_seed(record: dict[str, Any]) -> int:
+    """The seed :class:`Pattern` draws its frames from, for a manifest record: the
+    reset's seed, or for an unseeded reset the number it drew from its generator."""
+    if record["seed"] is not None:
+        return int(record["seed"])
+    from rlcapture._backend.rngstate import restore_generator
+
+    env = Pattern()
+    restore_generator(env, record["rng"])
+    return int(env.np_random.integers(2**31))
+
+
 def pattern_frame(seed: int, t: int, shape: tuple[int, ...] = (37, 51, 3)) -> np.ndarray:
     """The frame :class:`Pattern` renders at step ``t`` of the episode reset with ``seed``."""
     return np.random.default_rng([seed, t]).integers(0, 256, shape, dtype=np.uint8)
@@ -156,3 +168,48 @@ class Pattern(gym.Env):
 
     def render(self) -> np.ndarray:
         return pattern_frame(self.seed, self.t, self.shape)
+
+
+class RandomLength(gym.Env):
+    """Episodes whose length and rewards come from the env's generator (and the actions).
+
+    So an episode is fixed by its reset seed and its actions alone: the test env
+    for "the same seeds give the same episodes, whatever the parallelism".
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, max_length: int = 25) -> None:
+        self.render_mode = "rgb_array"
+        self.observation_space = spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Discrete(3)
+        self.max_length = max_length
+        self.length = 1
+        self.t = 0
+        self.level = 0.0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.length = int(self.np_random.integers(1, self.max_length + 1))
+        self.t = 0
+        self.level = float(self.np_random.random())
+        return self._obs(), {}
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.level, self.t / self.max_length], np.float32)
+
+    def step(self, action: Any):
+        self.t += 1
+        reward = float(int(action) * self.level + self.np_random.random())
+        self.level = float(self.np_random.random())
+        return self._obs(), reward, self.t >= self.length, False, {}
+
+    def render(self) -> np.ndarray:
+        frame = np.zeros((16, 24, 3), np.uint8)
+        frame[:, : 1 + int(self.level * 23)] = (40 * self.t) % 256
+        return frame
+
+
+def lean_policy(obs: np.ndarray) -> np.ndarray:
+    """A deterministic CartPole policy (push toward the pole's lean), batch in, batch out."""
+    return (np.asarray(obs)[:, 2] + 0.3 * np.asarray(obs)[:, 3] > 0).astype(np.int64)

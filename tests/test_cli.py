@@ -60,7 +60,11 @@ def test_record_writes_k_episodes_and_a_summary(tmp_path: Path, capsys) -> None:
     assert code == 0
     lines = read_manifest(out)
     assert len(lines) == 5
-    assert sorted((r["env"], r["episode"]) for r in lines) == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
+    # Issue 10 item 8: episodes go to whichever env is free, seed 0..4 once each
+    # (no fixed share per env any more).
+    assert sorted(r["seed"] for r in lines) == [0, 1, 2, 3, 4]
+    for e in {r["env"] for r in lines}:
+        assert sorted(r["episode"] for r in lines if r["env"] == e) == list(range(sum(r["env"] == e for r in lines)))
     for r in lines:
         assert r["end"] in ("terminated", "truncated")
         assert decode(out / r["video"]).count == r["length"] + 1 == r["frames"]

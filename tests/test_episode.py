@@ -11,12 +11,12 @@ from conftest import read_manifest
 from envs_for_tests import NoisyEnv
 
 import rlcapture
-from rlcapture._backend.episode import FINISHED, EndReason, EpisodeTracker, derive_seed
+from rlcapture._backend.episode import FINISHED, EndReason, EpisodeTracker
 from rlcapture.triggers import as_schedule
 
 
-def _tracker(record: str = "all", limit: int | None = None, derive: bool = True) -> EpisodeTracker:
-    return EpisodeTracker(3, as_schedule(record), limit, derive=derive)
+def _tracker(record: str = "all", limit: int | None = None) -> EpisodeTracker:
+    return EpisodeTracker(3, as_schedule(record), limit)
 
 
 # -- end reasons ------------------------------------------------------------------
@@ -85,19 +85,26 @@ def test_end_with_an_error_carries_it() -> None:
     assert record is not None and record["end"] == "error" and record["error"] == "RuntimeError: boom"
 
 
-def test_stats_and_derived_seeds() -> None:
+def test_stats_and_seeds_as_given() -> None:
+    """Issue 10: no derived seeds; an unseeded reset keeps its env's generator state instead."""
     t = _tracker()
     t.begin(100)
     for r in (1.0, 2.0, np.float32(0.5)):
         t.add(r)
     stats = t.stats()
     assert (stats["r"], stats["l"]) == (3.5, 3) and stats["t"] >= 0
-    t.done(True)
-    assert t.begin(None) == derive_seed(100, 1)
-    assert t.begin(None) == derive_seed(100, 2)
-    assert t.begin(7) == 7 and t.begin(None) == derive_seed(7, 1)
-    no_derive = _tracker(derive=False)
-    assert no_derive.begin(None) is None and no_derive.seed is None
+    record = t.done(True)
+    assert record is not None and record["seed"] == 100 and record["rng"] is None
+    assert t.begin(None) is None and t.seed is None and t.rng is None  # no env: no state
+    env = NoisyEnv()
+    env.reset(seed=5)
+    state = env.np_random.bit_generator.state
+    assert t.begin(None, env) is None and t.rng == state
+    assert t.begin(7, env) == 7 and t.rng is None
+    # Beyond a seed plan: neither recorded nor counted.
+    assert t.begin(None, env, planned=False) is None and not t.counted and not t.recording
+    t.begin(9, env, seed_index=4)
+    assert t.counted and t.finish(EndReason.TRUNCATED)["seed_index"] == 4
 
 
 # -- every front keeps episodes the same way --------------------------------------

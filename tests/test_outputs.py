@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import LOSSLESS, decode
-from envs_for_tests import Pattern, pattern_frame
+from envs_for_tests import Pattern, pattern_frame, pattern_seed
 from PIL import Image
 
 import rlcapture
@@ -55,7 +55,7 @@ def test_png_sequence_is_the_render(tmp_path: Path, every: int) -> None:
         assert sorted(os.listdir(folder)) == [f"{s:06d}.png" for s in steps]
         assert r["image_count"] == len(steps)
         for s in steps:  # lossless: the file holds exactly what render() returned
-            assert np.array_equal(png(folder / f"{s:06d}.png"), pattern_frame(r["seed"], s))
+            assert np.array_equal(png(folder / f"{s:06d}.png"), pattern_frame(pattern_seed(r), s))
         assert oct(os.stat(folder / "000000.png").st_mode & 0o777) == "0o600"
         # the video is written alongside, also lossless here
         assert decode(tmp_path / r["video"]).count == r["length"] + 1
@@ -68,7 +68,7 @@ def test_keyframes_first_every_k_and_last(tmp_path: Path) -> None:
         want = [f"{stem}-step{s:06d}.png" for s in (0, 3, 6, 7)]  # first, every 3, last
         assert r["keyframes"] == want
         for name, s in zip(want, (0, 3, 6, 7), strict=True):
-            assert np.array_equal(png(tmp_path / name), pattern_frame(r["seed"], s))
+            assert np.array_equal(png(tmp_path / name), pattern_frame(pattern_seed(r), s))
     # keyframes=True: only first and last
     lines = run(tmp_path / "b", partial(Pattern, lengths=(5,)), 1, 1, keyframes=True)
     assert [Path(p).name for p in lines[0]["keyframes"]] == [
@@ -85,7 +85,7 @@ def test_images_instead_of_video_gray_and_odd(tmp_path: Path) -> None:
     assert not any(p.suffix == ".mp4" for p in (tmp_path / "videos").iterdir())
     first = png(tmp_path / r["images"] / "000000.png")
     assert first.shape == (9, 13)  # grey stays grey, odd sizes stay odd
-    assert np.array_equal(first, pattern_frame(r["seed"], 0, (9, 13, 1))[:, :, 0])
+    assert np.array_equal(first, pattern_frame(pattern_seed(r), 0, (9, 13, 1))[:, :, 0])
     assert len(r["keyframes"]) == 2
 
 
@@ -271,7 +271,7 @@ def test_mosaic_tiles_show_each_env(tmp_path: Path) -> None:
         y, x = row * (40 + LABEL_HEIGHT) + LABEL_HEIGHT, col * 60
         tiles = [f[y : y + 40, x : x + 60] for f in video.frames]
         for step in range(6):
-            want = pattern_frame(r["seed"], step, (40, 60, 3))
+            want = pattern_frame(pattern_seed(r), step, (40, 60, 3))
             assert any(np.array_equal(t, want) for t in tiles), (r["env"], r["episode"], step)
         label = video.frames[-1][y - LABEL_HEIGHT : y, x : x + 60]
         assert label.min() < 64 and label.max() > 200  # text on a dark strip
@@ -307,7 +307,7 @@ def test_training_loop_records_every_nth_episode(tmp_path: Path) -> None:
             frames = decode(tmp_path / r["video"], keep=True).frames
             assert len(frames) == r["length"] + 1
             last = frames[-1][:37, :51]  # videos pad odd sizes
-            assert np.array_equal(last, pattern_frame(r["seed"], r["length"]))  # the terminal frame
+            assert np.array_equal(last, pattern_frame(pattern_seed(r), r["length"]))  # the terminal frame
         else:
             assert r["video"] is None and not r["recorded"]
     curve = plot_manifest(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,71 @@ def test_record_seeds(tmp_path: Path, capsys) -> None:
 def test_record_seed_count_and_refusal(tmp_path: Path, capsys) -> None:
     out = tmp_path / "count"
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-1"]
+    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-1"]  # K = 1: runs 1 apart
     capsys.readouterr()
     # Without --overwrite an existing recording is refused.
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 2
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q", "--overwrite"]) == 0
+
+
+# -- issue 10: seeds --------------------------------------------------------------
+def test_record_seed_plan_is_independent_of_the_number_of_envs(tmp_path: Path, capsys) -> None:
+    """--seed S --episodes K: episode j has seed S + j, on 1, 4 or 16 envs alike."""
+    runs = {}
+    for n in (1, 4, 16):
+        out = tmp_path / f"n{n}"
+        code = main(["record", "-n", str(n), "-k", "24", "--seed", "50", "--record", "none",
+                     "--envs-per-worker", "1" if n < 16 else "4", "--out", str(out), "-q"])  # fmt: skip
+        assert code == 0
+        lines = read_manifest(out)
+        runs[n] = sorted((r["seed"], r["return"], r["length"]) for r in lines)
+        assert [s for s, _, _ in runs[n]] == list(range(50, 74))
+        assert sorted(r["seed_index"] for r in lines) == list(range(24))
+    capsys.readouterr()
+    assert runs[1] == runs[4] == runs[16]
+
+
+def test_counted_seed_runs_share_no_episode(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "count"
+    assert main(["record", "-n", "2", "-k", "3", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-3"]
+    seeds = [r["seed"] for d in ("seed-0", "seed-3") for r in read_manifest(out / d)]
+    assert sorted(seeds) == list(range(6))
+    assert "note" not in capsys.readouterr().err
+    # A list whose runs overlap is run as given, with a note.
+    assert main(["record", "-n", "1", "-k", "3", "--seeds", "0,1", "--record", "none",
+                 "--out", str(tmp_path / "list"), "-q"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "runs of seeds 0 and 1 share episodes" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unseeded_resets_stay_unseeded(tmp_path: Path) -> None:
+    """Inside another runner too: the wrapper changes no trajectory (no reseeding)."""
+    import gymnasium as gym
+
+    import rlcapture
+
+    make = partial(gym.make, "CartPole-v1", render_mode="rgb_array")
+    with rlcapture.Recorder(tmp_path) as rec:
+        ours = gym.vector.SyncVectorEnv([rlcapture.CaptureWrapper.factory(make, rec, i, record="none") for i in range(2)])
+        ref = gym.vector.SyncVectorEnv([make] * 2)
+        try:
+            a, _ = ours.reset(seed=8)
+            b, _ = ref.reset(seed=8)
+            np.testing.assert_array_equal(a, b)
+            actions = np.random.default_rng(1)
+            ends = 0
+            for _ in range(300):
+                act = actions.integers(0, 2, 2)
+                x, y = ours.step(act), ref.step(act)
+                for p, q in zip(x[:4], y[:4]):
+                    np.testing.assert_array_equal(p, q)
+                ends += int((x[2] | x[3]).sum())
+            assert ends >= 6
+        finally:
+            ours.close()
+            ref.close()
+    lines = read_manifest(tmp_path)
+    assert {r["seed"] for r in lines if r["episode"] == 0} == {8, 9}
+    later = [r for r in lines if r["episode"] > 0]
+    assert later and all(r["seed"] is None and r["rng"]["bit_generator"] == "PCG64" for r in later)

@@ -9,7 +9,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import LOSSLESS, by_env, cartpole_first_frame, decode, read_manifest
+from conftest import (
+    LOSSLESS,
+    by_env,
+    cartpole_first_frame,
+    decode,
+    read_manifest,
+    reset_as_recorded,
+)
 from envs_for_tests import NoisyEnv
 from gymnasium.vector import AutoresetMode
 
@@ -97,7 +104,7 @@ def test_cartpole_round_trip(tmp_path: Path) -> None:
     for r in records:
         assert r["recorded"] is True and r["dropped"] == 0
         got = decode(out / r["video"])
-        ref = cartpole_first_frame(r["seed"])
+        ref = cartpole_first_frame(r)
         assert np.abs(got.first.astype(int) - ref.astype(int)).mean() < 3, r  # lossy H.264
     firsts = {r["env"]: r["seed"] for r in records if r["episode"] == 0}
     assert firsts == {0: 0, 1: 1}  # reset(seed=s) seeds env i with s + i
@@ -134,7 +141,7 @@ def test_tags_with_many_autoresets_and_shared_workers(tmp_path: Path) -> None:
         for r, acts in zip(recs, seen["actions"][i]):
             assert r["length"] == len(acts)
             replay = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=12)
-            replay.reset(seed=r["seed"])
+            reset_as_recorded(replay, r)
             expected = [replay.render()]
             for a in acts:
                 replay.step(a)
@@ -162,9 +169,10 @@ def test_same_seed_same_manifest(tmp_path: Path) -> None:
     first, second = once(tmp_path / "a"), once(tmp_path / "b")
     assert first == second
     assert all(len(v) >= 4 for v in first.values())
-    # Autoreset episodes get distinct derived seeds, not the reset seed again.
+    # Issue 10: autoreset episodes stay unseeded (as in Gymnasium); the first
+    # episodes have the reset's seeds.
     seeds = [s for v in first.values() for (_, s, *_rest) in v]
-    assert len(set(seeds)) == len(seeds)
+    assert sorted(s for s in seeds if s is not None) == [7, 8, 9]
 
 
 def _odd_env_every_third(env: int, episode: int) -> bool:
@@ -231,7 +239,7 @@ def test_same_step_autoreset(tmp_path: Path) -> None:
         assert [r["return"] for r in ended] == seen["returns"][i]
         for r in recs:
             got = decode(out / r["video"])
-            assert np.array_equal(got.first, cartpole_first_frame(r["seed"]))
+            assert np.array_equal(got.first, cartpole_first_frame(r))
 
 
 def test_drop_mode_counts_the_terminal_frame(tmp_path: Path) -> None:
@@ -268,6 +276,9 @@ def test_shared_recorder_and_gym_api(tmp_path: Path) -> None:
             for _ in range(30):
                 a.step(np.zeros(2, int))
                 b.step(np.ones(2, int))
+            # Until no episode of a has just ended, so both are mid-episode.
+            while any(a.step(np.zeros(2, int))[2]):
+                pass
             # The rest of the Gymnasium vector API goes through the workers.
             assert a.get_attr("spec")[0].id == "CartPole-v1"
             a.set_attr("custom", [1, 2])
@@ -294,7 +305,7 @@ def test_shared_recorder_and_gym_api(tmp_path: Path) -> None:
 
 
 def test_observations_match_a_plain_vector_env(tmp_path: Path) -> None:
-    """Up to the first autoreset (whose seed rlcapture derives), the steps are Gymnasium's."""
+    """The steps are Gymnasium's, across autoresets too (issue 10: no reseeding)."""
     env = rlcapture.make_vec("CartPole-v1", 2, tmp_path / "out", record="none")
     ref = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)
     try:
@@ -302,16 +313,14 @@ def test_observations_match_a_plain_vector_env(tmp_path: Path) -> None:
         o2, _ = ref.reset(seed=3)
         np.testing.assert_array_equal(o1, o2)
         rng = np.random.default_rng(0)
-        done = np.zeros(2, bool)
-        steps = 0
-        while not done.all():
+        ends = 0
+        for _ in range(400):
             a = rng.integers(0, 2, 2)
             s1, s2 = env.step(a), ref.step(a)
-            steps += 1
             for x, y in zip(s1[:4], s2[:4]):
-                np.testing.assert_array_equal(x[~done], y[~done])
-            done |= s1[2] | s1[3]
-        assert steps >= 8
+                np.testing.assert_array_equal(x, y)
+            ends += int((s1[2] | s1[3]).sum())
+        assert ends >= 8
     finally:
         env.close()
         ref.close()
@@ -410,7 +419,7 @@ def test_call_and_set_attr_at_indices(tmp_path: Path) -> None:
 def test_render_after_batch_records_every_frame_of_its_step(tmp_path: Path, mode, gate: bool) -> None:
     from functools import partial
 
-    from envs_for_tests import Pattern, pattern_frame
+    from envs_for_tests import Pattern, pattern_frame, pattern_seed
 
     envs = rlcapture.CaptureVectorEnv(
         [partial(Pattern, lengths=(3, 6))] * 3, tmp_path, envs_per_worker=2,
@@ -429,4 +438,4 @@ def test_render_after_batch_records_every_frame_of_its_step(tmp_path: Path, mode
         frames = decode(tmp_path / r["video"], keep=True).frames
         assert len(frames) == r["length"] + 1
         for t, frame in enumerate(frames):
-            assert np.array_equal(frame[:37, :51], pattern_frame(r["seed"], t)), (r, t)
+            assert np.array_equal(frame[:37, :51], pattern_frame(pattern_seed(r), t)), (r, t)

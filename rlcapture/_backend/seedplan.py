@@ -5,9 +5,16 @@ promise that the j-th episode of the evaluation resets with seed ``S + j``
 whatever the number of envs, workers or encoder shards. Fixing a share of
 seeds per env up front would make the seeds depend on the env count; instead
 every worker, at every reset of one of its envs, takes the next index from one
-counter in shared memory (under a lock: two workers may reset at once), so the
-K episodes of the plan are K distinct positions, each run exactly once, by
-whichever env was free. Episodes after the plan is used up are unseeded and
+counter in shared memory, so the K episodes of the plan are K distinct
+positions, each run exactly once, by whichever env was free.
+
+Two workers may reset at once, so the counter has a lock: a pipe holding one
+byte (make's jobserver trick). Taking the byte is atomic, so one process holds
+it at a time; unlike a ``multiprocess.Lock`` it names nothing in ``/dev/shm``,
+needs no resource tracker under spawn or forkserver, and a pipe's ends cross
+to any start method like the workers' own pipes. The lock is held for one
+increment; a wait is bounded (a process killed in that instant cannot hang
+the others). Episodes after the plan is used up are unseeded and
 not counted (no manifest line, no video).
 
 Each env's current position is published in a shared array (-1: none), read
@@ -17,6 +24,9 @@ episode (:class:`rlcapture.policies.RandomPolicy`).
 
 from __future__ import annotations
 
+import os
+import select
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +37,7 @@ from ..errors import ConfigError
 __all__ = ["SeedPlan", "check_seeds", "policy_seed"]
 
 _MAX_SEED = 2**63 - 1
+_LOCK_WAIT = 60.0  # seconds; the lock is held for one increment
 
 
 def check_seeds(seeds: Any, what: str = "seeds") -> range | tuple[int, ...]:
@@ -75,18 +86,44 @@ class SeedPlan:
     def __init__(self, seeds: Sequence[int], num_envs: int, ctx: Any) -> None:
         self.seeds = check_seeds(seeds)
         self._next = ctx.RawValue("q", 0)
-        self._lock = ctx.Lock()
         self._current = ctx.RawArray("q", [-1] * num_envs)
+        # Connections, not bare descriptors: they cross to spawned workers.
+        self._take_end, self._give_end = ctx.Pipe(duplex=False)
+        os.set_blocking(self._take_end.fileno(), False)
+        os.write(self._give_end.fileno(), b"t")
+
+    def _acquire(self) -> None:
+        fd = self._take_end.fileno()
+        deadline = time.monotonic() + _LOCK_WAIT
+        while True:
+            try:
+                if os.read(fd, 1):
+                    return
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(
+                    f"the seed plan's lock was not released within {_LOCK_WAIT:g} s "
+                    "(a process died holding it)"
+                )
+            select.select([fd], [], [], min(left, 1.0))
+
+    def _release(self) -> None:
+        os.write(self._give_end.fileno(), b"t")
 
     def __len__(self) -> int:
         return len(self.seeds)
 
     def take(self, slot: int) -> tuple[int | None, int | None]:
         """Env ``slot`` is resetting: its seed and plan position (None, None: the plan is used up)."""
-        with self._lock:
+        self._acquire()
+        try:
             index = self._next.value
             if index < len(self.seeds):
                 self._next.value = index + 1
+        finally:
+            self._release()
         if index >= len(self.seeds):
             self._current[slot] = -1
             return None, None
