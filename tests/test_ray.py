@@ -232,6 +232,12 @@ def test_cli_joins_a_cluster_by_address(cluster, tmp_path, subprocess_env):
     local = rlcapture.evaluate("CartPole-v1", seeds=range(7, 13), num_envs=2, out=tmp_path / "local",
                                max_episode_steps=STEPS)
     assert triples(lines) == sorted((e.seed, e.ret, e.length) for e in local.episodes)
+    # run.json and the manifest say enough to re-render any episode on this machine.
+    replay = subprocess.run(
+        [sys.executable, "-m", "rlcapture.cli", "replay", str(out), "--env", "0", "--episode", "3"],
+        env=subprocess_env, capture_output=True, text=True, timeout=120,
+    )
+    assert replay.returncode == 0, replay.stderr[-2000:]
 
 
 def test_a_node_removed_mid_run_loses_nothing(cluster, tmp_path):
