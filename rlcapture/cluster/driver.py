@@ -421,16 +421,17 @@ class RayEvaluation:
         kind, index, extra = self.refs.pop(ref)
         actor = self.actors[index]
         ray = self.ray
+        gone = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
         try:
             value = ray.get(ref, timeout=self.timeout)
-        except ray.exceptions.RayActorError as exc:
+        except Exception as exc:  # noqa: BLE001 - sorted below
             if kind == "chunk":
                 self.transfers.failed()
-            self._lost(actor, exc)
-            return
-        except ray.exceptions.RayTaskError as exc:
-            if kind == "chunk":
-                self.transfers.failed()
+            if kind == "remove":
+                return  # a failed clean-up changes nothing of the run
+            if isinstance(exc, gone):  # the actor, or the node holding its answer, is gone
+                self._lost(actor, exc)
+                return
             raise ProcessDiedError(f"{actor.name()}: {kind} failed: {_first_line(exc)}", f"actor {index}") from exc
         if actor.state == "dead":
             if kind == "chunk":
