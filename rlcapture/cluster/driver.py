@@ -424,7 +424,7 @@ class RayEvaluation:
         gone = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
         try:
             value = ray.get(ref, timeout=self.timeout)
-        except Exception as exc:  # noqa: BLE001 - sorted below
+        except Exception as exc:
             if kind == "chunk":
                 self.transfers.failed()
             if kind == "remove":
