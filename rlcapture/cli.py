@@ -223,6 +223,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--overwrite", action="store_true", help="replace a recording already in --out")
     rec.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    rec.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the episodes on a Ray cluster: HOST:6379, ray://HOST:10001, or none to join "
+        "(or start) a local Ray; --num-envs is then per actor",
+    )
+    rec.add_argument(
+        "--ray-storage",
+        choices=("auto", "shared", "stream"),
+        default="auto",
+        help="with --ray: nodes write into --out (shared), stream files back (stream), or detect (auto)",
+    )
+    rec.add_argument("--ray-scratch", metavar="DIR", help="with --ray-storage stream: node-local folder")
     rep = sub.add_parser(
         "replay",
         help="re-create one recorded episode and render it into a new video",
@@ -375,6 +390,8 @@ def _record_one(
     Returns the exit status and the finished episodes' returns.
     """
     schedule = as_schedule(args.record)
+    if getattr(args, "ray", None) is not None:
+        return _record_on_ray(args, out, seed, schedule, stdout, stderr)
     start = time.perf_counter()
     # Drawn from the first step on, so an error before it is one line alone.
     bars: list[RunProgress] = []
@@ -450,6 +467,77 @@ def _evaluate(
         step_timeout=args.step_timeout,
         on_error=args.on_error,
     )
+
+
+def _record_on_ray(
+    args: argparse.Namespace, out: Path, seed: int, schedule: Any, stdout: TextIO, stderr: TextIO
+) -> tuple[int, list[float]]:
+    """``--ray``: the same evaluation, its seeds run by actors over a Ray cluster, one manifest."""
+    from .cluster import RayEvaluation
+
+    longest = max(allocate_episodes(args.episodes, min(args.num_envs, args.episodes)))
+    label = f"seed {seed}" if args.seeds else ""
+    bar = RunProgress(args.episodes, args.num_envs, longest, stderr, enabled=not args.quiet, label=label)
+    seen = [0, 0]  # env steps, episodes settled
+
+    def tick(done: int, steps: int) -> None:
+        seen[:] = [steps, done]
+        bar.update(steps, done)
+
+    run = RayEvaluation(
+        args.env_id,
+        None if args.policy == "random" else args.policy,
+        seeds=range(seed, seed + args.episodes),
+        num_envs=args.num_envs,
+        out=out,
+        config=record_config(args, keep_seed=seed),
+        address=args.ray,
+        storage=args.ray_storage,
+        scratch=args.ray_scratch,
+        overwrite=args.overwrite,
+        progress=tick,
+        max_episode_steps=args.max_episode_steps,
+        deterministic=not args.stochastic,
+        record=schedule,
+        envs_per_worker=args.envs_per_worker,
+        step_timeout=args.step_timeout,
+        on_error=args.on_error,
+    )
+    try:
+        result = run.run()
+    except KeyboardInterrupt:
+        result = run.result
+    except BaseException:
+        bar.__exit__(None, None, None)
+        raise
+    bar.close(*seen)
+    label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
+    summary = summarize_run(out, args.success_threshold)
+    print_run(summary, label, args.num_envs, result.elapsed, result.interrupted, stdout)
+    print(
+        f"  ray      {len(result.nodes)} nodes, {result.actors} actors, {result.tasks} tasks, "
+        f"first task after {result.startup:.1f} s",
+        file=stdout,
+    )
+    print(f"  storage  {result.describe_storage()}", file=stdout)
+    for event in result.events:
+        print(f"  event    {event}", file=stdout)
+    if summary.records or out.is_dir():
+        save_json(
+            out / SUMMARY_JSON,
+            summary.to_json(
+                env_id=args.env_id,
+                seed=seed,
+                num_envs=args.num_envs,
+                policy=args.policy,
+                elapsed_s=round(result.elapsed, 3),
+                interrupted=result.interrupted,
+                per_seed={str(seed): stats_dict(summary.description)},
+                ray={"nodes": len(result.nodes), "actors": result.actors, "tasks": result.tasks},
+            ),
+            stderr,
+        )
+    return (130 if result.interrupted else 0), summary.returns
 
 
 def replay_command(args: argparse.Namespace, stdout: TextIO) -> int:
