@@ -149,7 +149,7 @@ def test_manifest_step_survives_update_lines_and_other_writers(tmp_path: Path) -
     a.close()
     b.close()
     raw = read_manifest(path, raw=True)
-    assert [r.get("step") for r in raw] == [5, None, 12, None, 13, 13]
+    assert [r.get("step") for r in raw] == [5, None, 12, None, 13, None]  # no length: no step
 
 
 # -- local trackers, read back ---------------------------------------------------------------------

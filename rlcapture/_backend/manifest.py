@@ -16,9 +16,9 @@ line's write (and its take-back): the size seen before the write is then
 still the file's size when it is truncated. Readers take no lock; they never
 see half a line except for the moment a line is being written.
 
-Each episode's line also gets ``step``: the env steps of the manifest's
-episodes up to and including it, in the manifest's order (the x-axis the
-trackers plot against). It is worked out under the same lock: from this
+Each episode's line with a ``length`` also gets ``step``, right after the
+fixed fields: the env steps of the manifest's episodes up to and including
+it, in the manifest's order (the x-axis the trackers plot against). It is worked out under the same lock: from this
 writer's last line when no one else wrote since, else from the last episode
 line in the file (another shard's), so it is exact with several encoders.
 """
@@ -83,13 +83,19 @@ class Manifest:
         with self._locked():  # other encoders of the same recorder wait meanwhile
             before = os.fstat(self._fd).st_size
             steps = self._steps
-            if not update and "step" not in record:
+            length = ordered.get("length")
+            if (
+                not update
+                and "step" not in record
+                and isinstance(length, int)
+                and not isinstance(length, bool)
+            ):
                 if before != self._size:  # someone else wrote last (or this is our first line)
                     steps = self._step_before(before)
-                length = ordered.get("length")
-                if isinstance(length, int) and not isinstance(length, bool) and length > 0:
-                    steps += length
-                ordered["step"] = steps
+                steps += max(0, length)
+                # After the fixed fields, before the ones sinks add (kept, why...).
+                items = list(ordered.items())
+                ordered = dict([*items[: len(FIELDS)], ("step", steps), *items[len(FIELDS) :]])
             line = json.dumps(ordered, separators=(", ", ": ")) + "\n"
             data = memoryview(line.encode())
             size = before + len(data)
