@@ -84,9 +84,11 @@ def test_same_seed_same_episodes(tmp_path: Path, capsys) -> None:
             "--out", str(tmp_path / name), "-q",
         )  # fmt: skip
         assert code == 0
-        runs.append(sorted((r["env"], r["episode"], r["seed"], r["return"]) for r in read_manifest(tmp_path / name)))
+        # Which env runs which seed depends on scheduling (the seed plan hands
+        # the next seed to whichever env resets first); the episodes do not.
+        runs.append(sorted((r["seed"], r["return"], r["length"]) for r in read_manifest(tmp_path / name)))
     assert runs[0] == runs[1]
-    assert all(r[2] is not None for r in runs[0])
+    assert [r[0] for r in runs[0]] == [7, 8, 9, 10]
 
 
 def test_existing_output_is_refused_and_untouched(tmp_path: Path, capsys) -> None:
