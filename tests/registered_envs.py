@@ -44,7 +44,8 @@ class Tiny(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.t = 0
-        return np.zeros(1, np.float32), {}
+        self.options = options
+        return np.zeros(1, np.float32), {"options": options}
 
     def step(self, action: Any):
         self.t += 1
