@@ -4,7 +4,8 @@ Importing it registers, in the ``rlcapture-envtest`` namespace:
 
 - ``Tiny-v0``: episodes of ``length`` steps (a keyword argument, for
   ``--env-kwargs``), 32x48 frames whose colour is the step.
-- ``Noise-v0``: long episodes of 64x64 noise frames (videos that grow fast).
+- ``Noise-v0``: 64x64 noise frames; episode k lasts ``length * (k + 1)`` steps,
+  so its videos grow until one outgrows a file size limit.
 - ``NoGL-v0``: renders as MuJoCo does on a machine without OpenGL: Gymnasium's
   MuJoCo renderer raises ``RuntimeError("No OpenGL backend could be imported. ...")``
   when neither GLFW, EGL nor OSMesa gives it a context.
@@ -43,7 +44,8 @@ class Tiny(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.t = 0
-        return np.zeros(1, np.float32), {}
+        self.options = options
+        return np.zeros(1, np.float32), {"options": options}
 
     def step(self, action: Any):
         self.t += 1
@@ -54,9 +56,16 @@ class Tiny(gym.Env):
 
 
 class Noise(Tiny):
-    def __init__(self, render_mode: str | None = None, length: int = 400) -> None:
+    def __init__(self, render_mode: str | None = None, length: int = 40) -> None:
         super().__init__(render_mode, length=length, side=64)
+        self.base = length
+        self.episodes = 0
         self.rng = np.random.default_rng(0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.length = self.base * (self.episodes + 1)  # videos grow episode by episode
+        self.episodes += 1
+        return super().reset(seed=seed, options=options)
 
     def render(self) -> np.ndarray:
         return self.rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)

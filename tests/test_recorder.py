@@ -167,8 +167,11 @@ def test_one_run_per_folder(tmp_path: Path) -> None:
         rlcapture.Recorder(tmp_path / "out")
     with rlcapture.Recorder(tmp_path / "out2"):
         pass
-    # Once closed, the folder's lock is free (its manifest, even empty, now
-    # counts as a recording).
+    # Once closed, the folder's lock is free. A run that ended before its
+    # first episode (an empty manifest) does not block the rerun (issue 10);
+    # one that recorded an episode does.
+    with rlcapture.Recorder(tmp_path / "out") as rec:
+        record_episode(rec, [noise((8, 8, 3), 0)])
     with pytest.raises(rlcapture.OutputExistsError):
         rlcapture.Recorder(tmp_path / "out")
     with rlcapture.Recorder(tmp_path / "out", overwrite=True):

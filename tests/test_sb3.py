@@ -178,3 +178,138 @@ def test_attributes_and_methods_on_a_subset(tmp_path: Path) -> None:
         assert len(env.env_method("render", indices=[1])) == 1
     finally:
         env.close()
+
+
+# -- a drop-in for SubprocVecEnv: the same answers to the same calls ------------------------
+def _cartpole() -> object:
+    import gymnasium as gym
+    from stable_baselines3.common.monitor import Monitor
+
+    return Monitor(gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=30))
+
+
+def _bare_cartpole() -> object:
+    import gymnasium as gym
+
+    return gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=30)
+
+
+def _tiny() -> object:
+    import gymnasium as gym
+    import registered_envs  # noqa: F401
+
+    return gym.make("rlcapture-envtest/Tiny-v0", render_mode="rgb_array", length=4)
+
+
+def _compare(a: object, b: object) -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (a, b)
+        for k in a:
+            if k != "t":  # Monitor's wall-clock time
+                _compare(a[k], b[k])
+    elif isinstance(a, (list, tuple)) and not isinstance(b, np.ndarray):
+        assert len(a) == len(b), (a, b)
+        for x, y in zip(a, b):
+            _compare(x, y)
+    elif isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float))
+    else:
+        assert a == b, (a, b)
+
+
+@pytest.mark.timeout(300)
+def test_same_steps_infos_and_resets_as_subproc_vec_env(tmp_path: Path) -> None:
+    """Scripted actions over 600 steps, with many episode ends: every return value agrees.
+
+    Each episode starts from a seeded reset (``seed`` then ``reset`` once any
+    env is done), so the comparison does not rest on how an unseeded
+    autoreset draws its state; the observation an autoreset returns is
+    compared only once both are seeded again.
+    """
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    # fork: the default forkserver would outlive the test (a child process left behind).
+    ref = SubprocVecEnv([_cartpole, _cartpole, _bare_cartpole], start_method="fork")
+    ours = SB3VecEnv.from_env_fns([_cartpole, _cartpole, _bare_cartpole], tmp_path / "out")
+    try:
+        ends = resets = 0
+        for env in (ref, ours):
+            env.seed(7)
+        _compare(ref.reset(), ours.reset())
+        _compare(ref.reset_infos, ours.reset_infos)
+        rng = np.random.default_rng(0)
+        for step in range(600):
+            actions = rng.integers(0, 2, 3)
+            a = ref.step(actions)
+            b = ours.step(actions if step % 2 else list(actions))  # a list, as SB3 code passes
+            done = a[2]
+            _compare(a[2], b[2])
+            _compare(a[1], b[1])
+            _compare(a[0][~done], b[0][~done])
+            for info_a, info_b in zip(a[3], b[3]):
+                _compare(info_a, info_b)
+            assert b[2].dtype == bool and b[1].dtype == a[1].dtype
+            if done.any():
+                ends += int(done.sum())
+                resets += 1
+                for env in (ref, ours):
+                    env.seed(100 + step)
+                    env.set_options({"low": -0.01, "high": 0.01})
+                _compare(ref.reset(), ours.reset())
+                _compare(ref.reset_infos, ours.reset_infos)
+        assert ends > 20
+    finally:
+        ref.close()
+        ours.close()
+    # Every episode that ended is in the manifest, and so is each one cut by a reset.
+    lines = read_manifest(tmp_path / "out")
+    assert len([r for r in lines if r["end"] in ("terminated", "truncated")]) == ends
+    assert len([r for r in lines if r["end"] == "reset"]) == 3 * resets  # autoreset ones too
+
+
+@pytest.mark.timeout(300)
+def test_attributes_wrappers_and_options_as_subproc_vec_env(tmp_path: Path) -> None:
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    fns = [_tiny, _tiny, _tiny]
+    ref = SubprocVecEnv([_bare_cartpole, _cartpole], start_method="fork")
+    ours = SB3VecEnv.from_env_fns([_bare_cartpole, _cartpole], tmp_path / "a", record="none")
+    try:
+        for env in (ref, ours):
+            env.reset()
+        assert ours.env_is_wrapped(Monitor) == ref.env_is_wrapped(Monitor) == [False, True]
+        assert ours.env_is_wrapped(Monitor, indices=-1) == [True]
+        # Through the wrappers (CartPole's own attribute under TimeLimit and Monitor).
+        assert ours.get_attr("gravity") == ref.get_attr("gravity") == [9.8, 9.8]
+        with pytest.raises(AttributeError):
+            ours.get_attr("no_such_attribute")
+        assert not ours.has_attr("no_such_attribute")
+        for env in (ref, ours):
+            env.set_attr("marker", 3, indices=[-1])  # on the outermost wrapper
+            env.env_method("set_wrapper_attr", "gravity", 1.5, indices=[0])
+        for name in ("marker", "gravity"):
+            assert ours.has_attr(name) == ref.has_attr(name)
+        assert ours.get_attr("gravity") == ref.get_attr("gravity") == [1.5, 9.8]
+        assert ours.get_attr("marker", indices=1) == ref.get_attr("marker", indices=1) == [3]
+        assert ours.env_method("get_wrapper_attr", "marker", indices=[1]) == [3]
+        frames = ours.get_images()
+        assert len(frames) == 2 and frames[0].shape == (400, 600, 3)
+        assert ours.render().shape == ref.render().shape
+    finally:
+        ref.close()
+        ours.close()
+    # Options given per env apply at the next reset only, each to its env.
+    ours = SB3VecEnv.from_env_fns(fns, tmp_path / "b")
+    try:
+        ours.set_options([{"a": 1}, None, {"b": 2}])
+        ours.reset()
+        assert ours.get_attr("options", indices=[2]) == [{"b": 2}]
+        assert ours.reset_infos[2] == {"options": {"b": 2}}
+        ours.set_options({"c": 3})
+        ours.reset()
+        assert ours.get_attr("options", indices=[2]) == [{"c": 3}]
+        ours.reset()
+        assert ours.get_attr("options", indices=[2]) == [None]
+    finally:
+        ours.close()
