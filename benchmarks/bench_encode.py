@@ -21,7 +21,9 @@ and ``--long`` frames:
     How it was before: a new libx264 encoder and container per episode and
     swscale (``EpisodeVideo`` with no shared encoder, swscale converter).
 
-The variants alternate within each repeat; medians over ``--repeats``.
+Episodes of 1 frame as well: their CPU per frame minus the long episodes'
+is what an episode costs by itself (ms/episode). The variants alternate
+within each repeat; medians over ``--repeats``.
 
     python benchmarks/bench_encode.py [--repeats 5] [--frames 1000] [--short 20] [--long 500]
 """
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     base = cartpole_frames(200)
     frames = [base[i % len(base)] for i in range(args.frames)]
     names = [v for v in args.variants.split(",") if v]
-    lengths = [args.short, args.long]
+    lengths = [1, args.short, args.long]
     times: dict[tuple[str, int], list[float]] = {(v, n): [] for v in names for n in lengths}
     load = []
     for rep in range(args.repeats):
@@ -164,22 +166,25 @@ def main(argv: list[str] | None = None) -> int:
             for n in lengths:
                 folder = tempfile.mkdtemp(prefix="bench-encode-")
                 try:
+                    run = frames[:200] if n == 1 else frames  # 200 one-frame files are plenty
                     t0 = time.process_time()
-                    VARIANTS[v](frames, n, folder)
-                    times[(v, n)].append((time.process_time() - t0) / len(frames) * 1e3)
+                    VARIANTS[v](run, n, folder)
+                    times[(v, n)].append((time.process_time() - t0) / len(run) * 1e3)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         load.append(os.getloadavg()[0])
     rows = {}
     print(f"CPU ms per frame, median of {args.repeats}; {args.frames} frames 600x400 in episodes of N frames")
-    print(f"{'variant':20s} {'N=' + str(args.short):>8s} {'N=' + str(args.long):>8s} {'short/long':>10s} {'vs tight':>9s}")
+    print(f"{'variant':20s} {'N=1':>8s} {'N=' + str(args.short):>8s} {'N=' + str(args.long):>8s} {'short/long':>10s} {'vs tight':>9s} {'ms/episode':>10s}")
     tight_long = statistics.median(times[("tight", args.long)]) if "tight" in names else None
     for v in names:
+        one = statistics.median(times[(v, 1)])
         s = statistics.median(times[(v, args.short)])
         lo = statistics.median(times[(v, args.long)])
-        rows[v] = {"short_ms": s, "long_ms": lo, "short_over_long": s / lo, "vs_tight": (lo / tight_long) if tight_long else None}
+        per_episode = one - lo  # a 1-frame episode: one frame plus the episode's own cost
+        rows[v] = {"one_ms": one, "short_ms": s, "long_ms": lo, "short_over_long": s / lo, "vs_tight": (lo / tight_long) if tight_long else None, "episode_ms": per_episode}
         vt = f"{lo / tight_long:9.2f}" if tight_long else ""
-        print(f"{v:20s} {s:8.3f} {lo:8.3f} {s / lo:10.3f} {vt}")
+        print(f"{v:20s} {one:8.3f} {s:8.3f} {lo:8.3f} {s / lo:10.3f} {vt:>9s} {per_episode:10.2f}")
     print(f"load average during the runs: {min(load):.1f}-{max(load):.1f} (2 cores)")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "args": vars(args) | {"json": str(args.json)}, "rows": rows, "load": load}, indent=1))

@@ -20,8 +20,9 @@ variants rotated each repeat), each in a fresh Python process:
     The whole ``rlcapture record ENV -n N -k K`` command in a subprocess,
     timed from its start (interpreter and imports included) to its exit; K
     episodes of about 22 frames each make about as many frames as the other
-    runs step. With ``first_video_s`` (every variant has it: seconds from
-    making the envs until the first ``.mp4`` appears) and
+    runs step. With ``first_video_s`` (every recording variant has it:
+    seconds from making the envs, or from starting the command, until the
+    first ``.mp4`` appears) and
     ``frames_per_s_whole`` (frames over the time from making the envs to
     closing them, set-up included) it compares the whole command with
     Gymnasium's recorders.

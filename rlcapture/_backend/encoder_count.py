@@ -12,8 +12,10 @@ Why per env and not per core: the vector step is synchronous, so each step
 hands the encoders a burst of one frame per env, and an encoder is one
 process that the scheduler treats like a worker. With 16 workers on 2 cores
 one encoder gets about a seventeenth of the CPU while they run, falls behind,
-fills the rings and stalls the step (measured: 1 encoder 64-69 % of the
-ceiling at N=16, 2 encoders 94-99 %, ``benchmarks/RESULTS.md``). Giving the
+fills the rings and stalls the step (measured at N=16 before the encoder
+got cheaper: 64 % of the ceiling with one encoder, 99 % with two (issue 11);
+69 %, 78 %, 94 % with one, two, three ("Encoder shards" in
+``benchmarks/RESULTS.md``)). Giving the
 encoders their share of processes gives them their share of the CPU. More
 encoders than cores (or than envs) would only switch between each other.
 
