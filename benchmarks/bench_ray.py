@@ -138,7 +138,9 @@ def steady(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict[str, floa
         ),
     }
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
-    ray.init(num_cpus=n, include_dashboard=False, logging_level="ERROR")
+    # As evaluate_on_ray starts Ray itself: workers at the driver's priority (Ray's default is nice 15).
+    ray.init(num_cpus=n, include_dashboard=False, logging_level="ERROR",
+             _system_config={"worker_niceness": args.niceness})
     try:
         for rep in range(args.repeats):
             order = list(variants) if rep % 2 == 0 else list(reversed(variants))
@@ -234,6 +236,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--stream-mib", type=int, default=256, help="size of the file the stream part copies")
     parser.add_argument("--parts", default="cold,steady,stream", help="which parts to run (and micro, always)")
+    parser.add_argument("--niceness", type=int, default=0, help="Ray's worker_niceness in the steady part")
     parser.add_argument("--output", default=str(HERE / "results" / "ray.json"))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
