@@ -32,9 +32,13 @@ def cluster():
     # Ray's processes inherit this: the actors import rlcapture and ray_envs as the tests do.
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "tests"), saved]))
-    # Nodes are declared dead after about a second without a health check (Ray's default: 30 s).
-    health = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300}
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": health})
+    # Nodes are declared dead after about a second without a health check (Ray's default:
+    # 30 s), and workers run at the tests' priority (Ray's default: nice 15, slow on a busy machine).
+    system = {
+        "health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300,
+        "worker_niceness": 0,
+    }
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": system})
     try:
         for _ in range(2):
             c.add_node(num_cpus=1)
