@@ -209,6 +209,7 @@ def test_a_node_without_the_envs_package_says_so(cluster, tmp_path):
     assert "\n" not in message
     assert "No module named 'driver_only_env'" in message and "on node" in message and "every node" in message
     assert not (tmp_path / "out" / ".rlcapture-ray").exists()
+    assert not (tmp_path / "out" / "episodes.jsonl").exists()  # nothing blocks the rerun
 
 
 def test_bad_options_fail_before_any_actor(cluster, tmp_path):
