@@ -21,15 +21,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
-from ._backend.episode import FINISHED
-from ._backend.manifest import read_manifest
 from .config import RecordConfig
 from .errors import RLCaptureError
 from .evaluate import evaluate
 from .policies import allocate_episodes, load_policy
-from .stats import describe, summarize
+from .progress import RunProgress
+from .summary import (
+    SUMMARY_JSON,
+    print_run,
+    print_seeds,
+    save_json,
+    seeds_json,
+    stats_dict,
+    summarize_run,
+)
 from .triggers import as_schedule
 
 __all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds", "record_config"]
@@ -37,30 +42,6 @@ __all__ = ["allocate_episodes", "load_policy", "main", "parse_seeds", "record_co
 DEFAULT_ENV = "CartPole-v1"
 
 
-class _Progress:
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.last = 0.0
-        self.start = time.perf_counter()
-
-    def update(self, done: int, frames: int, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self.last < (0.1 if self.tty else 5.0):
-            return
-        self.last = now
-        width = 30
-        filled = int(width * done / max(1, self.total))
-        rate = frames / max(1e-9, now - self.start)
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} episodes, {rate:.0f} steps/s"
-        if self.tty:
-            self.stream.write("\r" + line)
-            if force:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def _positive(kind: type, low: float, high: float, what: str) -> Callable[[str], Any]:
@@ -228,12 +209,28 @@ def _parser() -> argparse.ArgumentParser:
     plot = sub.add_parser(
         "plot",
         help="draw the return per episode of a recording into DIR/learning_curve.png",
-        description="Draw every finished episode's return and a moving average (Pillow only).",
+        description="Draw every finished episode's return and a moving average, per seed (matplotlib).",
     )
-    plot.add_argument("dir", help="a recording's folder (holding episodes.jsonl)")
-    plot.add_argument("--x", choices=("episode", "time"), default="episode", help="x axis (default episode)")
-    plot.add_argument("--window", type=_positive(int, 1, 10**7, "--window"), help="moving-average window")
-    plot.add_argument("--output", help="PNG path (default DIR/learning_curve.png)")
+    plot.add_argument("dir", help="a recording's folder (holding episodes.jsonl, or seed-S/ folders)")
+    plot.add_argument(
+        "--x", choices=("steps", "episode", "time"), default="steps", help="x axis: env steps (default), episode or time"
+    )
+    plot.add_argument(
+        "--window", type=_positive(int, 1, 10**7, "--window"), help="moving-average window (default: a tenth of the episodes)"
+    )
+    plot.add_argument("--output", help="PNG or SVG path, by its suffix (default DIR/learning_curve.png)")
+    plot.add_argument("--format", choices=("png", "svg", "both"), help="png, svg or both (default: by --output's suffix, else png)")
+    report = sub.add_parser(
+        "report",
+        help="write a static HTML page of one or more recordings",
+        description="Write DIR/report.html: summary, learning curve, every episode, every video, "
+        "and for several runs a comparison on the seeds they share.",
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="recording folders (or --seeds folders)")
+    report.add_argument("--out", "-o", help="folder for report.html (default: RUN_DIR for one run)")
+    report.add_argument(
+        "--success-threshold", type=_finite, metavar="R", help="success: return >= R (default: the one recorded)"
+    )
     from .bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)
@@ -256,6 +253,7 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         return code
     per_seed: dict[int, list[float]] = {}
     code = 0
+    start = time.perf_counter()
     seeds = list(args.seeds)
     if isinstance(args.seeds, SeedCount):
         # Run S evaluates seeds S..S+K-1: counted runs start K apart, so no
@@ -277,23 +275,20 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         per_seed[seed] = returns
         if code:
             break
-    _report_seeds(per_seed, args.success_threshold, stdout)
+    print_seeds(per_seed, args.success_threshold, stdout)
+    save_json(
+        Path(out) / SUMMARY_JSON,
+        seeds_json(
+            per_seed,
+            args.success_threshold,
+            env_id=args.env_id,
+            seeds=list(per_seed),
+            elapsed_s=round(time.perf_counter() - start, 3),
+            interrupted=code == 130,
+        ),
+        stderr,
+    )
     return code
-
-
-def _report_seeds(per_seed: dict[int, list[float]], threshold: float | None, stdout: TextIO) -> None:
-    print(f"across {len(per_seed)} seeds ({', '.join(map(str, per_seed))}):", file=stdout)
-    for seed, returns in per_seed.items():
-        print(f"  seed {seed:<4} {len(returns)} episodes: {describe([returns], threshold=threshold)}", file=stdout)
-    groups = list(per_seed.values())
-    total = sum(len(g) for g in groups)
-    print(f"  all       {total} episodes: {describe(groups, threshold=threshold)}", file=stdout)
-    means = [float(np.mean(g)) for g in groups if g]
-    if len(means) > 1:
-        print(
-            f"  per-seed means {', '.join(f'{m:.2f}' for m in means)}: std {np.std(means, ddof=1):.2f}",
-            file=stdout,
-        )
 
 
 def record_config(args: argparse.Namespace, **overrides: Any) -> RecordConfig:
@@ -325,16 +320,62 @@ def _record_one(
     schedule = as_schedule(args.record)
     if getattr(args, "ray", None) is not None:
         return _record_on_ray(args, out, seed, schedule, stdout, stderr)
-    progress = None if args.quiet else _Progress(args.episodes, stderr)
     start = time.perf_counter()
-    seen = [0, 0]  # episodes ended, env steps
+    # Drawn from the first step on, so an error before it is one line alone.
+    bars: list[RunProgress] = []
+    seen = [0, 0]  # env steps, episodes ended
 
-    def tick(done: int, total: int, steps: int) -> None:
-        seen[:] = [done, steps]
-        if progress is not None:
-            progress.update(done, steps)
+    def tick(done: int, total: int, steps: int, lengths: Sequence[int]) -> None:
+        if not bars:
+            longest = max(allocate_episodes(args.episodes, min(args.num_envs, args.episodes)))
+            label = f"seed {seed}" if args.seeds else ""
+            bars.append(
+                RunProgress(
+                    args.episodes, args.num_envs, longest, stderr, enabled=not args.quiet, label=label
+                )
+            )
+        for length in lengths:
+            bars[0].episode_ended(length)
+        seen[:] = [steps, done]
+        bars[0].update(steps, done)
 
-    result = evaluate(
+    try:
+        result = _evaluate(args, out, seed, schedule, tick)
+    except BaseException:
+        if bars:
+            bars[0].__exit__(None, None, None)
+        raise
+    if bars:
+        bars[0].close(*seen)
+    elapsed = time.perf_counter() - start
+    label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
+    summary = summarize_run(out, args.success_threshold)
+    print_run(summary, label, args.num_envs, elapsed, result.interrupted, stdout)
+    for env, message in sorted(result.errors.items()):
+        print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
+    if summary.records or out.is_dir():
+        save_json(
+            out / SUMMARY_JSON,
+            summary.to_json(
+                env_id=args.env_id,
+                seed=seed,
+                num_envs=args.num_envs,
+                policy=args.policy,
+                elapsed_s=round(elapsed, 3),
+                interrupted=result.interrupted,
+                failed_envs={str(env): message for env, message in sorted(result.errors.items())},
+                per_seed={str(seed): stats_dict(summary.description)},
+            ),
+            stderr,
+        )
+    return (130 if result.interrupted else 0), summary.returns
+
+
+def _evaluate(
+    args: argparse.Namespace, out: Path, seed: int, schedule: Any, tick: Callable[..., None]
+) -> Any:
+    """``rlcapture.evaluate`` with the arguments of ``rlcapture record``."""
+    return evaluate(
         args.env_id,
         None if args.policy == "random" else args.policy,
         seeds=range(seed, seed + args.episodes),
@@ -351,14 +392,6 @@ def _record_one(
         step_timeout=args.step_timeout,
         on_error=args.on_error,
     )
-    if progress is not None:
-        progress.update(seen[0], seen[1], force=True)
-    elapsed = time.perf_counter() - start
-    label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
-    returns = _report(out, label, args.num_envs, elapsed, result.interrupted, stdout, args.success_threshold)
-    for env, message in sorted(result.errors.items()):
-        print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
-    return (130 if result.interrupted else 0), returns
 
 
 def _record_on_ray(
@@ -367,7 +400,15 @@ def _record_on_ray(
     """``--ray``: the same evaluation, its seeds run by actors over a Ray cluster, one manifest."""
     from .cluster import RayEvaluation
 
-    progress = None if args.quiet else _Progress(args.episodes, stderr)
+    longest = max(allocate_episodes(args.episodes, min(args.num_envs, args.episodes)))
+    label = f"seed {seed}" if args.seeds else ""
+    bar = RunProgress(args.episodes, args.num_envs, longest, stderr, enabled=not args.quiet, label=label)
+    seen = [0, 0]  # env steps, episodes settled
+
+    def tick(done: int, steps: int) -> None:
+        seen[:] = [steps, done]
+        bar.update(steps, done)
+
     run = RayEvaluation(
         args.env_id,
         None if args.policy == "random" else args.policy,
@@ -379,7 +420,7 @@ def _record_on_ray(
         storage=args.ray_storage,
         scratch=args.ray_scratch,
         overwrite=args.overwrite,
-        progress=None if progress is None else progress.update,
+        progress=tick,
         max_episode_steps=args.max_episode_steps,
         deterministic=not args.stochastic,
         record=schedule,
@@ -391,10 +432,13 @@ def _record_on_ray(
         result = run.run()
     except KeyboardInterrupt:
         result = run.result
-    if progress is not None:
-        progress.update(len(result.episodes), sum(int(r.get("length") or 0) for r in result.episodes), force=True)
+    except BaseException:
+        bar.__exit__(None, None, None)
+        raise
+    bar.close(*seen)
     label = args.env_id if not args.seeds else f"{args.env_id} seed {seed}"
-    returns = _report(out, label, args.num_envs, result.elapsed, result.interrupted, stdout, args.success_threshold)
+    summary = summarize_run(out, args.success_threshold)
+    print_run(summary, label, args.num_envs, result.elapsed, result.interrupted, stdout)
     print(
         f"  ray      {len(result.nodes)} nodes, {result.actors} actors, {result.tasks} tasks, "
         f"first task after {result.startup:.1f} s",
@@ -403,59 +447,22 @@ def _record_on_ray(
     print(f"  storage  {result.describe_storage()}", file=stdout)
     for event in result.events:
         print(f"  event    {event}", file=stdout)
-    return (130 if result.interrupted else 0), returns
-
-
-def _report(
-    out: Path,
-    env_id: str,
-    num_envs: int,
-    elapsed: float,
-    interrupted: bool,
-    stdout: TextIO,
-    threshold: float | None = None,
-) -> list[float]:
-    try:
-        lines = read_manifest(out / "episodes.jsonl")
-    except FileNotFoundError:
-        lines = []
-    finished = [r for r in lines if r.get("end") in FINISHED]
-    returns = summarize([float(r["return"]) for r in finished])
-    lengths = [int(r["length"]) for r in finished]
-    frames = sum(int(r.get("frames") or 0) for r in lines)
-    dropped = sum(int(r.get("dropped") or 0) for r in lines)
-    videos = sum(1 for r in lines if r.get("video"))
-    judged = [r for r in lines if "kept" in r]
-    head = "interrupted: kept" if interrupted else "recorded"
-    print(f"{env_id}: {head} {len(finished)} episodes over {num_envs} envs in {elapsed:.1f} s", file=stdout)
-    print(f"  return   {returns}", file=stdout)
-    values = [float(r["return"]) for r in finished]
-    if values:
-        print(f"  stats    {describe([values], threshold=threshold)}", file=stdout)
-    if lengths:
-        print(f"  length   {sum(lengths) / len(lengths):.1f} mean", file=stdout)
-    print(
-        f"  frames   {frames} recorded, {dropped} dropped, {frames / max(elapsed, 1e-9):.0f} frames/s",
-        file=stdout,
-    )
-    if judged:
-        kept = [r for r in judged if r["kept"]]
-        print(f"  kept     {len(kept)} of {len(judged)} episodes' files:", file=stdout)
-        for r in kept:
-            ret = r.get("return")
-            value = f"return {ret:g}" if isinstance(ret, (int, float)) else "no return"
-            print(f"           env {r['env']} episode {r['episode']} ({value}): {r['why']}", file=stdout)
-    images = sum(int(r.get("image_count") or 0) for r in lines if r.get("images"))
-    keyframes = sum(len(r.get("keyframes") or ()) for r in lines)
-    print(f"  output   {out}/videos ({videos} videos), {out}/episodes.jsonl", file=stdout)
-    if images:
-        print(f"           {images} PNG frames in {out}/frames", file=stdout)
-    if keyframes:
-        print(f"           {keyframes} PNG keyframes in {out}/videos", file=stdout)
-    mosaics = sorted(out.glob("*mosaic*.mp4"))
-    if mosaics:
-        print(f"           overview {mosaics[-1]}", file=stdout)
-    return values
+    if summary.records or out.is_dir():
+        save_json(
+            out / SUMMARY_JSON,
+            summary.to_json(
+                env_id=args.env_id,
+                seed=seed,
+                num_envs=args.num_envs,
+                policy=args.policy,
+                elapsed_s=round(result.elapsed, 3),
+                interrupted=result.interrupted,
+                per_seed={str(seed): stats_dict(summary.description)},
+                ray={"nodes": len(result.nodes), "actors": result.actors, "tasks": result.tasks},
+            ),
+            stderr,
+        )
+    return (130 if result.interrupted else 0), summary.returns
 
 
 def replay_command(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -496,8 +503,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plot":
             from .plot import plot_manifest
 
-            png = plot_manifest(args.dir, path=args.output, x=args.x, window=args.window)
-            print(f"wrote {png}", file=sys.stdout)
+            first = plot_manifest(args.dir, path=args.output, x=args.x, window=args.window, formats=args.format)
+            written = [first] + ([first.with_suffix(".svg")] if args.format == "both" else [])
+            print(f"wrote {' and '.join(map(str, written))}", file=sys.stdout)
+            return 0
+        if args.command == "report":
+            from .report import write_report
+
+            page = write_report(args.runs, args.out, threshold=args.success_threshold, warn=sys.stderr)
+            print(f"wrote {page}", file=sys.stdout)
             return 0
         if args.command == "bench":
             from .bench import bench

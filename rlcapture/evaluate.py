@@ -23,6 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from ._backend.manifest import read_manifest
 from ._backend.seedplan import check_seeds
@@ -35,6 +36,10 @@ from .stats import Description, describe
 from .vector import CaptureVectorEnv
 
 __all__ = ["EpisodeResult", "EvaluationResult", "evaluate", "resolve_policy"]
+
+#: Told after every step: (episodes ended, episodes in all, env steps so far,
+#: the lengths of the episodes that ended in this step).
+Progress = Callable[[int, int, int, list[int]], None]
 
 #: What a policy may be: None or "random", a spec string ("sb3:PPO:model.zip",
 #: "module:callable"), an SB3 model (anything with ``predict``), or a callable
@@ -159,8 +164,8 @@ def _env_fn(
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
 ) -> Callable[[], gym.Env]:
-    if isinstance(env, str):
-        return make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)
+    if isinstance(env, (str, gym.envs.registration.EnvSpec)):  # an EnvSpec: where make_env_fn takes one
+        return make_env_fn(env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps)  # type: ignore[arg-type]
     if callable(env):
         if env_kwargs or max_episode_steps is not None:
             raise ConfigError("env_kwargs and max_episode_steps apply to an env id; put them in the factory")
@@ -180,7 +185,7 @@ def evaluate(
     max_episode_steps: int | None = None,
     deterministic: bool = True,
     overwrite: bool = False,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Progress | None = None,
     run_info: dict[str, Any] | None = None,
     **options: Any,
 ) -> EvaluationResult:
@@ -208,7 +213,7 @@ def evaluate(
         deterministic: SB3 policies: the most likely action.
         overwrite: Replace a recording already in ``out``.
         progress: Called after every step with (episodes ended, episodes in
-            all, env steps so far).
+            all, env steps so far, lengths of the episodes that ended in it).
         run_info: More fields for ``run.json``.
         **options: :class:`~rlcapture.CaptureVectorEnv` keywords (``record``,
             ``envs_per_worker``, ``on_error``, ``step_timeout``, ...) and
@@ -238,8 +243,8 @@ def evaluate(
     interrupted = False
     try:
         info: dict[str, Any] = {
-            "env": env if isinstance(env, str) else None,
-            "env_factory": None if isinstance(env, str) else repr(fn),
+            "env": env if isinstance(env, str) else getattr(env, "id", None) if not callable(env) else None,
+            "env_factory": None if isinstance(env, str) or not callable(env) else repr(fn),
             "env_kwargs": dict(env_kwargs or {}) or (fn.env_kwargs if isinstance(fn, EnvFactory) else {}),
             "max_episode_steps": max_episode_steps,
             "policy": _policy_name(policy),
@@ -264,31 +269,39 @@ def _run(
     envs: CaptureVectorEnv,
     policy: Callable[[Any], Any],
     total: int,
-    progress: Callable[[int, int, int], None] | None,
+    progress: Progress | None,
 ) -> None:
     """Step until every episode of the plan has ended (or every env failed)."""
     assert envs.seed_plan is not None
     plan = envs.seed_plan
+    next_step = envs.autoreset_mode == AutoresetMode.NEXT_STEP
+    n = envs.num_envs
     obs, _ = envs.reset()
     now = envs.seed_indices()
     ended: set[int] = set()
+    length = np.zeros(n, dtype=np.int64)  # steps of each env's running episode
+    resetting = np.zeros(n, dtype=bool)  # next-step autoreset: this step only resets
     steps = 0
     while True:
-        running = [i for i in range(envs.num_envs) if now[i] >= 0 and now[i] not in ended and not envs.failed[i]]
-        if plan.taken >= total and not running:
-            break
-        if envs.failed.all():
+        running = [i for i in range(n) if now[i] >= 0 and now[i] not in ended and not envs.failed[i]]
+        if (plan.taken >= total and not running) or envs.failed.all():
             break
         obs, _rewards, terminated, truncated, _infos = envs.step(policy(obs))
-        steps += envs.num_envs
+        steps += n
+        length += ~resetting
+        resetting[:] = False
+        lengths = []
         # The episode that ended is the one running before this step: with
         # same-step autoreset, seed_indices() already shows the next one.
         for i in np.flatnonzero(terminated | truncated):
-            if now[i] >= 0:
+            if now[i] >= 0 and int(now[i]) not in ended:
                 ended.add(int(now[i]))
+                lengths.append(int(length[i]))
+            length[i] = 0
+            resetting[i] = next_step
         now = envs.seed_indices()
         if progress is not None:
-            progress(len(ended), total, steps)
+            progress(len(ended), total, steps, lengths)
 
 
 def _result(

@@ -1,27 +1,46 @@
-"""``rlcapture plot DIR``: the return of every episode of a recording, drawn with Pillow.
+"""``rlcapture plot DIR``: a learning curve of a recording, drawn with matplotlib.
 
-Writes ``DIR/learning_curve.png``: one dot per finished episode (in manifest
-order, or against the time it ended) and a moving average, with axes, ticks
-and labels. No matplotlib needed.
+Writes ``DIR/learning_curve.png`` (or ``.svg``, or both): the return of every
+finished episode against env steps (the cumulative lengths of the episodes
+ended so far, as SB3's ``Monitor`` counts timesteps), the episode index or
+the wall time, one series per seed (a ``--seeds`` recording's ``seed-S/``
+folders), each with a trailing moving average. matplotlib is what users' own
+learning-curve code uses, and it gives SVG and real text; it is an extra
+(``rlcapture[plot]``), imported only when a plot is drawn, through the Agg
+canvas of a ``Figure`` (no pyplot, no global backend switch).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .errors import ConfigError
+from .summary import seed_folders
 
-__all__ = ["moving_average", "nice_ticks", "plot_manifest"]
+__all__ = [
+    "AXES",
+    "Series",
+    "draw_curves",
+    "load_series",
+    "moving_average",
+    "nice_ticks",
+    "plot_manifest",
+]
 
 PNG = "learning_curve.png"
+#: The x axes a curve can be drawn against.
+AXES = ("steps", "episode", "time")
+_XLABEL = {"steps": "env steps", "episode": "episode", "time": "wall time (s)"}
+INSTALL = 'matplotlib is not installed: pip install "rlcapture[plot]"'
 
 
 def moving_average(values: Any, window: int) -> np.ndarray:
@@ -33,6 +52,11 @@ def moving_average(values: Any, window: int) -> np.ndarray:
     idx = np.arange(1, len(x) + 1)
     lo = np.maximum(0, idx - window)
     return (c[idx] - c[lo]) / (idx - lo)
+
+
+def default_window(n: int) -> int:
+    """About a tenth of the episodes (5 at least, 100 at most): smooth, yet following the trend."""
+    return max(1, min(n, 5), min(100, round(n / 10)))
 
 
 def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
@@ -55,10 +79,13 @@ def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
     return ticks
 
 
-def _fmt(v: float) -> str:
-    if v == int(v) and abs(v) < 1e6:
-        return str(int(v))
-    return f"{v:.3g}"
+@dataclass(frozen=True)
+class Series:
+    """One curve: a label (the seed, the run) and its episodes' x values and returns."""
+
+    label: str
+    xs: np.ndarray
+    returns: np.ndarray
 
 
 def _episode_times(lines: list[dict[str, Any]]) -> np.ndarray:
@@ -69,118 +96,149 @@ def _episode_times(lines: list[dict[str, Any]]) -> np.ndarray:
         env = int(r.get("env", 0))
         clock[env] = clock.get(env, 0.0) + float(r.get("time") or 0.0)
         ends.append(clock[env])
-    return np.asarray(ends)
+    return np.asarray(ends, dtype=np.float64)
+
+
+def series_of(records: Sequence[dict[str, Any]], label: str, x: str) -> Series | None:
+    """The finished episodes of one manifest as a series against ``x`` (None if none)."""
+    lines = [
+        r for r in records if r.get("end") in FINISHED and isinstance(r.get("return"), (int, float))
+    ]
+    if not lines:
+        return None
+    returns = np.asarray([float(r["return"]) for r in lines])
+    if x == "time":
+        xs = _episode_times(lines)
+        order = np.argsort(xs, kind="stable")
+        xs, returns = xs[order], returns[order]
+    elif x == "steps":
+        xs = np.cumsum([float(r.get("length") or 0) for r in lines])
+    else:
+        xs = np.arange(len(returns), dtype=np.float64)
+    return Series(label, xs, returns)
+
+
+def load_series(out: str | os.PathLike[str], x: str = "steps") -> list[Series]:
+    """The series of a recording folder: itself, or each ``seed-S/`` of a ``--seeds`` recording.
+
+    Raises:
+        ConfigError: No manifest, or no finished episode in any.
+    """
+    if x not in AXES:
+        raise ConfigError(f"x must be one of {', '.join(AXES)}; got {x!r}")
+    folder = Path(out)
+    manifest = folder / "episodes.jsonl"
+    if manifest.is_file():
+        sources = {"": manifest}
+    else:
+        sources = {f"seed {s}": f / "episodes.jsonl" for s, f in seed_folders(folder).items()}
+    if not sources:
+        raise ConfigError(f"no manifest at {str(manifest)!r}: is {str(folder)!r} a recording?")
+    found = [series_of(read_manifest(path), label, x) for label, path in sources.items()]
+    series = [s for s in found if s is not None]
+    if not series:
+        where = manifest if len(sources) == 1 else folder
+        raise ConfigError(f"{str(where)!r} holds no finished episode to plot")
+    return series
+
+
+def _targets(path: Path, formats: str | None) -> list[Path]:
+    suffix = path.suffix.lower()
+    if formats is None:
+        formats = suffix[1:] if suffix in (".png", ".svg") else "png"
+    if formats not in ("png", "svg", "both"):
+        raise ConfigError(f"format must be png, svg or both; got {formats!r}")
+    stem = path.with_suffix("") if suffix in (".png", ".svg") else path
+    wanted = ("png", "svg") if formats == "both" else (formats,)
+    return [stem.with_name(f"{stem.name}.{f}") for f in wanted]
+
+
+def draw_curves(
+    series: Sequence[Series],
+    targets: Sequence[str | os.PathLike[str]],
+    *,
+    x: str = "steps",
+    window: int | None = None,
+    title: str = "",
+    size: tuple[int, int] = (960, 540),
+) -> list[Path]:
+    """Draw ``series`` into each target (PNG or SVG by its suffix): dots and a moving average.
+
+    The legend sits right of the axes, off the data. Returns the paths written.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError(INSTALL) from None
+    dpi = 100
+    fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = [f"C{i % 10}" for i in range(len(series))]
+    for s, color in zip(series, colors):
+        w = window or default_window(len(s.returns))
+        name = f"{s.label}: " if s.label else ""
+        ax.scatter(
+            s.xs, s.returns, s=16, alpha=0.5, color=color, linewidths=0, label=f"{name}episodes"
+        )
+        ax.plot(
+            s.xs,
+            moving_average(s.returns, w),
+            color=color,
+            linewidth=2,
+            label=f"{name}mean of last {w}",
+        )
+    ax.set_xlabel(_XLABEL.get(x, x))
+    ax.set_ylabel("episode return")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.legend(loc="outside right upper", fontsize="small", frameon=False)
+    written = []
+    for target in map(Path, targets):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fmt = target.suffix.lower().lstrip(".") or "png"
+        tmp = target.with_name(target.name + ".tmp")
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata={"Title": title} if fmt == "svg" else None)
+        os.replace(tmp, target)
+        written.append(target)
+    return written
 
 
 def plot_manifest(
     out: str | os.PathLike[str],
     *,
     path: str | os.PathLike[str] | None = None,
-    x: str = "episode",
+    x: str = "steps",
     window: int | None = None,
     size: tuple[int, int] = (960, 540),
     title: str | None = None,
+    formats: str | None = None,
 ) -> Path:
-    """Draw the returns of ``out/episodes.jsonl`` into a PNG (default ``out/learning_curve.png``).
+    """Draw the returns of a recording (default into ``out/learning_curve.png``).
 
     Args:
-        x: "episode" (manifest order) or "time" (seconds, each env's episode
-            times summed: the wall time at which the episode ended).
-        window: Moving-average window; default about a tenth of the episodes.
+        out: A recording folder: its ``episodes.jsonl``, or a ``--seeds``
+            recording's ``seed-S/`` folders (one series per seed).
+        path: Where to write; ``.png`` or ``.svg`` picks the format.
+        x: "steps" (cumulative episode lengths), "episode" (manifest order)
+            or "time" (seconds, each env's episode times summed: when the
+            episode ended).
+        window: Moving-average window; default about a tenth of the episodes (5 to 100).
+        size: Pixels of the PNG (at 100 dpi).
+        formats: "png", "svg" or "both" (default: by ``path``'s suffix, else PNG).
     Returns:
-        The PNG's path.
+        The first file written (the PNG when both are).
     Raises:
-        ConfigError: No manifest, or no finished episode in it.
+        ConfigError: No manifest, no finished episode, or matplotlib missing.
     """
     folder = Path(out)
-    manifest = folder / "episodes.jsonl"
-    if not manifest.is_file():
-        raise ConfigError(f"no manifest at {str(manifest)!r}: is {str(folder)!r} a recording?")
-    if x not in ("episode", "time"):
-        raise ConfigError(f"x must be 'episode' or 'time', got {x!r}")
-    lines = [r for r in read_manifest(manifest) if r.get("end") in FINISHED and r.get("return") is not None]
-    if not lines:
-        raise ConfigError(f"{str(manifest)!r} holds no finished episode to plot")
-    returns = np.asarray([float(r["return"]) for r in lines])
-    if x == "time":
-        xs = _episode_times(lines)
-        order = np.argsort(xs, kind="stable")
-        xs, returns = xs[order], returns[order]
-        xlabel = "time (s)"
-    else:
-        xs = np.arange(len(returns), dtype=np.float64)
-        xlabel = "episode"
-    window = window or max(1, round(len(returns) / 10))
-    smooth = moving_average(returns, window)
+    series = load_series(folder, x)
     target = Path(path) if path is not None else folder / PNG
-    _draw(xs, returns, smooth, window, xlabel, title or f"{folder.name}: return per episode", size, target)
-    return target
-
-
-def _draw(
-    xs: np.ndarray,
-    ys: np.ndarray,
-    smooth: np.ndarray,
-    window: int,
-    xlabel: str,
-    title: str,
-    size: tuple[int, int],
-    target: Path,
-) -> None:
-    width, height = size
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(10, height // 36))
-    small = ImageFont.load_default(size=max(9, height // 42))
-    left, right, top, bottom = int(width * 0.1), int(width * 0.97), int(height * 0.1), int(height * 0.85)
-
-    x_ticks = nice_ticks(float(xs.min()), float(xs.max()))
-    y_ticks = nice_ticks(float(ys.min()), float(ys.max()))
-    x0, x1 = x_ticks[0], x_ticks[-1]
-    y0, y1 = y_ticks[0], y_ticks[-1]
-
-    def px(v: float) -> float:
-        return left + (v - x0) / (x1 - x0) * (right - left)
-
-    def py(v: float) -> float:
-        return bottom - (v - y0) / (y1 - y0) * (bottom - top)
-
-    grid, axis, ink = (225, 225, 225), (40, 40, 40), (20, 20, 20)
-    for t in y_ticks:
-        y = py(t)
-        draw.line([(left, y), (right, y)], fill=grid)
-        draw.line([(left - 5, y), (left, y)], fill=axis, width=2)
-        draw.text((left - 8, y), _fmt(t), fill=ink, font=small, anchor="rm")
-    for t in x_ticks:
-        x = px(t)
-        draw.line([(x, top), (x, bottom)], fill=grid)
-        draw.line([(x, bottom), (x, bottom + 5)], fill=axis, width=2)
-        draw.text((x, bottom + 8), _fmt(t), fill=ink, font=small, anchor="mt")
-    draw.line([(left, top), (left, bottom), (right, bottom)], fill=axis, width=2)
-
-    dot = max(2, height // 200)
-    for xv, yv in zip(xs, ys):
-        cx, cy = px(float(xv)), py(float(yv))
-        draw.ellipse([cx - dot, cy - dot, cx + dot, cy + dot], fill=(120, 160, 220))
-    points = [(px(float(a)), py(float(b))) for a, b in zip(xs, smooth)]
-    if len(points) > 1:
-        draw.line(points, fill=(215, 60, 40), width=max(2, height // 180), joint="curve")
-
-    draw.text(((left + right) / 2, top / 2), title, fill=ink, font=font, anchor="mm")
-    draw.text(((left + right) / 2, height - (height - bottom) / 3), xlabel, fill=ink, font=font, anchor="mm")
-    label = Image.new("RGB", (int(draw.textlength("return", font=font)) + 8, font.size + 8), "white")
-    ImageDraw.Draw(label).text((4, 2), "return", fill=ink, font=font)
-    label = label.rotate(90, expand=True)
-    img.paste(label, (max(0, left // 6), int((top + bottom) / 2 - label.height / 2)))
-    # Legend, top right.
-    lx, ly = right - int(width * 0.28), top + 8
-    draw.rectangle([lx - 8, ly - 6, right - 6, ly + 2 * (font.size + 6) + 2], fill="white", outline=grid)
-    draw.ellipse([lx, ly + font.size / 2 - dot, lx + 2 * dot, ly + font.size / 2 + dot], fill=(120, 160, 220))
-    draw.text((lx + 20, ly), "episode return", fill=ink, font=small)
-    ly2 = ly + font.size + 6
-    draw.line([(lx, ly2 + font.size / 2), (lx + 14, ly2 + font.size / 2)], fill=(215, 60, 40), width=3)
-    draw.text((lx + 20, ly2), f"moving average ({window})", fill=ink, font=small)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, target)
+    targets = _targets(target, formats)
+    name = folder.resolve().name or str(folder)
+    written = draw_curves(
+        series, targets, x=x, window=window, size=size, title=title or f"{name}: return per episode"
+    )
+    return written[0]

@@ -11,6 +11,7 @@ import numpy as np
 
 __all__ = [
     "Description",
+    "MIN_CI_EPISODES",
     "Summary",
     "bootstrap_ci",
     "describe",
@@ -19,6 +20,10 @@ __all__ = [
     "summarize",
     "t_quantile",
 ]
+
+#: Fewer values than this get no confidence interval: a bootstrap of one
+#: episode is that episode ("-30.06 to -30.06"), which reads as certainty.
+MIN_CI_EPISODES = 3
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
 _T95 = (
@@ -133,9 +138,14 @@ class Description:
     threshold: float | None = None
 
     def __str__(self) -> str:
+        """One labelled interval: ``23.40 ± 3.10 (95% bootstrap CI 20.50 to 26.80, n=20), IQM 23.10``."""
         if self.n == 0:
             return "no episodes"
-        text = f"mean {self.mean:.2f} ± {self.std:.2f}, IQM {self.iqm:.2f}, bootstrap 95% CI {self.low:.2f} to {self.high:.2f}"
+        if self.n < MIN_CI_EPISODES:
+            text = f"{self.mean:.2f} ± {self.std:.2f} (n={self.n}: too few episodes for a confidence interval)"
+        else:
+            text = f"{self.mean:.2f} ± {self.std:.2f} (95% bootstrap CI {self.low:.2f} to {self.high:.2f}, n={self.n})"
+        text += f", IQM {self.iqm:.2f}"
         if self.threshold is not None:
             text += f", success {self.success:.0%} (return >= {self.threshold:g})"
         return text

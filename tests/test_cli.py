@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -69,7 +70,10 @@ def test_record_writes_k_episodes_and_a_summary(tmp_path: Path, capsys) -> None:
         assert r["end"] in ("terminated", "truncated")
         assert decode(out / r["video"]).count == r["length"] + 1 == r["frames"]
     assert "recorded 5 episodes" in stdout
-    assert "95% CI" in stdout and "frames/s" in stdout
+    assert "95% bootstrap CI" in stdout and "frames/s" in stdout
+    assert stdout.count("CI") == 1  # one labelled interval, not two different ones
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 5 and summary["videos"] == 5 and summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
 
 
 def test_same_seed_same_episodes(tmp_path: Path, capsys) -> None:

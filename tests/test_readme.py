@@ -42,7 +42,7 @@ def test_readme_example_runs(index: int, tmp_path: Path, subprocess_env) -> None
 
 @pytest.mark.timeout(600)
 def test_readme_commands_run(tmp_path: Path, subprocess_env) -> None:
-    """Every ``rlcapture record``/``plot``/``replay`` line of the README runs, in order, in one folder.
+    """Every ``rlcapture record``/``plot``/``report``/``replay`` line of the README runs, in order, in one folder.
 
     The block that saves an SB3 model runs first (the acceptance command
     evaluates that zip); ``rlcapture bench`` lines are left to the bench tests.
@@ -56,7 +56,7 @@ def test_readme_commands_run(tmp_path: Path, subprocess_env) -> None:
         line
         for block in COMMANDS[2:]
         for line in block.splitlines()
-        if line.startswith(("rlcapture record", "rlcapture plot", "rlcapture replay")) and "ENV_ID" not in line
+        if line.startswith(("rlcapture record", "rlcapture plot", "rlcapture report", "rlcapture replay")) and "ENV_ID" not in line
     ]
     assert any("--keep worst:3" in line and "sb3:PPO:" in line for line in lines)
     (train,) = [b for b in BLOCKS if "model.save(" in b]

@@ -84,7 +84,8 @@ def test_record_seeds(tmp_path: Path, capsys) -> None:
                  "--success-threshold", "15", "--out", str(out), "-q"])  # fmt: skip
     stdout = capsys.readouterr().out
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seed-4", "seed-9"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed-4", "seed-9"]
+    assert (out / "summary.json").is_file()  # across seeds
     per_seed = {}
     for s in (4, 9):
         lines = read_manifest(out / f"seed-{s}")
@@ -104,7 +105,7 @@ def test_record_seeds(tmp_path: Path, capsys) -> None:
 def test_record_seed_count_and_refusal(tmp_path: Path, capsys) -> None:
     out = tmp_path / "count"
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-1"]  # K = 1: runs 1 apart
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed-0", "seed-1"]  # K = 1: runs 1 apart
     capsys.readouterr()
     # Without --overwrite an existing recording is refused.
     assert main(["record", "-n", "1", "-k", "1", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 2
@@ -131,7 +132,7 @@ def test_record_seed_plan_is_independent_of_the_number_of_envs(tmp_path: Path, c
 def test_counted_seed_runs_share_no_episode(tmp_path: Path, capsys) -> None:
     out = tmp_path / "count"
     assert main(["record", "-n", "2", "-k", "3", "--seeds", "2", "--record", "none", "--out", str(out), "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seed-0", "seed-3"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["seed-0", "seed-3"]
     seeds = [r["seed"] for d in ("seed-0", "seed-3") for r in read_manifest(out / d)]
     assert sorted(seeds) == list(range(6))
     assert "note" not in capsys.readouterr().err
