@@ -102,7 +102,8 @@ def test_same_episodes_as_a_local_run_on_shared_storage(cluster, tmp_path):
     assert triples(result.episodes) == local_episodes(seeds, tmp_path)
     lines = check_folder(out, result, seeds)
     assert sorted(os.listdir(out / "videos")) == sorted(f"seed{s}.mp4" for s in seeds)
-    assert {r["node"] for r in lines} == {n[:12] for n in result.nodes}
+    # Every line names a node of the cluster (an actor that started last may have found no task left).
+    assert {r["node"] for r in lines} <= {n[:12] for n in result.nodes}
     assert seen == list(range(1, 13))
     evaluation = result.evaluation()  # the shape a local evaluate returns
     assert [(e.seed, e.ret, e.length) for e in evaluation.episodes] == local_episodes(seeds, tmp_path)
