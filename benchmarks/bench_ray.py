@@ -22,12 +22,16 @@ Part 3, the driver's share per episode (what grows with nodes): the driver's
 own CPU per episode in the runs above, and micro-timings of one manifest line
 and one keep decision.
 
-Part 4, streaming: a ``--stream-mib`` file copied from an actor to the driver
+Part 4, calls: the driver's CPU per actor call (a poll that answers at once)
+and the idle driver's CPU with Ray connected. (The ``driver_cpu_ms_per_episode``
+of part 2 includes this script's CPU sampler thread: read it as an upper bound.)
+
+Part 5, streaming: a ``--stream-mib`` file copied from an actor to the driver
 with the run's chunked transfer (4 MiB chunks, 8 in flight): MiB/s and the
 driver's CPU per chunk.
 
     python benchmarks/bench_ray.py [--episodes 200] [--steps 200] [--repeats 3] [--tasks 8]
-                                   [--parts cold,steady,stream]
+                                   [--parts calls,cold,steady,stream]
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def steady(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict[str, floa
         ),
     }
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
-    ray.init(num_cpus=n, include_dashboard=False, logging_level="ERROR")
+    # As evaluate_on_ray starts Ray itself: workers at the driver's priority (Ray's default is nice 15).
+    ray.init(num_cpus=n, include_dashboard=False, logging_level="ERROR",
+             _system_config={"worker_niceness": args.niceness})
     try:
         for rep in range(args.repeats):
             order = list(variants) if rep % 2 == 0 else list(reversed(variants))
@@ -203,6 +209,34 @@ def stream(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     }
 
 
+def calls(args: argparse.Namespace) -> dict[str, float]:
+    """The driver's CPU per actor call (a poll answering at once) and Ray's idle driver CPU."""
+    import ray
+
+    from rlcapture.cluster.actor import EvalActor
+
+    ray.init(num_cpus=cores(), include_dashboard=False, logging_level="ERROR",
+             _system_config={"worker_niceness": args.niceness})
+    try:
+        time.sleep(2.0)
+        c0, t0 = self_cpu(), time.perf_counter()
+        time.sleep(5.0)
+        idle = (self_cpu() - c0) / (time.perf_counter() - t0)
+        actor = ray.remote(EvalActor).options(num_cpus=0, max_concurrency=4).remote(0)
+        ray.get(actor.hello.remote())
+        n = 500
+        c0, t0 = self_cpu(), time.perf_counter()
+        for _ in range(n):
+            ray.get(actor.poll.remote(0.0))
+        row = {"idle_driver_cores": idle, "call_cpu_ms": 1e3 * (self_cpu() - c0) / n,
+               "call_wall_ms": 1e3 * (time.perf_counter() - t0) / n}
+        ray.kill(actor)
+    finally:
+        ray.shutdown()
+    print(f"  {row}", flush=True)
+    return row
+
+
 def micro() -> dict[str, float]:
     from rlcapture._backend.keep import KeepPolicy, parse_keep
     from rlcapture._backend.manifest import Manifest
@@ -233,7 +267,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--stream-mib", type=int, default=256, help="size of the file the stream part copies")
-    parser.add_argument("--parts", default="cold,steady,stream", help="which parts to run (and micro, always)")
+    parser.add_argument("--parts", default="calls,cold,steady,stream", help="which parts to run (and micro, always)")
+    parser.add_argument("--niceness", type=int, default=0, help="Ray's worker_niceness in the steady part")
     parser.add_argument("--output", default=str(HERE / "results" / "ray.json"))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -244,6 +279,9 @@ def main() -> None:
         if "stream" in parts:
             print("stream:", flush=True)
             report["stream"] = stream(args, tmp)
+        if "calls" in parts:
+            print("calls:", flush=True)
+            report["calls"] = calls(args)
         if "cold" in parts:
             print("cold start:", flush=True)
             report["cold"] = cold(args, tmp)

@@ -32,9 +32,13 @@ def cluster():
     # Ray's processes inherit this: the actors import rlcapture and ray_envs as the tests do.
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "tests"), saved]))
-    # Nodes are declared dead after about a second without a health check (Ray's default: 30 s).
-    health = {"health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300}
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": health})
+    # Nodes are declared dead after about a second without a health check (Ray's default:
+    # 30 s), and workers run at the tests' priority (Ray's default: nice 15, slow on a busy machine).
+    system = {
+        "health_check_period_ms": 300, "health_check_failure_threshold": 3, "health_check_timeout_ms": 300,
+        "worker_niceness": 0,
+    }
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": system})
     try:
         for _ in range(2):
             c.add_node(num_cpus=1)
@@ -98,7 +102,8 @@ def test_same_episodes_as_a_local_run_on_shared_storage(cluster, tmp_path):
     assert triples(result.episodes) == local_episodes(seeds, tmp_path)
     lines = check_folder(out, result, seeds)
     assert sorted(os.listdir(out / "videos")) == sorted(f"seed{s}.mp4" for s in seeds)
-    assert {r["node"] for r in lines} == {n[:12] for n in result.nodes}
+    # Every line names a node of the cluster (an actor that started last may have found no task left).
+    assert {r["node"] for r in lines} <= {n[:12] for n in result.nodes}
     assert seen == list(range(1, 13))
     evaluation = result.evaluation()  # the shape a local evaluate returns
     assert [(e.seed, e.ret, e.length) for e in evaluation.episodes] == local_episodes(seeds, tmp_path)
@@ -205,6 +210,7 @@ def test_a_node_without_the_envs_package_says_so(cluster, tmp_path):
     assert "\n" not in message
     assert "No module named 'driver_only_env'" in message and "on node" in message and "every node" in message
     assert not (tmp_path / "out" / ".rlcapture-ray").exists()
+    assert not (tmp_path / "out" / "episodes.jsonl").exists()  # nothing blocks the rerun
 
 
 def test_bad_options_fail_before_any_actor(cluster, tmp_path):

@@ -67,6 +67,12 @@ class RayConnection:
             "logging_level": logging.WARNING,
             "include_dashboard": False,
             "configure_logging": True,
+            # Ray starts its workers at nice 15 by default: on a machine shared with
+            # other work, the actors (and the env workers and encoders they fork)
+            # then get a small share of the cores, and a --ray run took 1.4x the
+            # local run's time (benchmarks/RESULTS.md, "Ray"). A Ray started for the
+            # run runs them at the driver's priority; a cluster keeps its own setting.
+            "_system_config": {"worker_niceness": 0},
         }
         options.update(self.init_options)
         address = self.address
@@ -102,7 +108,8 @@ class RayConnection:
 
 def _joining(options: dict[str, Any]) -> dict[str, Any]:
     """Options Ray accepts when joining a cluster (resources belong to the cluster)."""
-    return {k: v for k, v in options.items() if k not in ("num_cpus", "num_gpus", "resources", "object_store_memory", "include_dashboard")}
+    cluster_only = ("num_cpus", "num_gpus", "resources", "object_store_memory", "include_dashboard", "_system_config")
+    return {k: v for k, v in options.items() if k not in cluster_only}
 
 
 def _first_line(exc: BaseException) -> str:

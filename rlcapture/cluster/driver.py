@@ -262,6 +262,14 @@ class RayEvaluation:
         (out / "videos").mkdir(mode=0o700, exist_ok=True)
         self.manifest = Manifest(str(out / MANIFEST))
 
+    def _forget_folder(self) -> None:
+        """A run that wrote no episode leaves no recording behind, so a rerun is not refused."""
+        (self.out / MANIFEST).unlink(missing_ok=True)
+        try:
+            (self.out / "videos").rmdir()
+        except OSError:
+            pass
+
     def _close_folder(self) -> None:
         manifest = getattr(self, "manifest", None)
         if manifest is not None:
@@ -295,8 +303,11 @@ class RayEvaluation:
                     self._clean_staging()
         finally:
             self._tally()
-            self._write_run_file()
+            if self.result.episodes:
+                self._write_run_file()
             self._close_folder()
+            if not self.result.episodes:
+                self._forget_folder()
             self.result.elapsed = time.perf_counter() - t0
             self.result.episodes.sort(key=lambda r: r["episode"])
         return self.result
@@ -355,6 +366,9 @@ class RayEvaluation:
                     "ray actors",
                 )
             refs = list(self.refs)
+            if not refs:  # nothing outstanding (cannot last: a queued task meets an idle actor)
+                time.sleep(_POLL / 10)
+                continue
             ready, _ = ray.wait(refs, num_returns=1, timeout=_POLL)
             if ready:
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
