@@ -425,6 +425,25 @@ def _record_one(
     print_run(summary, label, args.num_envs, elapsed, result.interrupted, stdout)
     for env, message in sorted(result.errors.items()):
         print(f"  failed   env {env}: {message} (the run went on without it)", file=stdout)
+    _save_summary(
+        args, out, seed, summary, elapsed, result.interrupted, stderr,
+        failed_envs={str(env): message for env, message in sorted(result.errors.items())},
+    )  # fmt: skip
+    _report_uploads(result.recording, stdout)
+    return (130 if result.interrupted else 0), summary.returns
+
+
+def _save_summary(
+    args: argparse.Namespace,
+    out: Path,
+    seed: int,
+    summary: Any,
+    elapsed: float,
+    interrupted: bool,
+    stderr: TextIO,
+    **extra: Any,
+) -> None:
+    """Write ``OUT/summary.json`` for one recording (local or on Ray), if it left a folder."""
     if summary.records or out.is_dir():
         save_json(
             out / SUMMARY_JSON,
@@ -434,14 +453,12 @@ def _record_one(
                 num_envs=args.num_envs,
                 policy=args.policy,
                 elapsed_s=round(elapsed, 3),
-                interrupted=result.interrupted,
-                failed_envs={str(env): message for env, message in sorted(result.errors.items())},
+                interrupted=interrupted,
                 per_seed={str(seed): stats_dict(summary.description)},
+                **extra,
             ),
             stderr,
         )
-    _report_uploads(result.recording, stdout)
-    return (130 if result.interrupted else 0), summary.returns
 
 
 def _evaluate(
@@ -522,21 +539,10 @@ def _record_on_ray(
     print(f"  storage  {result.describe_storage()}", file=stdout)
     for event in result.events:
         print(f"  event    {event}", file=stdout)
-    if summary.records or out.is_dir():
-        save_json(
-            out / SUMMARY_JSON,
-            summary.to_json(
-                env_id=args.env_id,
-                seed=seed,
-                num_envs=args.num_envs,
-                policy=args.policy,
-                elapsed_s=round(result.elapsed, 3),
-                interrupted=result.interrupted,
-                per_seed={str(seed): stats_dict(summary.description)},
-                ray={"nodes": len(result.nodes), "actors": result.actors, "tasks": result.tasks},
-            ),
-            stderr,
-        )
+    _save_summary(
+        args, out, seed, summary, result.elapsed, result.interrupted, stderr,
+        ray={"nodes": len(result.nodes), "actors": result.actors, "tasks": result.tasks},
+    )  # fmt: skip
     return (130 if result.interrupted else 0), summary.returns
 
 

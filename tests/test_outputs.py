@@ -28,9 +28,9 @@ def run(out: Path, env_fn, n: int, episodes: int, seed: int = 7, **kwargs) -> li
         envs.reset(seed=seed)
         done = np.zeros(n, int)
         while (done < episodes).any():
-            _, _, _, _, info = envs.step(np.zeros(n, int))
-            if "_episode" in info:
-                done += info["_episode"]
+            envs.step(np.zeros(n, int))
+            for k in envs.finished_episodes:  # the env's infos are its own (no "episode")
+                done[k] += 1
     finally:
         envs.close()
     return read_manifest(out / "episodes.jsonl")
@@ -287,10 +287,10 @@ def test_training_loop_records_every_nth_episode(tmp_path: Path) -> None:
 
     logged = []
     with rlcapture.Recorder(tmp_path, **LOSSLESS) as recorder:
-        fns = [
-            rlcapture.CaptureWrapper.factory(partial(Pattern, lengths=(3, 5)), recorder, i, record="every:3")
-            for i in range(2)
-        ]
+        def make() -> gym.Env:  # episode statistics in infos come from the env, as users wrap it
+            return gym.wrappers.RecordEpisodeStatistics(Pattern(lengths=(3, 5)))
+
+        fns = [rlcapture.CaptureWrapper.factory(make, recorder, i, record="every:3") for i in range(2)]
         envs = gym.vector.AsyncVectorEnv(fns)
         envs.reset(seed=1)
         for _ in range(40):
