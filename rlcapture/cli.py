@@ -468,22 +468,29 @@ def _evaluate(
     return evaluate(
         args.env_id,
         None if args.policy == "random" else args.policy,
-        seeds=range(seed, seed + args.episodes),
-        num_envs=args.num_envs,
-        out=out,
-        config=record_config(args, keep_seed=seed),
-        env_kwargs=parse_env_kwargs(getattr(args, "env_kwargs", None)),
-        imports=getattr(args, "imports", None) or (),
-        max_episode_steps=args.max_episode_steps,
-        deterministic=not args.stochastic,
-        overwrite=args.overwrite,
+        **_evaluation_options(args, out, seed, schedule),
         progress=tick,
         run_info={"command": "record", "seed": seed, "episodes": args.episodes},
-        record=schedule,
-        envs_per_worker=args.envs_per_worker,
-        step_timeout=args.step_timeout,
-        on_error=args.on_error,
     )
+
+
+def _evaluation_options(args: argparse.Namespace, out: Path, seed: int, schedule: Any) -> dict[str, Any]:
+    """What ``rlcapture record``'s arguments ask of an evaluation, local or on Ray (one mapping)."""
+    return {
+        "seeds": range(seed, seed + args.episodes),
+        "num_envs": args.num_envs,
+        "out": out,
+        "config": record_config(args, keep_seed=seed),
+        "env_kwargs": parse_env_kwargs(getattr(args, "env_kwargs", None)),
+        "imports": getattr(args, "imports", None) or (),
+        "max_episode_steps": args.max_episode_steps,
+        "deterministic": not args.stochastic,
+        "overwrite": args.overwrite,
+        "record": schedule,
+        "envs_per_worker": args.envs_per_worker,
+        "step_timeout": args.step_timeout,
+        "on_error": args.on_error,
+    }
 
 
 def _record_on_ray(
@@ -504,21 +511,11 @@ def _record_on_ray(
     run = RayEvaluation(
         args.env_id,
         None if args.policy == "random" else args.policy,
-        seeds=range(seed, seed + args.episodes),
-        num_envs=args.num_envs,
-        out=out,
-        config=record_config(args, keep_seed=seed),
+        **_evaluation_options(args, out, seed, schedule),
         address=args.ray,
         storage=args.ray_storage,
         scratch=args.ray_scratch,
-        overwrite=args.overwrite,
         progress=tick,
-        max_episode_steps=args.max_episode_steps,
-        deterministic=not args.stochastic,
-        record=schedule,
-        envs_per_worker=args.envs_per_worker,
-        step_timeout=args.step_timeout,
-        on_error=args.on_error,
     )
     try:
         result = run.run()

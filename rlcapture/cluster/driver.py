@@ -385,6 +385,7 @@ class RayEvaluation:
             "env_factory": None if isinstance(env, str) else repr(env),
             "env_kwargs": dict(self.options.get("env_kwargs") or {}),
             "max_episode_steps": self.options.get("max_episode_steps"),
+            "imports": list(self.options.get("imports") or ()),
             "policy": "random" if self.policy is None else self.policy if isinstance(self.policy, str) else None,
             "deterministic": self.options.get("deterministic", True),
             "seeds": describe_seeds(self.seed_plan),
