@@ -9,16 +9,13 @@ a line here, not an edit to the encoder's loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .base import Ending, EpisodeStart, OutputWriteError, Sink
 from .images import ImageSink
 from .manifest import ManifestSink
 from .mosaic import MosaicSink
 from .video import VideoSink
-
-if TYPE_CHECKING:  # the encoder imports this package, not the other way round
-    from ..encoder import EncoderConfig
 
 __all__ = [
     "Sink",
@@ -33,8 +30,12 @@ __all__ = [
 ]
 
 
-def build_sinks(config: EncoderConfig) -> list[Sink]:
-    """The outputs ``config`` asks for, in the order the encoder calls them."""
+def build_sinks(config: Any) -> list[Sink]:
+    """The outputs ``config`` asks for, in the order the encoder calls them.
+
+    ``config`` is the encoder's ``EncoderConfig``; it is not imported here,
+    since the encoder imports this package and imports run one way.
+    """
     opts = config.outputs
     sinks: list[Sink] = []
     if config.mosaic:
