@@ -185,30 +185,22 @@ def check_env_id(env_id: EnvId) -> EnvSpec:
         raise EnvError(f"env {label!r} has no entry point; it cannot be made")
     try:
         creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
-    except gym_error.DependencyNotInstalled as exc:
-        hint = opengl_hint(error_text(exc))
-        if hint:
-            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
-        raise EnvError(
-            f"env {label!r} needs a package that is not installed: {_first_line(exc)}"
-        ) from None
     except EnvError:
         raise
-    except ImportError as exc:
-        hint = opengl_hint(error_text(exc))
-        if hint:
-            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
-        raise EnvError(
-            f"env {label!r} cannot be imported ({_first_line(exc)}); install the package "
-            "that provides it"
-        ) from None
     except Exception as exc:  # noqa: BLE001 - the env's module raised while importing
         hint = opengl_hint(error_text(exc))
         if hint:
-            raise EnvError(f"env {label!r} cannot be imported: {hint}") from None
-        raise EnvError(
-            f"importing env {label!r} ({entry}) failed: {type(exc).__name__}: {_first_line(exc)}"
-        ) from None
+            message = f"env {label!r} cannot be imported: {hint}"
+        elif isinstance(exc, gym_error.DependencyNotInstalled):
+            message = f"env {label!r} needs a package that is not installed: {_first_line(exc)}"
+        elif isinstance(exc, ImportError):
+            message = (
+                f"env {label!r} cannot be imported ({_first_line(exc)}); install the package "
+                "that provides it"
+            )
+        else:
+            message = f"importing env {label!r} ({entry}) failed: {type(exc).__name__}: {_first_line(exc)}"
+        raise EnvError(message) from None
     metadata = getattr(creator, "metadata", None)
     modes = metadata.get("render_modes") if isinstance(metadata, dict) else None
     if modes is not None and "rgb_array" not in modes:
