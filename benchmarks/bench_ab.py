@@ -68,14 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "n": n, "variant": variant, "rate": rate, "a": a, "b": b, "ratio": b / a if a else None,
                 "cpu_ms_per_step_a": cpu("A"), "cpu_ms_per_step_b": cpu("B"),
+                "peak_pss_mb_a": med("A", "peak_pss_mb"), "peak_pss_mb_b": med("B", "peak_pss_mb"),
                 "runs": len(rows[("A", n, variant)]),
             }
         )  # fmt: skip
-    print(f"{'N':>3} {'variant':<8} {'rate':<13} {'A':>9} {'B':>9} {'B/A':>6} {'CPU ms/step A':>14} {'B':>7}")
+    print(f"{'N':>3} {'variant':<8} {'rate':<13} {'A':>9} {'B':>9} {'B/A':>6} {'CPU ms/step A':>14} {'B':>7} {'peak PSS MB A':>14} {'B':>6}")
     for t in table:
         print(
             f"{t['n']:>3} {t['variant']:<8} {t['rate']:<13} {t['a']:>9.0f} {t['b']:>9.0f} "
-            f"{t['ratio']:>6.3f} {t['cpu_ms_per_step_a']:>14.3f} {t['cpu_ms_per_step_b']:>7.3f}"
+            f"{t['ratio']:>6.3f} {t['cpu_ms_per_step_a']:>14.3f} {t['cpu_ms_per_step_b']:>7.3f} "
+            f"{t['peak_pss_mb_a']:>14.0f} {t['peak_pss_mb_b']:>6.0f}"
         )
     if args.json:
         args.json.write_text(json.dumps({"a": str(args.a), "b": str(args.b), "rows": table}, indent=1))

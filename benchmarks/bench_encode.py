@@ -25,7 +25,7 @@ Episodes of 1 frame as well: their CPU per frame minus the long episodes'
 is what an episode costs by itself (ms/episode). The variants alternate
 within each repeat; medians over ``--repeats``.
 
-    python benchmarks/bench_encode.py [--repeats 5] [--frames 1000] [--short 20] [--long 500]
+    python benchmarks/bench_encode.py [--repeats 5] [--frames 1000] [--short 20] [--long 500] [--neighbor render]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,8 +153,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", type=int, default=500)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--neighbor", choices=("none", "render"), default="none",
+        help="render: a process renders CartPole in a loop meanwhile, as workers do beside "
+        "an encoder in a recording run (cores share caches and memory bandwidth)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    neighbor = _start_neighbor() if args.neighbor == "render" else None
+    try:
+        return _measure(args)
+    finally:
+        if neighbor is not None:
+            neighbor.kill()
+            neighbor.wait()
+
+
+_NEIGHBOR = """
+import gymnasium as gym
+env = gym.make("CartPole-v1", render_mode="rgb_array")
+env.reset(seed=0)
+while True:
+    env.render()
+    _, _, term, trunc, _ = env.step(env.action_space.sample())
+    if term or trunc:
+        env.reset()
+"""
+
+
+def _start_neighbor() -> subprocess.Popen[bytes]:
+    """A process rendering CartPole frames for as long as the measurement runs."""
+    proc = subprocess.Popen([sys.executable, "-c", _NEIGHBOR], stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # its imports done: rendering from here on
+    if proc.poll() is not None:
+        raise SystemExit(f"the neighbour process exited with status {proc.returncode}")
+    return proc
+
+
+def _measure(args: argparse.Namespace) -> int:
     base = cartpole_frames(200)
     frames = [base[i % len(base)] for i in range(args.frames)]
     names = [v for v in args.variants.split(",") if v]
@@ -185,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[v] = {"one_ms": one, "short_ms": s, "long_ms": lo, "short_over_long": s / lo, "vs_tight": (lo / tight_long) if tight_long else None, "episode_ms": per_episode}
         vt = f"{lo / tight_long:9.2f}" if tight_long else ""
         print(f"{v:20s} {one:8.3f} {s:8.3f} {lo:8.3f} {s / lo:10.3f} {vt:>9s} {per_episode:10.2f}")
-    print(f"load average during the runs: {min(load):.1f}-{max(load):.1f} (2 cores)")
+    print(f"load average during the runs: {min(load):.1f}-{max(load):.1f}; neighbour: {args.neighbor}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "args": vars(args) | {"json": str(args.json)}, "rows": rows, "load": load}, indent=1))
     return 0

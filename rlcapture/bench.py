@@ -57,7 +57,8 @@ return of ``close`` (every video finished). What it reports:
 * per-frame CPU costs: render (``render - none``, per frame), copy (copying
   one rendered frame into a numpy buffer, timed here), encode (the encoder's
   CPU per frame in ``all``), and the machine ceiling
-  ``cores / (render + encode)`` frames/s with each recording run's share of it.
+  ``min(cores / (step + render + encode), N / (worker step + render))`` frames/s
+  with each recording run's share of it (:func:`~rlcapture.bench_report.frame_ceiling`).
 
 The results go to the terminal (a table), a JSON file and a PNG bar chart.
 """

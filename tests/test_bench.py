@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from rlcapture.bench import summarize_trials, variant_names
+from rlcapture.bench_report import frame_ceiling
 from rlcapture.cli import main
 
 
@@ -177,6 +178,15 @@ def test_bad_numbers_exit_2(capsys) -> None:
     assert "--num-envs" in capsys.readouterr().err
 
 
+def test_ceiling_bounds() -> None:
+    """The machine's CPU bounds many envs; one env's own process bounds a single env."""
+    # 2 cores, 16 envs: CPU-bound, step + render + encode = 4 ms a frame
+    assert frame_ceiling(2, 16, 0.5, 2.5, 1.0)[0] == pytest.approx(500.0)
+    # 1 env: it steps and renders in one process, 3 ms a frame, whatever the cores
+    assert frame_ceiling(2, 1, 0.5, 2.5, 1.0)[0] == pytest.approx(1000 / 3.0)
+    assert frame_ceiling(16, 1, 0.5, 2.5, 1.0)[1] == pytest.approx(16000 / 3.5)
+
+
 def test_summary_math() -> None:
     """Overhead, render and encode costs and the ceiling, from made-up trials."""
 
@@ -194,15 +204,25 @@ def test_summary_math() -> None:
         trial("none", 0.5, 0.5, 0, 0.0),
         trial("render", 0.5 + 1.002, 1.0, 0, 0.0),  # 1 ms per rendered frame
         trial("all", 4.0, 2.0, 1002, 1.503),  # 1.5 ms per encoded frame
+        trial("every:20", 0.8, 0.6, 100, 0.15),  # 0.3 ms extra a step for 100 frames
     ]
-    rows, costs = summarize_trials(trials, ["none", "render", "all"], [2], 2, 0.05)
+    rows, costs = summarize_trials(trials, ["none", "render", "all", "every:20"], [2], 2, 0.05)
     c = costs["2"]
     assert c["step_ms"] == pytest.approx(0.5)
     assert c["render_ms"] == pytest.approx(1.0)
     assert c["encode_ms"] == pytest.approx(1.5)
-    assert c["ceiling_frames_per_s"] == pytest.approx(2000 / 2.5)
+    # 2 cores / (step + render + encode); the older bound left the step out
+    assert c["ceiling_frames_per_s"] == pytest.approx(2000 / 3.0)
+    assert c["ceiling_before_2026_11_30_frames_per_s"] == pytest.approx(2000 / 2.5)
     by = {r["variant"]: r for r in rows}
     assert by["render"]["overhead_pct"] == pytest.approx(50.0)
     assert by["all"]["overhead_pct"] == pytest.approx(75.0)
-    assert by["all"]["ceiling_pct"] == pytest.approx(100 * 501 / 800)
+    assert by["all"]["ceiling_pct"] == pytest.approx(100 * 501 / (2000 / 3.0))
     assert by["none"]["ceiling_pct"] is None
+    # every frame against rendering alone, whole tree per step
+    assert by["all"]["cpu_vs_render"] == pytest.approx(4.0 / 1.502)
+    # 1 in 20: extra CPU 0.3 ms/step against 0.1 x (1.0 + 1.5) ms
+    assert by["every:20"]["extra_cpu_ms_per_step"] == pytest.approx(0.3)
+    assert by["every:20"]["lower_bound_ms_per_step"] == pytest.approx(0.25)
+    assert by["every:20"]["extra_over_bound"] == pytest.approx(1.2)
+    assert by["all"]["extra_over_bound"] is None
