@@ -60,7 +60,7 @@ class BatchCapture:
         if not (isinstance(num_envs, int) and num_envs >= 1):
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
         endpoint: Endpoint = _endpoint(recorder)
-        schedule = as_schedule(record)
+        schedule = as_schedule(record, envs=num_envs)
         self.num_envs = num_envs
         self.first_env_index = first_env_index
         envs = range(first_env_index, first_env_index + num_envs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .bench_variants import EVERY_FRAME, variant_base, variant_encoders, variant_label
@@ -129,6 +129,13 @@ def summarize_trials(
                 if base in EVERY_FRAME and render and m["cpu_s"] and render["cpu_s"]
                 else None
             )
+            # The same ratio per repeat (the variants of one repeat ran next to
+            # each other), then the median: steadier when the machine's speed drifts.
+            row["cpu_vs_render_paired"] = (
+                _paired(trials, n, v, "render", lambda a, b: a["cpu_s"] / b["cpu_s"])
+                if row["cpu_vs_render"] is not None
+                else None
+            )
             row["extra_cpu_ms_per_step"] = row["lower_bound_ms_per_step"] = None
             row["extra_over_bound"] = None
             if base == "every" and none and m["cpu_s"] and render_ms is not None and encode_ms:
@@ -147,6 +154,22 @@ def summarize_trials(
             )
             rows.append(row)
     return rows, costs
+
+
+def _paired(
+    trials: list[dict[str, Any]], n: int, a: str, b: str,
+    ratio: Callable[[dict[str, Any], dict[str, Any]], float],
+) -> float | None:  # fmt: skip
+    """Median over repeats of ``ratio(trial a, trial b)`` for the two variants' trials of one repeat."""
+    by: dict[tuple[str, int], dict[str, Any]] = {
+        (t["variant"], t.get("repeat", 0)): t for t in trials if t["n"] == n
+    }
+    values = []
+    for (variant, rep), t in by.items():
+        other = by.get((b, rep))
+        if variant == a and other is not None and t["cpu_s"] and other["cpu_s"]:
+            values.append(ratio(t, other))
+    return median(values) if values else None
 
 
 def _fmt(value: float | None, spec: str, missing: str = "-") -> str:
@@ -202,7 +225,8 @@ def format_table(result: dict[str, Any]) -> str:
         if row.get("cpu_vs_render") is not None:
             lines.append(
                 f"{row['n']:>3}  {row['label']}: CPU per step {row['cpu_vs_render']:.2f}x "
-                "rendering alone's"
+                f"rendering alone's (median of the per-repeat ratios: "
+                f"{_fmt(row.get('cpu_vs_render_paired'), '.2f')}x)"
             )
         if row.get("extra_over_bound") is not None:
             lines.append(

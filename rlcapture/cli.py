@@ -389,7 +389,7 @@ def _record_one(
 
     Returns the exit status and the finished episodes' returns.
     """
-    schedule = as_schedule(args.record)
+    schedule = as_schedule(args.record, envs=args.num_envs)
     if getattr(args, "ray", None) is not None:
         return _record_on_ray(args, out, seed, schedule, stdout, stderr)
     start = time.perf_counter()

@@ -251,7 +251,7 @@ class CaptureVectorEnv(VectorEnv):
         self.finished_episodes: dict[int, dict[str, Any]] = {}
         self._pipe_obs: list[Any] = [None] * n
         self._waiting: list[int] = []  # workers holding frames until every worker answered
-        schedule = as_schedule(record)
+        schedule = as_schedule(record, envs=n)
         if episodes_per_env is None or isinstance(episodes_per_env, int):
             limits: list[int | None] = [episodes_per_env] * n
         else:

@@ -221,6 +221,7 @@ def test_summary_math() -> None:
     assert by["none"]["ceiling_pct"] is None
     # every frame against rendering alone, whole tree per step
     assert by["all"]["cpu_vs_render"] == pytest.approx(4.0 / 1.502)
+    assert by["all"]["cpu_vs_render_paired"] == pytest.approx(4.0 / 1.502)  # one repeat
     # 1 in 20: extra CPU 0.3 ms/step against 0.1 x (1.0 + 1.5) ms
     assert by["every:20"]["extra_cpu_ms_per_step"] == pytest.approx(0.3)
     assert by["every:20"]["lower_bound_ms_per_step"] == pytest.approx(0.25)

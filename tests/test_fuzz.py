@@ -160,7 +160,7 @@ def test_batch_capture_matches_what_was_submitted(tmp_path_factory, run: dict[st
     out = tmp_path_factory.mktemp("batch")
     n, h, w, channels = run["n"], run["h"], run["w"], run["channels"]
     schedule = SCHEDULES[run["schedule"]]
-    decide = rlcapture.triggers.as_schedule(schedule)
+    decide = rlcapture.triggers.as_schedule(schedule, envs=n)
     # Each env's step-by-step plan: the end flag of every step.
     timeline: list[list[str | None]] = []
     for plan in run["plans"]:

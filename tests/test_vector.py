@@ -188,9 +188,10 @@ def _odd_env_every_third(env: int, episode: int) -> bool:
     ("record", "expect"),
     [
         ("none", lambda env, ep: False),
-        ("every:2", lambda env, ep: ep % 2 == 0),
-        (3, lambda env, ep: ep % 3 == 0),
-        (rlcapture.RecordEvery(4), lambda env, ep: ep % 4 == 0),
+        # 2 envs take turns: env 0 records episodes 0, 2, 4, ..., env 1 episodes 1, 3, ...
+        ("every:2", lambda env, ep: ep % 2 == env),
+        (3, lambda env, ep: ep % 3 == env * 3 // 2),
+        (rlcapture.RecordEvery(4), lambda env, ep: ep % 4 == 0),  # as given: envs=1
         (_odd_env_every_third, _odd_env_every_third),
         (lambda env, ep: env == 0, lambda env, ep: env == 0),  # a lambda (pickled by dill)
     ],
@@ -219,6 +220,20 @@ def test_record_schedules(tmp_path: Path, record: Any, expect: Any) -> None:
     check_videos(out, records)
     if record == "none":
         assert videos == [] and env.recorder.summary["frames"] == 0
+
+
+def test_every_n_envs_take_turns() -> None:
+    """1 in n per env, and about envs / n of the envs recording at any moment, not bursts."""
+    every = rlcapture.triggers.as_schedule("every:20", envs=4)
+    assert [every.offset(e) for e in range(4)] == [0, 5, 10, 15]  # type: ignore[attr-defined]
+    for env in range(4):
+        assert sum(every(env, ep) for ep in range(200)) == 10
+    # Episodes start together on every env: at each episode index one env at most records.
+    assert all(sum(every(env, ep) for env in range(4)) <= 1 for ep in range(200))
+    assert rlcapture.triggers.as_schedule(3, envs=16)(0, 0)  # env 0 records its episode 0
+    assert rlcapture.triggers.as_schedule("every:4")(1, 0)  # envs=1: every env from episode 0
+    with pytest.raises(rlcapture.ConfigError, match="envs must be"):
+        rlcapture.RecordEvery(4, envs=0)
 
 
 def test_same_step_autoreset(tmp_path: Path) -> None:
