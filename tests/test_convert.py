@@ -173,13 +173,13 @@ def test_an_env_keeps_its_encoder_and_every_file_stands_alone(tmp_path: Path) ->
     (tmp_path / "videos").mkdir()
     sink = VideoSink(str(tmp_path), VideoOptions(crf=0))
     first = run_episodes(sink, [(0, 0, 5), (1, 0, 3)])
-    encoders = dict(sink.encoders)
+    encoders = set(sink.contexts)
     second = run_episodes(sink, [(0, 1, 1), (1, 1, 7)])
     third = run_episodes(sink, [(0, 2, 4), (1, 2, 2)])
-    assert sink.encoders == encoders  # the same codec contexts, reused
-    assert all(enc.usable for enc in encoders.values())
+    assert set(sink.contexts) == encoders and sink.opened == 2  # the same codec contexts, reused
+    assert all(enc.usable for enc in encoders)
     sink.close()
-    assert not any(enc.usable for enc in encoders.values())
+    assert not any(enc.usable for enc in encoders)
     for pictures in (first, second, third):
         for (env, episode), pics in pictures.items():
             check_stands_alone(tmp_path / "videos" / f"env{env}-episode{episode}.mp4", pics)
@@ -190,10 +190,9 @@ def test_a_codec_that_holds_frames_back_gets_a_new_encoder(tmp_path: Path) -> No
     # preset medium without zerolatency: B-frames and lookahead hold frames back
     sink = VideoSink(str(tmp_path), VideoOptions(crf=0, preset="medium", extra={"tune": "film"}))
     first = run_episodes(sink, [(0, 0, 9)])
-    enc = sink.encoders[0]
-    assert not enc.usable  # drained into the first file
+    assert sink.opened == 1 and sink.contexts == []  # drained into the first file, closed
     second = run_episodes(sink, [(0, 1, 6)])
-    assert sink.encoders[0] is not enc
+    assert sink.opened == 2
     sink.close()
     for pictures in (first, second):
         for (env, episode), pics in pictures.items():
@@ -204,9 +203,10 @@ def test_a_new_size_or_rate_gets_a_new_encoder(tmp_path: Path) -> None:
     (tmp_path / "videos").mkdir()
     sink = VideoSink(str(tmp_path), VideoOptions(crf=0))
     a = run_episodes(sink, [(0, 0, 3)])
-    enc = sink.encoders[0]
+    (enc,) = sink.contexts
     b = run_episodes(sink, [(0, 1, 3)], shape=(38, 62, 1))
-    assert sink.encoders[0] is not enc and not enc.usable
+    (other,) = sink.contexts  # one episode at a time: the old size is let go
+    assert other is not enc and not enc.usable and sink.opened == 2
     sink.close()
     check_stands_alone(tmp_path / "videos" / "env0-episode0.mp4", a[(0, 0)])
     check_stands_alone(tmp_path / "videos" / "env0-episode1.mp4", b[(0, 1)])

@@ -91,6 +91,43 @@ def test_video_sink_writes_the_frames_and_frees_each_slot_once(tmp_path: Path) -
         assert np.array_equal(got[:37, :51], want)  # the blanked slot never reached the file
 
 
+def test_video_sink_shares_codec_contexts_between_episodes_never_at_once(tmp_path: Path) -> None:
+    """A context per episode recorded at once, handed on when one ends; every file its own."""
+    sink = VideoSink(str(folders(tmp_path)), VideoOptions(**LOSSLESS))
+    want: dict[str, list[np.ndarray]] = {}
+    a, b = (EpisodeStart(e, 0, f"env{e}-episode0", SHAPE, 30.0) for e in (0, 1))
+    ha, hb = sink.begin(a), sink.begin(b)  # two at once: two contexts
+    want[a.name], want[b.name] = frames(5, seed=1), frames(4, seed=2)
+    for step in range(5):  # interleaved, as envs step side by side
+        feed(sink, ha, want[a.name][step : step + 1], step)
+        if step < 4:
+            feed(sink, hb, want[b.name][step : step + 1], step)
+    sink.end(ha, ending(a))
+    sink.end(hb, ending(b))
+    assert sink.opened == 2
+    for env in range(2, 6):  # envs taking turns reuse them, whichever env wrote last
+        start = EpisodeStart(env, 3, f"env{env}-episode3", SHAPE, 30.0)
+        handle = sink.begin(start)
+        want[start.name] = frames(3, seed=env)
+        feed(sink, handle, want[start.name])
+        sink.end(handle, ending(start))
+    assert sink.opened == 2 and len(sink.contexts) == 2
+    other = EpisodeStart(6, 0, "env6-episode0", (20, 30, 3), 30.0)  # another size: its own
+    handle = sink.begin(other)
+    want[other.name] = frames(2, (20, 30, 3), seed=6)
+    feed(sink, handle, want[other.name])
+    sink.end(handle, ending(other))
+    assert sink.opened == 3 and len(sink.contexts) == 2  # at most the peak: 2 at once
+    sink.close()
+    assert sink.contexts == []
+    for name, pictures in want.items():
+        video = decode(tmp_path / "videos" / f"{name}.mp4", keep=True)
+        assert video.count == len(pictures), name
+        h, w = pictures[0].shape[:2]
+        for got, picture in zip(video.frames, pictures):
+            assert np.array_equal(got[:h, :w], picture), name
+
+
 def test_video_sink_refuses_a_taken_name_and_discards(tmp_path: Path) -> None:
     sink = VideoSink(str(folders(tmp_path)), VideoOptions())
     (tmp_path / "videos" / "env0-episode0.mp4").write_bytes(b"earlier run")
