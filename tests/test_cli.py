@@ -158,6 +158,16 @@ def test_what_was_recorded_survives_a_bad_frame(tmp_path: Path, capsys) -> None:
         assert decode(out / r["video"]).count == r["length"] + 1
 
 
+def _interruptible() -> None:
+    """Ctrl-C as a terminal delivers it, even where the suite runs as a background job.
+
+    A non-interactive shell starts background commands with SIGINT ignored,
+    children inherit that, and Python then installs no KeyboardInterrupt
+    handler: the interrupt this test sends would be dropped.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(120)
 def test_ctrl_c_closes_videos_and_exits_130(tmp_path: Path, subprocess_env) -> None:
     out = tmp_path / "o"
@@ -165,6 +175,7 @@ def test_ctrl_c_closes_videos_and_exits_130(tmp_path: Path, subprocess_env) -> N
         [sys.executable, "-m", "rlcapture.cli", "record", "-n", "2", "-k", "100000",
          "--max-episode-steps", "400", "--out", str(out), "-q"],
         cwd=REPO, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interruptible,
     )  # fmt: skip
     try:
         assert wait_until(lambda: len(list((out / "videos").glob("*.mp4"))) >= 3, 60)
