@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from .bench_variants import EVERY_FRAME, variant_base, variant_encoders, variant_label
@@ -132,7 +132,7 @@ def summarize_trials(
             # The same ratio per repeat (the variants of one repeat ran next to
             # each other), then the median: steadier when the machine's speed drifts.
             row["cpu_vs_render_paired"] = (
-                _paired(trials, n, v, "render", lambda a, b: a["cpu_s"] / b["cpu_s"])
+                _paired_cpu_ratio(trials, n, v, "render")
                 if row["cpu_vs_render"] is not None
                 else None
             )
@@ -156,19 +156,17 @@ def summarize_trials(
     return rows, costs
 
 
-def _paired(
-    trials: list[dict[str, Any]], n: int, a: str, b: str,
-    ratio: Callable[[dict[str, Any], dict[str, Any]], float],
-) -> float | None:  # fmt: skip
-    """Median over repeats of ``ratio(trial a, trial b)`` for the two variants' trials of one repeat."""
-    by: dict[tuple[str, int], dict[str, Any]] = {
-        (t["variant"], t.get("repeat", 0)): t for t in trials if t["n"] == n
-    }
-    values = []
-    for (variant, rep), t in by.items():
-        other = by.get((b, rep))
-        if variant == a and other is not None and t["cpu_s"] and other["cpu_s"]:
-            values.append(ratio(t, other))
+def _paired_cpu_ratio(trials: list[dict[str, Any]], n: int, a: str, b: str) -> float | None:
+    """Median over repeats of variant a's CPU over variant b's in the same repeat."""
+    by = {(t["variant"], t.get("repeat", 0)): t for t in trials if t["n"] == n}
+    values = [
+        t["cpu_s"] / other["cpu_s"]
+        for (variant, rep), t in by.items()
+        if variant == a
+        and (other := by.get((b, rep))) is not None
+        and t["cpu_s"]
+        and other["cpu_s"]
+    ]
     return median(values) if values else None
 
 

@@ -42,13 +42,13 @@ class RecordEvery:
     Env ``i`` records its episodes ``o, o + n, o + 2n, ...`` with
     ``o = (i mod envs) * n // envs``. With ``envs`` envs stepping side by
     side, about ``envs / n`` of them record at any moment, instead of all of
-    them at once (every env's episode 0, then every env's episode n, ...):
-    such bursts hand the workers and encoders more rendering and encoding
-    than a policy's time can hide. Measured on 2 cores, 4 CartPole envs, a
-    5 ms policy: 1 in 20 in bursts slowed the steps by 2.4 %, taking turns
-    by 1.5 % (benchmarks/RESULTS.md, "Recording at the machine's limit").
-    Env 0 records its episode 0; with ``envs=1`` every env records episodes
-    0, n, 2n, ...
+    them at once (every env's episode 0, then every env's episode n, ...), so
+    the rendering and encoding is spread over the run instead of arriving in
+    bursts of ``envs`` episodes. On 2 cores with 4 CartPole envs and a 5 ms
+    policy the two did not differ beyond the run-to-run spread (1 in 20 slowed
+    the steps by 1.4-2.2 % taking turns, 1.8-2.6 % in bursts;
+    benchmarks/RESULTS.md, "Second pass on a quiet machine"). Env 0 records
+    its episode 0; with ``envs=1`` every env records episodes 0, n, 2n, ...
 
     Args:
         n: One episode in n is recorded.
