@@ -226,4 +226,37 @@ def test_summary_math() -> None:
     assert by["every:20"]["extra_cpu_ms_per_step"] == pytest.approx(0.3)
     assert by["every:20"]["lower_bound_ms_per_step"] == pytest.approx(0.25)
     assert by["every:20"]["extra_over_bound"] == pytest.approx(1.2)
+    assert by["every:20"]["extra_over_bound_paired"] == pytest.approx(0.3 / 0.25)  # one repeat
     assert by["all"]["extra_over_bound"] is None
+
+
+def test_sparse_extra_paired_per_repeat() -> None:
+    """A sparse run's extra CPU is taken against "none" of its own repeat: drift between repeats cancels."""
+
+    def trial(variant: str, repeat: int, cpu: float, frames: int) -> dict:
+        return {
+            "variant": variant, "n": 4, "repeat": repeat, "env_steps": 1000, "frames": frames,
+            "frames_rendered": 1004 if variant == "render" else frames,
+            "steps_per_s": 1000.0, "frames_per_s": frames / 1.0, "cpu_s": cpu,
+            "main_cpu_s": 0.1, "encoder_cpu_s": 0.0015 * frames, "encoder_cpu_before_close_s": None,
+            "peak_pss_mb": 50.0, "run_s": 1.0, "close_s": 0.1, "setup_s": 0.2,
+            "other_load_cores": 0.0,
+        }  # fmt: skip
+
+    trials = []
+    # Repeat r runs on a machine 1 + r/2 times slower; each sparse run costs
+    # exactly its bound (50 frames x (1.0 + 1.5) ms at speed 1) more than "none".
+    for r, slow in enumerate((1.0, 1.5, 2.0)):
+        trials += [
+            trial("none", r, 0.5 * slow, 0),
+            trial("render", r, (0.5 + 1.004) * slow, 0),
+            trial("all", r, 4.0, 1000),
+            trial("every:20", r, (0.5 + 0.125) * slow, 50),
+        ]
+    # the repeat order is shuffled so "none" of one repeat sits beside "every" of another
+    trials[0], trials[4] = trials[4], trials[0]
+    rows, _ = summarize_trials(trials, ["none", "render", "all", "every:20"], [4], 2, None)
+    sparse = next(r for r in rows if r["variant"] == "every:20")
+    # The medians give render 1.5 ms and encode 1.5 ms a frame, so each repeat's
+    # bound is 50 x 3.0 ms and its extra slow x 0.125 s: the median is at slow = 1.5.
+    assert sparse["extra_over_bound_paired"] == pytest.approx(1.5 * 0.125 / 0.15)
