@@ -169,7 +169,7 @@ def decode_count(path: Path) -> int:
 def part_vector(folder: Path, total: int, every: int, n: int = 4) -> dict[str, Any]:
     env = rlcapture.make_vec("CartPole-v1", n, folder / "vector", overwrite=True)
     roles = {"main": os.getpid(), "encoder": env.recorder.encoder_pid}
-    roles.update({f"w{i}": p.pid for i, p in enumerate(env._procs)})
+    roles.update({f"w{i}": pid for i, pid in enumerate(env.worker_pids)})
     win = Windows(
         f"vector: CartPole-v1 600x400, make_vec N={n}, every episode recorded", every, roles
     )

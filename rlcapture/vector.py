@@ -22,7 +22,6 @@ import atexit
 import builtins
 import math
 import os
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from copy import deepcopy
@@ -47,22 +46,19 @@ from gymnasium.vector.utils import (
 
 from ._backend.messages import (
     Call,
-    Close,
     Error,
     IsWrapped,
-    Message,
     Ok,
     Ready,
-    Render,
     Reset,
     SetAttr,
     Step,
     decode,
-    encode,
 )
-from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait
+from ._backend.pool import WorkerPool
+from ._backend.procs import RemoteTraceback, describe_exit, get_context
 from ._backend.seedplan import SeedPlan, check_seeds
-from ._backend.worker import Shared, WorkerSpec, worker_main
+from ._backend.worker import Shared, WorkerSpec
 from .config import RecordConfig, build_config, keyword_names
 from .envs import error_text, make_env_fn, opengl_hint
 from .errors import (
@@ -75,15 +71,12 @@ from .errors import (
     NoAsyncCallError,
     RLCaptureError,
     SpaceMismatchError,
-    StepTimeoutError,
     WorkerError,
 )
 from .recorder import Recorder
 from .triggers import ScheduleSpec, as_schedule
 
 __all__ = ["CaptureVectorEnv", "make_vec"]
-
-_RENDER = encode(Render())
 
 
 def usable_cores() -> int:
@@ -190,8 +183,7 @@ class CaptureVectorEnv(VectorEnv):
         **options: Any,
     ) -> None:
         self._state = _State.CLOSED
-        self._procs: list[Any] = []
-        self._conns: list[Any] = []
+        self._pool = WorkerPool(self._unpack, self._lost, self._check_recorder)
         self._owns_recorder = False
         self.recorder: Recorder | None = None
         env_fns = list(env_fns)
@@ -241,8 +233,6 @@ class CaptureVectorEnv(VectorEnv):
         self.render_after_batch = bool(render_after_batch)
         self.failed = np.zeros(n, dtype=bool)
         self.errors: dict[int, str] = {}
-        self._dead: set[int] = set()
-        self._owed: set[int] = set()  # workers whose reply has not been read yet
         self._started = False
         self._new_failures: list[int] = []
         #: Episodes that finished on the last step, by env position: ``{"r", "l",
@@ -361,8 +351,8 @@ class CaptureVectorEnv(VectorEnv):
         shared = Shared(obs_mem, rewards, terminated, truncated)
         if self.episode_seeds is not None:
             self.seed_plan = SeedPlan(self.episode_seeds, n, ctx)
-        for w, (lo, hi) in enumerate(self._slices):
-            spec = WorkerSpec(
+        specs = [
+            WorkerSpec(
                 index=w,
                 env_fns=env_fns[lo:hi],
                 first=lo,
@@ -376,21 +366,13 @@ class CaptureVectorEnv(VectorEnv):
                 gate=gate,
                 seed_plan=self.seed_plan,
             )
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main,
-                args=(spec, child, parent),
-                name=f"rlcapture-worker-{w}",
-                daemon=True,
-            )
-            proc.start()
-            child.close()
-            self._procs.append(proc)
-            self._conns.append(parent)
+            for w, (lo, hi) in enumerate(self._slices)
+        ]
+        self._pool.start(ctx, specs)
         self._state = _State.DEFAULT
         spaces = []
-        for w in range(len(self._procs)):
-            reply = self._receive(w, timeout=max(60.0, self.step_timeout or 0.0))
+        for w in range(len(specs)):
+            reply = self._receive_all([w], timeout=max(60.0, self.step_timeout or 0.0))[w]
             for j, info in enumerate(reply):
                 self._check_spaces(self._slices[w][0] + j, info)
                 spaces.append(info.observation_space)
@@ -439,29 +421,28 @@ class CaptureVectorEnv(VectorEnv):
             )
 
     # -- talking to workers ---------------------------------------------------------
-    def _env_of(self, w: int) -> int:
-        return self.first_env_index + self._slices[w][0]
+    @property
+    def worker_pids(self) -> list[int]:
+        """The process id of each worker (with ``envs_per_worker=W``, worker ``w`` hosts envs ``w*W`` on)."""
+        return self._pool.pids()
 
     def _live(self) -> list[int]:
-        return [w for w in range(len(self._slices)) if w not in self._dead]
+        return self._pool.live()
 
-    def _send(self, w: int, message: Message) -> None:
-        try:
-            self._conns[w].send_bytes(encode(message))
-            self._owed.add(w)
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            self._lost(w, self._died(w))
+    def _send(self, w: int, message: Any) -> None:
+        self._pool.send(w, message)
+
+    def _check_recorder(self) -> None:
+        """While waiting on workers: an encoder that died is said at once."""
+        if self.recorder is not None:
+            self.recorder.check()
 
     def _lost(self, w: int, err: WorkerError) -> None:
         """A worker died or hung: raise, or (on_error="continue") take its envs out."""
         if self.on_error != "continue" or not self._started:
             self._state = _State.BROKEN
             raise err
-        proc = self._procs[w]
-        if proc.exitcode is None:
-            proc.kill()
-            proc.join(2.0)
-        self._dead.add(w)
+        self._pool.take_out(w)
         lo, hi = self._slices[w]
         for k in range(lo, hi):
             if not self.failed[k]:
@@ -478,70 +459,15 @@ class CaptureVectorEnv(VectorEnv):
         self.errors[self.first_env_index + k] = message
         self._new_failures.append(k)
 
-    def _died(self, w: int) -> WorkerError:
-        proc = self._procs[w]
-        proc.join(1.0)
-        return WorkerError(
-            f"the worker of env {self._env_of(w)} (pid {proc.pid}) died: {describe_exit(proc.exitcode)}",
-            self._env_of(w),
-            proc.exitcode,
-        )
-
-    def _receive(self, w: int, timeout: float | None = None) -> Any:
-        replies = self._receive_all([w], timeout)
-        return replies[w]
-
     def _receive_all(self, workers: Sequence[int], timeout: float | None = None) -> dict[int, Any]:
-        """Wait for one reply from each worker, watching their liveness and the encoder."""
-        pending = {self._conns[w]: w for w in workers}
-        sentinels = {self._procs[w].sentinel: w for w in workers}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        replies: dict[int, Any] = {}
-        while pending:
-            wait_for = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
-            ready = wait(
-                list(pending) + [s for s, w in sentinels.items() if w not in replies], wait_for
-            )
-            for obj in ready:
-                if obj in pending:
-                    w = pending.pop(obj)
-                    self._owed.discard(w)
-                    try:
-                        raw = obj.recv_bytes()
-                    except (EOFError, OSError):
-                        self._lost(w, self._died(w))
-                        replies[w] = None
-                        continue
-                    replies[w] = self._unpack(w, raw)
-            for obj in ready:
-                w = sentinels.get(obj)  # type: ignore[arg-type]
-                if (
-                    w is not None
-                    and w not in replies
-                    and self._conns[w] in pending
-                    and not self._conns[w].poll()
-                ):
-                    pending.pop(self._conns[w])
-                    self._lost(w, self._died(w))
-                    replies[w] = None
-            if not ready:
-                assert self.recorder is not None
-                self.recorder.check()
-                if deadline is not None and time.monotonic() >= deadline:
-                    for conn, w in list(pending.items()):
-                        pending.pop(conn)
-                        self._lost(
-                            w,
-                            StepTimeoutError(
-                                f"env {self._env_of(w)} did not answer within {timeout:g} s "
-                                f"(worker pid {self._procs[w].pid}); is it stuck?",
-                                self._env_of(w),
-                                None,
-                            ),
-                        )
-                        replies[w] = None
+        """One reply from each worker (the pool watches liveness and the deadline).
+
+        A worker's error answer is raised once every worker has answered, so
+        no reply is left unread in a pipe.
+        """
+        replies = self._pool.receive_all(workers, timeout)
         failed = [r for r in replies.values() if isinstance(r, _CallFailed)]
-        if failed:  # raised once every worker has answered
+        if failed:
             fatal = [f for f in failed if f.fatal]
             if any(isinstance(f.error, WorkerError) for f in fatal):
                 logger.error("Raising the last exception back to the main process.")
@@ -576,7 +502,7 @@ class CaptureVectorEnv(VectorEnv):
         no reply is left unread in a pipe.
         """
         env, kind, text, tb, user_error = msg.env, msg.kind, msg.text, msg.traceback, msg.user_error
-        proc = self._procs[w]
+        proc = self._pool.procs[w]
         if msg.recoverable:  # a failed call(): the worker serves on
             cls = _builtin(kind) or ValueError
             call_err = cls(f"env {self.first_env_index + env}: {text}")
@@ -615,11 +541,7 @@ class CaptureVectorEnv(VectorEnv):
     def _release_renders(self) -> None:
         """Every worker has answered: tell those holding frames to render them now."""
         waiting, self._waiting = self._waiting, []
-        for w in waiting:
-            try:
-                self._conns[w].send_bytes(_RENDER)
-            except OSError:
-                pass  # a dead worker is noticed on the next step
+        self._pool.release_renders(waiting)
 
     def _assert_ready(self, call: str) -> None:
         self._assert_open()
@@ -707,7 +629,7 @@ class CaptureVectorEnv(VectorEnv):
             raise NoAsyncCallError(
                 "Calling `reset_wait` without any prior call to `reset_async`.", "reset"
             )
-        replies = self._receive_all(sorted(self._owed - self._dead), self._timeout(timeout))
+        replies = self._receive_all(self._pool.owed_live(), self._timeout(timeout))
         self._release_renders()
         self._state = _State.DEFAULT
         infos = self._gather(replies)
@@ -794,7 +716,7 @@ class CaptureVectorEnv(VectorEnv):
             raise NoAsyncCallError(
                 "Calling `step_wait` without any prior call to `step_async`.", "step"
             )
-        for w in self._dead:  # envs taken out: zero reward, never done
+        for w in self._pool.dead:  # envs taken out: zero reward, never done
             lo, hi = self._slices[w]
             self._rewards[lo:hi] = 0.0
             self._terminated[lo:hi] = False
@@ -843,7 +765,7 @@ class CaptureVectorEnv(VectorEnv):
             )
         plan = self._plan(None)
         try:
-            replies = self._receive_all(sorted(self._owed - self._dead), self._timeout(timeout))
+            replies = self._receive_all(self._pool.owed_live(), self._timeout(timeout))
         finally:
             if self._state == _State.WAITING_CALL:
                 self._state = _State.DEFAULT
@@ -965,32 +887,16 @@ class CaptureVectorEnv(VectorEnv):
             atexit.unregister(hook)
             self._exit_hook = None
         first_error: BaseException | None = None
-        if self._owed - self._dead and self._state != _State.BROKEN:
+        pool = self._pool
+        if pool.owed_live() and self._state != _State.BROKEN:
             try:  # let a pending step finish so workers read "close" next
                 # Only the replies still owed: an interrupt may have come
                 # after some were read, and waiting for those would hang.
-                self._receive_all(sorted(self._owed - self._dead), timeout)
+                self._receive_all(pool.owed_live(), timeout)
             except BaseException as exc:  # noqa: BLE001
                 first_error = exc
         self._state = _State.CLOSED
-        for w, conn in enumerate(self._conns):
-            if self._procs[w].is_alive():
-                try:
-                    conn.send_bytes(encode(Close()))
-                except OSError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for conn in self._conns:
-            try:
-                if conn.poll(max(0.0, deadline - time.monotonic())):
-                    conn.recv_bytes()
-            except (EOFError, OSError):
-                pass
-        for proc in self._procs:
-            stop_process(proc, max(0.1, deadline - time.monotonic()))
-        for conn in self._conns:
-            conn.close()
-        self._conns = []
+        pool.stop(timeout)
         if self._owns_recorder and self.recorder is not None:
             try:
                 self.recorder.close()

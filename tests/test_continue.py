@@ -41,7 +41,7 @@ def test_failed_envs_are_taken_out_and_recorded(tmp_path: Path) -> None:
             if truncated[k]:
                 truncated_at_failure.add(int(k))
         if t == 60:
-            os.kill(envs._procs[3].pid, signal.SIGKILL)
+            os.kill(envs.worker_pids[3], signal.SIGKILL)
         assert (reward[envs.failed & ~info.get("_error", np.zeros(4, bool))] == 0).all()
     assert list(envs.failed) == [False, True, True, True]
     assert "boom" in errors[1] and "render broke" in errors[2] and "SIGKILL" in errors[3]

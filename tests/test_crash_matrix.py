@@ -183,7 +183,7 @@ def fault_worker_sigkill(out: Path, context: str) -> None:
         env.reset(seed=0)
         for _ in range(5):
             env.step(np.zeros(2, int))
-        os.kill(env._procs[1].pid, signal.SIGKILL)
+        os.kill(env.worker_pids[1], signal.SIGKILL)
         t0 = time.monotonic()
         err = step_until_error(env, 5)
         assert time.monotonic() - t0 < 10

@@ -138,8 +138,7 @@ def test_worker_killed(tmp_path: Path) -> None:
         env.reset(seed=0)
         for _ in range(5):
             env.step(np.zeros(4, int))
-        victim = env._procs[1]  # hosts envs 2 and 3
-        os.kill(victim.pid, signal.SIGKILL)
+        os.kill(env.worker_pids[1], signal.SIGKILL)  # worker 1 hosts envs 2 and 3
         t0 = time.monotonic()
         err = step_until_error(env, 5)
         assert time.monotonic() - t0 < 10
@@ -230,7 +229,7 @@ SCRIPT = textwrap.dedent(
     for i in range(100000):
         env.step(rng.integers(0, 2, 3))
         if i == 150:
-            pids = [p.pid for p in env._procs] + [env.recorder.encoder_pid]
+            pids = env.worker_pids + [env.recorder.encoder_pid]
             print(json.dumps(pids), flush=True)
     """
 )

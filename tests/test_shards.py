@@ -228,7 +228,7 @@ SCRIPT = textwrap.dedent(
     for i in range(100000):
         env.step(np.zeros(4, int))
         if i == 60:
-            print(json.dumps([p.pid for p in env._procs] + env.recorder.encoder_pids), flush=True)
+            print(json.dumps(env.worker_pids + env.recorder.encoder_pids), flush=True)
     """
 )
 

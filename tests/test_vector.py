@@ -122,7 +122,7 @@ def test_tags_with_many_autoresets_and_shared_workers(tmp_path: Path) -> None:
         "CartPole-v1", 4, out, envs_per_worker=2, max_episode_steps=12, **LOSSLESS
     )
     try:
-        assert len(env._procs) == 2
+        assert len(env.worker_pids) == 2
         env.reset(seed=42)
         seen = run(env, 120)
     finally:
@@ -459,3 +459,44 @@ def test_render_after_batch_records_every_frame_of_its_step(tmp_path: Path, mode
         assert len(frames) == r["length"] + 1
         for t, frame in enumerate(frames):
             assert np.array_equal(frame[:37, :51], pattern_frame(pattern_seed(r), t)), (r, t)
+
+
+def test_dropped_without_close_closes_at_once(tmp_path: Path) -> None:
+    """A vector env dropped without close() is finalized at once: its workers exit, its videos end.
+
+    Nothing may hold it in a reference cycle (the worker pool keeps its
+    callbacks weakly), or its workers would run until the garbage collector
+    happened to pass.
+    """
+    import gc
+    import os
+
+    out = tmp_path / "out"
+    env = rlcapture.make_vec("CartPole-v1", 2, out, max_episode_steps=5)
+    env.reset(seed=0)
+    for _ in range(8):
+        env.step(np.zeros(2, int))
+    pids = env.worker_pids
+    gc.disable()
+    try:
+        del env
+        deadline = time.monotonic() + 10
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in pids if os.path.exists(f"/proc/{p}") and _running(p)]
+            time.sleep(0.05)
+    finally:
+        gc.enable()
+    assert not alive, f"workers {alive} still run after the vector env was dropped"
+    records = read_manifest(out)
+    assert {r["end"] for r in records} >= {"truncated"}
+    assert all(r["end"] != "lost" for r in records)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie awaiting its parent's wait does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
