@@ -258,7 +258,11 @@ def _parser() -> argparse.ArgumentParser:
         help="draw the return per episode of a recording into DIR/learning_curve.png",
         description="Draw every finished episode's return and a moving average, per seed (matplotlib).",
     )
-    plot.add_argument("dir", help="a recording's folder (holding episodes.jsonl, or seed-S/ folders)")
+    plot.add_argument(
+        "dir",
+        help="a recording's folder (holding episodes.jsonl, seed-S/ folders, or a RecordCallback's "
+        "step-T/ rounds, drawn against the training timestep)",
+    )
     plot.add_argument(
         "--x", choices=("steps", "episode", "time"), default="steps", help="x axis: env steps (default), episode or time"
     )
@@ -273,7 +277,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Write DIR/report.html: summary, learning curve, every episode, every video, "
         "and for several runs a comparison on the seeds they share.",
     )
-    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="recording folders (or --seeds folders)")
+    report.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR",
+        help="recording folders (or --seeds folders, or a RecordCallback's folder of step-T/ rounds)",
+    )  # fmt: skip
     report.add_argument("--out", "-o", help="folder for report.html (default: RUN_DIR for one run)")
     report.add_argument(
         "--success-threshold", type=_finite, metavar="R", help="success: return >= R (default: the one recorded)"

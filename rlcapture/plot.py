@@ -4,7 +4,9 @@ Writes ``DIR/learning_curve.png`` (or ``.svg``, or both): the return of every
 finished episode against env steps (the cumulative lengths of the episodes
 ended so far, as SB3's ``Monitor`` counts timesteps), the episode index or
 the wall time, one series per seed (a ``--seeds`` recording's ``seed-S/``
-folders), each with a trailing moving average. matplotlib is what users' own
+folders), each with a trailing moving average. The rounds of
+:class:`~rlcapture.sb3.RecordCallback` (``step-T/`` folders) are drawn against
+the training timestep T instead, with each round's mean: the curve of a training. matplotlib is what users' own
 learning-curve code uses, and it gives SVG and real text; it is an extra
 (``rlcapture[plot]``), imported only when a plot is drawn, through the Agg
 canvas of a ``Figure`` (no pyplot, no global backend switch).
@@ -24,7 +26,7 @@ import numpy as np
 from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .errors import ConfigError
-from .summary import seed_folders
+from .summary import round_folders, seed_folders
 
 __all__ = [
     "AXES",
@@ -34,12 +36,19 @@ __all__ = [
     "moving_average",
     "nice_ticks",
     "plot_manifest",
+    "recording_axis",
+    "rounds_series",
 ]
 
 PNG = "learning_curve.png"
 #: The x axes a curve can be drawn against.
 AXES = ("steps", "episode", "time")
-_XLABEL = {"steps": "env steps", "episode": "episode", "time": "wall time (s)"}
+_XLABEL = {
+    "steps": "env steps",
+    "episode": "episode",
+    "time": "wall time (s)",
+    "timestep": "training timestep",
+}
 INSTALL = 'matplotlib is not installed: pip install "rlcapture[plot]"'
 
 
@@ -118,8 +127,34 @@ def series_of(records: Sequence[dict[str, Any]], label: str, x: str) -> Series |
     return Series(label, xs, returns)
 
 
+def rounds_series(rounds: dict[int, Sequence[dict[str, Any]]], label: str = "") -> Series | None:
+    """The finished episodes of training rounds against their timestep (None if none).
+
+    ``rounds`` maps each round's training timestep to its manifest lines.
+    """
+    xs: list[float] = []
+    returns: list[float] = []
+    for timestep, records in sorted(rounds.items()):
+        for r in records:
+            if r.get("end") in FINISHED and isinstance(r.get("return"), (int, float)):
+                xs.append(float(timestep))
+                returns.append(float(r["return"]))
+    if not returns:
+        return None
+    return Series(label, np.asarray(xs), np.asarray(returns))
+
+
+def _round_means(xs: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct x (a round) and the mean return of its episodes."""
+    at, index = np.unique(xs, return_inverse=True)
+    return at, np.bincount(index, weights=returns) / np.bincount(index)
+
+
 def load_series(out: str | os.PathLike[str], x: str = "steps") -> list[Series]:
     """The series of a recording folder: itself, or each ``seed-S/`` of a ``--seeds`` recording.
+
+    A folder of training rounds (``step-T/``) gives one series against the
+    timestep, whatever ``x`` says (see :func:`recording_axis`).
 
     Raises:
         ConfigError: No manifest, or no finished episode in any.
@@ -133,7 +168,16 @@ def load_series(out: str | os.PathLike[str], x: str = "steps") -> list[Series]:
     else:
         sources = {f"seed {s}": f / "episodes.jsonl" for s, f in seed_folders(folder).items()}
     if not sources:
-        raise ConfigError(f"no manifest at {str(manifest)!r}: is {str(folder)!r} a recording?")
+        rounds = round_folders(folder)
+        if rounds:
+            series = rounds_series({t: read_manifest(f / "episodes.jsonl") for t, f in rounds.items()})
+            if series is None:
+                raise ConfigError(f"the rounds in {str(folder)!r} hold no finished episode to plot")
+            return [series]
+        raise ConfigError(
+            f"no manifest at {str(manifest)!r}: is {str(folder)!r} a recording "
+            "(episodes.jsonl, seed-S/ or a RecordCallback's step-T/ folders)?"
+        )
     found = [series_of(read_manifest(path), label, x) for label, path in sources.items()]
     series = [s for s in found if s is not None]
     if not series:
@@ -177,11 +221,15 @@ def draw_curves(
     ax = fig.add_subplot()
     colors = [f"C{i % 10}" for i in range(len(series))]
     for s, color in zip(series, colors):
-        w = window or default_window(len(s.returns))
         name = f"{s.label}: " if s.label else ""
         ax.scatter(
             s.xs, s.returns, s=16, alpha=0.5, color=color, linewidths=0, label=f"{name}episodes"
         )
+        if x == "timestep":  # training rounds: the mean of each
+            at, means = _round_means(s.xs, s.returns)
+            ax.plot(at, means, color=color, linewidth=2, marker="o", label=f"{name}mean of the round")
+            continue
+        w = window or default_window(len(s.returns))
         ax.plot(
             s.xs,
             moving_average(s.returns, w),
@@ -206,6 +254,14 @@ def draw_curves(
     return written
 
 
+def recording_axis(out: str | os.PathLike[str], x: str) -> str:
+    """The axis a folder is drawn against: ``x``, or "timestep" for training rounds."""
+    folder = Path(out)
+    if (folder / "episodes.jsonl").is_file() or seed_folders(folder):
+        return x
+    return "timestep" if round_folders(folder) else x
+
+
 def plot_manifest(
     out: str | os.PathLike[str],
     *,
@@ -219,8 +275,9 @@ def plot_manifest(
     """Draw the returns of a recording (default into ``out/learning_curve.png``).
 
     Args:
-        out: A recording folder: its ``episodes.jsonl``, or a ``--seeds``
-            recording's ``seed-S/`` folders (one series per seed).
+        out: A recording folder: its ``episodes.jsonl``, a ``--seeds``
+            recording's ``seed-S/`` folders (one series per seed), or a
+            ``RecordCallback``'s ``step-T/`` rounds (against the timestep).
         path: Where to write; ``.png`` or ``.svg`` picks the format.
         x: "steps" (cumulative episode lengths), "episode" (manifest order)
             or "time" (seconds, each env's episode times summed: when the
@@ -235,6 +292,7 @@ def plot_manifest(
     """
     folder = Path(out)
     series = load_series(folder, x)
+    x = recording_axis(folder, x)
     target = Path(path) if path is not None else folder / PNG
     targets = _targets(target, formats)
     name = folder.resolve().name or str(folder)

@@ -9,6 +9,9 @@ bootstrap CI, IQM, success rate; per seed), the learning curve, every episode
 in a table to sort and filter, a player for every recorded video with its
 keyframes, and, for several runs, a comparison on the reset seeds they share:
 each seed's returns side by side and the runs' videos of it playing together.
+A run is a recording's folder, a ``--seeds`` recording's ``seed-S/`` folders,
+or the ``step-T/`` rounds a ``RecordCallback`` wrote during training (then
+per round, and the curve against the training timestep).
 
 Everything that comes from a recording (env ids, error messages, the "why" of
 a keep rule) is data, never markup: it is embedded as JSON in a
@@ -33,7 +36,7 @@ from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
 from .errors import ConfigError
 from .stats import describe
-from .summary import finished, load_summary, seed_folders, stats_dict
+from .summary import finished, load_summary, round_folders, seed_folders, stats_dict
 
 __all__ = ["REPORT", "embed_json", "write_report"]
 
@@ -44,11 +47,12 @@ _STATIC = ("report.js", "report.css")
 
 @dataclass
 class _Part:
-    """One manifest of a run: the run itself, or one ``seed-S/`` folder of it."""
+    """One manifest of a run: the run itself, one ``seed-S/`` folder, or one ``step-T/`` round."""
 
     seed: int | None
     folder: Path
     records: list[dict[str, Any]]
+    timestep: int | None = None  # a training round's
 
 
 @dataclass
@@ -84,8 +88,14 @@ def _load_run(folder: Path, threshold: float | None) -> _Run:
             for s, f in seed_folders(folder).items()
         ]
     if not parts:
+        parts = [
+            _Part(None, f, read_manifest(f / "episodes.jsonl"), timestep=t)
+            for t, f in round_folders(folder).items()
+        ]
+    if not parts:
         raise ConfigError(
-            f"no manifest in {str(folder)!r}: give a recording's folder (holding episodes.jsonl or seed-S/)"
+            f"no manifest in {str(folder)!r}: give a recording's folder (holding episodes.jsonl, "
+            "seed-S/ or a RecordCallback's step-T/)"
         )
     saved = load_summary(folder) or load_summary(parts[0].folder) or {}
     if threshold is None and isinstance(saved.get("success_threshold"), (int, float)):
@@ -124,6 +134,7 @@ def _episode(run_index: int, part: _Part, r: dict[str, Any], base: Path) -> dict
     return {
         "run": run_index,
         "seed": part.seed,
+        "timestep": part.timestep,
         "env": r.get("env"),
         "episode": r.get("episode"),
         "reset_seed": r.get("seed"),
@@ -140,21 +151,25 @@ def _episode(run_index: int, part: _Part, r: dict[str, Any], base: Path) -> dict
 
 
 def _curve(run: _Run, index: int, assets: Path, warn: TextIO | None) -> str | None:
-    from .plot import draw_curves, series_of
+    from .plot import draw_curves, rounds_series, series_of
 
-    series = [
-        s
-        for p in run.parts
-        if (s := series_of(p.records, "" if p.seed is None else f"seed {p.seed}", "steps"))
-        is not None
-    ]
+    x = "steps"
+    if any(p.timestep is not None for p in run.parts):  # training rounds: against the timestep
+        x = "timestep"
+        found = [rounds_series({p.timestep: p.records for p in run.parts if p.timestep is not None})]
+    else:
+        found = [
+            series_of(p.records, "" if p.seed is None else f"seed {p.seed}", "steps")
+            for p in run.parts
+        ]
+    series = [s for s in found if s is not None]
     if not series:
         return None
     try:
         (path,) = draw_curves(
             series,
             [assets / f"curve-{index}.svg"],
-            x="steps",
+            x=x,
             title=run.env_id or run.name,
             size=(800, 400),
         )
@@ -190,7 +205,8 @@ def write_report(
     """Write ``out/report.html`` (and ``out/report_files/``) for the recordings ``runs``.
 
     Args:
-        runs: Recording folders (``episodes.jsonl``) or ``--seeds`` folders (``seed-S/``).
+        runs: Recording folders (``episodes.jsonl``), ``--seeds`` folders
+            (``seed-S/``) or a ``RecordCallback``'s folder of rounds (``step-T/``).
         out: The page's folder; for one run it defaults to that run's folder.
         threshold: Success is return >= threshold; default: the one in ``summary.json``.
         warn: Where to say what the page goes without (no matplotlib).
@@ -220,6 +236,7 @@ def write_report(
     run_data = []
     for index, run in enumerate(loaded):
         per_seed = []
+        per_round = []
         groups = []
         for part in run.parts:
             returns = [float(r["return"]) for r in finished(part.records)]
@@ -229,6 +246,13 @@ def write_report(
                 per_seed.append(
                     {"seed": part.seed, **stats_dict(describe([returns], threshold=run.threshold))}
                 )
+            if part.timestep is not None:
+                per_round.append(
+                    {
+                        "timestep": part.timestep,
+                        **stats_dict(describe([returns], threshold=run.threshold)),
+                    }
+                )
         run_data.append(
             {
                 "name": run.name,
@@ -236,6 +260,7 @@ def write_report(
                 "env_id": run.env_id,
                 "summary": stats_dict(describe(groups, threshold=run.threshold)),
                 "per_seed": per_seed,
+                "per_round": per_round,
                 "curve": _curve(run, index, assets, warn),
                 "videos": sum(1 for p in run.parts for r in p.records if r.get("video")),
             }

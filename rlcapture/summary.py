@@ -35,6 +35,7 @@ __all__ = [
     "load_summary",
     "print_run",
     "print_seeds",
+    "round_folders",
     "save_json",
     "seed_folders",
     "seeds_json",
@@ -165,14 +166,27 @@ def load_summary(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def seed_folders(folder: str | os.PathLike[str]) -> dict[int, Path]:
     """The ``seed-S/`` folders of a ``--seeds`` recording that hold a manifest, by seed."""
+    return _numbered_folders(folder, "seed-")
+
+
+def round_folders(folder: str | os.PathLike[str]) -> dict[int, Path]:
+    """The ``step-T/`` folders of :class:`~rlcapture.sb3.RecordCallback` rounds that hold a manifest, by T.
+
+    T is the training timestep of the round (also each line's ``timestep``).
+    """
+    return _numbered_folders(folder, "step-")
+
+
+def _numbered_folders(folder: str | os.PathLike[str], prefix: str) -> dict[int, Path]:
+    """Sub-folders named ``<prefix><integer>`` holding an ``episodes.jsonl``, by that integer."""
     found: dict[int, Path] = {}
     base = Path(folder)
     if not base.is_dir():
         return found
     for child in base.iterdir():
-        name = child.name
-        if name.startswith("seed-") and name[5:].isdigit() and (child / "episodes.jsonl").is_file():
-            found[int(name[5:])] = child
+        number = child.name[len(prefix) :]
+        if child.name.startswith(prefix) and number.isdigit() and (child / "episodes.jsonl").is_file():
+            found[int(number)] = child
     return dict(sorted(found.items()))
 
 

@@ -225,6 +225,32 @@ def test_seeds_and_comparison_in_a_browser(runs: dict[str, Path], browser) -> No
     assert _errors(browser) == []
 
 
+def test_training_rounds_in_a_browser(runs: dict[str, Path], browser) -> None:
+    """A RecordCallback's folder (``step-T/`` rounds): a row per round, the timestep of each episode."""
+    from selenium.webdriver.common.by import By
+
+    rounds = runs["base"] / "rounds"
+    for t in (100, 200):  # the layout RecordCallback writes: one recording per round
+        shutil.copytree(runs["a"], rounds / f"step-{t}", ignore=shutil.ignore_patterns("report*"))
+    page = write_report([rounds])
+    _open(browser, page)
+    head = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#summary thead th")]
+    assert head[2] == "timestep"
+    labels = [r.find_elements(By.TAG_NAME, "td")[2].text
+              for r in browser.find_elements(By.CSS_SELECTOR, "#summary tbody tr")]  # fmt: skip
+    assert labels == ["all", "100", "200"]
+    keys = [h.get_attribute("data-key") for h in browser.find_elements(By.CSS_SELECTOR, "#episodes th")]
+    col = keys.index("timestep")
+    steps = [r.find_elements(By.TAG_NAME, "td")[col].text
+             for r in browser.find_elements(By.CSS_SELECTOR, "#episodes tbody tr")]  # fmt: skip
+    assert sorted(steps) == ["100"] * 4 + ["200"] * 4
+    curve = browser.find_element(By.CSS_SELECTOR, "img.curve")
+    assert "training timesteps" in curve.get_attribute("alt")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", curve) > 0
+    assert _videos_load_and_play(browser) == 8  # each round's videos, by their path under step-T/
+    assert _errors(browser) == []
+
+
 def test_markup_in_a_manifest_stays_text(tmp_path: Path, browser) -> None:
     from selenium.webdriver.common.by import By
 

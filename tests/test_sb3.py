@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 
 import rlcapture  # noqa: E402
 from rlcapture.cli import main  # noqa: E402
+from rlcapture.plot import load_series  # noqa: E402
 from rlcapture.sb3 import RecordCallback, SB3VecEnv, make_sb3_vec  # noqa: E402
 
 
@@ -25,6 +27,13 @@ def model() -> PPO:
     m = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=2, device="cpu", seed=0)
     m.learn(256)
     return m
+
+
+def report_data(page: Path) -> dict:
+    """The JSON a report page embeds (its ``<script type="application/json">``)."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index('id="rlcapture-data">') + len('id="rlcapture-data">')
+    return json.loads(text[start : text.index("</script>", start)])
 
 
 def check_videos(out: Path, lines: list[dict]) -> None:
@@ -102,6 +111,19 @@ def test_callbacks_record_during_learn(tmp_path: Path) -> None:
         assert len(lines) == 2
         check_videos(Path(h["out"]), lines)
         assert Counter(h["returns"]) == Counter(float(r["return"]) for r in lines)
+    # The rounds' folder is one run for plot and report: against the training timestep.
+    assert main(["plot", str(tmp_path / "rounds")]) == 0
+    assert (tmp_path / "rounds" / "learning_curve.png").stat().st_size > 1000
+    (series,) = load_series(tmp_path / "rounds")
+    assert sorted(series.xs.tolist()) == [64.0, 64.0, 128.0, 128.0]
+    assert sorted(series.returns.tolist()) == sorted(r for h in rounds.history for r in h["returns"])
+    assert main(["report", str(tmp_path / "rounds")]) == 0
+    data = report_data(tmp_path / "rounds" / "report.html")
+    (run,) = data["runs"]
+    assert [p["timestep"] for p in run["per_round"]] == [64, 128]
+    assert [p["episodes"] for p in run["per_round"]] == [2, 2]
+    assert sorted(e["timestep"] for e in data["episodes"]) == [64, 64, 128, 128]
+    assert run["curve"] and (tmp_path / "rounds" / run["curve"]).is_file()
     assert len(shared.history) == 1
     lines = read_manifest(tmp_path / "shared")
     assert len(lines) == 3

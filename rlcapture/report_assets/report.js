@@ -10,6 +10,8 @@
   var episodes = data.episodes;
   var several = runs.length > 1;
   var hasSeeds = episodes.some(function (e) { return e.seed !== null; });
+  // Training rounds (a RecordCallback's step-T/ folders): each episode's round.
+  var hasRounds = episodes.some(function (e) { return e.timestep !== null && e.timestep !== undefined; });
 
   function el(tag, props, children) {
     var node = document.createElement(tag);
@@ -46,6 +48,7 @@
     var parts = [];
     if (several) parts.push(runs[e.run].name);
     if (e.seed !== null) parts.push("seed " + e.seed);
+    if (hasRounds && e.timestep !== null) parts.push("timestep " + e.timestep);
     parts.push("env " + e.env + " episode " + e.episode);
     return parts.join(" / ");
   }
@@ -58,11 +61,13 @@
   app.appendChild(el("p", { className: "muted", text: runs.map(function (r) { return r.path; }).join(" · ") }));
 
   app.appendChild(el("h2", { text: "Summary" }));
-  var sumHead = ["run", "env", "seed", "episodes", "mean ± std", "95% bootstrap CI", "IQM", "success"];
+  var partHead = hasRounds ? (hasSeeds ? "seed / timestep" : "timestep") : "seed";
+  var sumHead = ["run", "env", partHead, "episodes", "mean ± std", "95% bootstrap CI", "IQM", "success"];
   var sumBody = el("tbody");
   runs.forEach(function (r) {
     var rows = [{ label: "all", s: r.summary }].concat(
-      r.per_seed.map(function (p) { return { label: String(p.seed), s: p }; }));
+      r.per_seed.map(function (p) { return { label: String(p.seed), s: p }; }),
+      (r.per_round || []).map(function (p) { return { label: String(p.timestep), s: p }; }));
     rows.forEach(function (row) {
       var s = row.s;
       var threshold = s.success_threshold === null ? "" : " (return ≥ " + fmt(s.success_threshold) + ")";
@@ -88,7 +93,8 @@
   app.appendChild(el("h2", { text: "Learning curve" }));
   runs.forEach(function (r) {
     if (several) app.appendChild(el("h3", { text: r.name }));
-    if (r.curve) app.appendChild(el("img", { className: "curve", src: r.curve, alt: "return against env steps: " + r.name }));
+    var against = (r.per_round || []).length ? "training timesteps" : "env steps";
+    if (r.curve) app.appendChild(el("img", { className: "curve", src: r.curve, alt: "return against " + against + ": " + r.name }));
     else app.appendChild(el("p", { className: "note", text: "no learning curve (no finished episode, or matplotlib is not installed: pip install \"rlcapture[plot]\")" }));
   });
 
@@ -151,6 +157,7 @@
   var columns = [];
   if (several) columns.push({ key: "run", label: "run", value: function (e) { return runs[e.run].name; } });
   if (hasSeeds) columns.push({ key: "seed", label: "seed", num: true });
+  if (hasRounds) columns.push({ key: "timestep", label: "timestep", num: true });
   columns.push(
     { key: "env", label: "env", num: true },
     { key: "episode", label: "episode", num: true },
