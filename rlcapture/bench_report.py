@@ -159,17 +159,24 @@ def summarize_trials(
     return rows, costs
 
 
-def _paired_cpu_ratio(trials: list[dict[str, Any]], n: int, a: str, b: str) -> float | None:
-    """Median over repeats of variant a's CPU over variant b's in the same repeat."""
+def _by_repeat(
+    trials: list[dict[str, Any]], n: int, a: str, b: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Variant a's trials at N with variant b's of the same repeat (both with a CPU figure)."""
     by = {(t["variant"], t.get("repeat", 0)): t for t in trials if t["n"] == n}
-    values = [
-        t["cpu_s"] / other["cpu_s"]
+    return [
+        (t, other)
         for (variant, rep), t in by.items()
         if variant == a
         and (other := by.get((b, rep))) is not None
         and t["cpu_s"]
         and other["cpu_s"]
     ]
+
+
+def _paired_cpu_ratio(trials: list[dict[str, Any]], n: int, a: str, b: str) -> float | None:
+    """Median over repeats of variant a's CPU over variant b's in the same repeat."""
+    values = [t["cpu_s"] / other["cpu_s"] for t, other in _by_repeat(trials, n, a, b)]
     return median(values) if values else None
 
 
@@ -182,15 +189,11 @@ def _paired_extra_ratio(
     recorded); taking it inside each repeat, where the two ran next to each
     other, keeps the machine's drift between repeats out of it.
     """
-    by = {(t["variant"], t.get("repeat", 0)): t for t in trials if t["n"] == n}
-    values = []
-    for (variant, rep), t in by.items():
-        other = by.get(("none", rep))
-        if variant != sparse or other is None or not t["cpu_s"] or not other["cpu_s"]:
-            continue
-        bound_s = t["frames"] * frame_ms / 1e3
-        if bound_s > 0:
-            values.append((t["cpu_s"] - other["cpu_s"]) / bound_s)
+    values = [
+        (t["cpu_s"] - other["cpu_s"]) / (t["frames"] * frame_ms / 1e3)
+        for t, other in _by_repeat(trials, n, sparse, "none")
+        if t["frames"] * frame_ms > 0
+    ]
     return median(values) if values else None
 
 

@@ -6,8 +6,8 @@ ended so far, as SB3's ``Monitor`` counts timesteps), the episode index or
 the wall time, one series per seed (a ``--seeds`` recording's ``seed-S/``
 folders), each with a trailing moving average. The rounds of
 :class:`~rlcapture.sb3.RecordCallback` (``step-T/`` folders) are drawn against
-the training timestep T instead, with each round's mean: the curve of a training. matplotlib is what users' own
-learning-curve code uses, and it gives SVG and real text; it is an extra
+the training timestep T instead, with each round's mean: the curve of a
+training. matplotlib is what users' own learning-curve code uses, and it gives SVG and real text; it is an extra
 (``rlcapture[plot]``), imported only when a plot is drawn, through the Agg
 canvas of a ``Figure`` (no pyplot, no global backend switch).
 """
@@ -36,7 +36,6 @@ __all__ = [
     "moving_average",
     "nice_ticks",
     "plot_manifest",
-    "recording_axis",
     "rounds_series",
 ]
 
@@ -154,7 +153,7 @@ def load_series(out: str | os.PathLike[str], x: str = "steps") -> list[Series]:
     """The series of a recording folder: itself, or each ``seed-S/`` of a ``--seeds`` recording.
 
     A folder of training rounds (``step-T/``) gives one series against the
-    timestep, whatever ``x`` says (see :func:`recording_axis`).
+    timestep, whatever ``x`` says.
 
     Raises:
         ConfigError: No manifest, or no finished episode in any.
@@ -254,7 +253,7 @@ def draw_curves(
     return written
 
 
-def recording_axis(out: str | os.PathLike[str], x: str) -> str:
+def _recording_axis(out: str | os.PathLike[str], x: str) -> str:
     """The axis a folder is drawn against: ``x``, or "timestep" for training rounds."""
     folder = Path(out)
     if (folder / "episodes.jsonl").is_file() or seed_folders(folder):
@@ -292,7 +291,7 @@ def plot_manifest(
     """
     folder = Path(out)
     series = load_series(folder, x)
-    x = recording_axis(folder, x)
+    x = _recording_axis(folder, x)
     target = Path(path) if path is not None else folder / PNG
     targets = _targets(target, formats)
     name = folder.resolve().name or str(folder)

@@ -242,17 +242,12 @@ def write_report(
             returns = [float(r["return"]) for r in finished(part.records)]
             groups.append(returns)
             episodes.extend(_episode(index, part, r, base) for r in part.records)
-            if part.seed is not None:
-                per_seed.append(
-                    {"seed": part.seed, **stats_dict(describe([returns], threshold=run.threshold))}
-                )
-            if part.timestep is not None:
-                per_round.append(
-                    {
-                        "timestep": part.timestep,
-                        **stats_dict(describe([returns], threshold=run.threshold)),
-                    }
-                )
+            if part.seed is not None or part.timestep is not None:
+                stats = stats_dict(describe([returns], threshold=run.threshold))
+                if part.seed is not None:
+                    per_seed.append({"seed": part.seed, **stats})
+                else:
+                    per_round.append({"timestep": part.timestep, **stats})
         run_data.append(
             {
                 "name": run.name,

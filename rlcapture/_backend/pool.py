@@ -75,9 +75,6 @@ class WorkerPool:
             self.procs.append(proc)
             self.conns.append(parent)
 
-    def on_reply(self, w: int, raw: bytes) -> Any:
-        return _alive(self._on_reply)(w, raw)
-
     def on_lost(self, w: int, error: WorkerError) -> None:
         _alive(self._on_lost)(w, error)
 
@@ -122,6 +119,7 @@ class WorkerPool:
         sentinels = {self.procs[w].sentinel: w for w in workers}
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: dict[int, Any] = {}
+        on_reply = _alive(self._on_reply)  # resolved once per wait, not once per reply
         while pending:
             left = _POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
             ready = wait(
@@ -138,7 +136,7 @@ class WorkerPool:
                         replies[w] = None
                         self.on_lost(w, self.died(w))
                         continue
-                    replies[w] = self.on_reply(w, raw)
+                    replies[w] = on_reply(w, raw)
             for obj in ready:
                 w = sentinels.get(obj)  # type: ignore[arg-type]
                 # A worker that exited after its last reply is read above;
