@@ -35,8 +35,7 @@ from ._backend.messages import (
 )
 from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
-from ._backend.uploader import Uploader
-from ._backend.uploads import missing_package, parse_tracker
+from ._backend.uploads import Uploader, missing_package, parse_tracker
 from ._backend.video import VideoOptions, probe_encoder
 from .config import MAX_ENCODERS, RecordConfig, build_config, keyword_names
 from .errors import ConfigError, EncoderError, OutputError, OutputExistsError
@@ -313,8 +312,7 @@ class Recorder:
             shard.done = True
         uploader, self._uploader = self._uploader, None
         if uploader is not None:
-            uploader.conn.close()  # end of file: it finishes quickly
-            stop_process(uploader.proc, timeout)
+            uploader.stop(timeout)
 
     def _name(self, shard: _Shard) -> str:
         if self.encoders == 1:

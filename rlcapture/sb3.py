@@ -25,8 +25,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from ._backend.manifest import Manifest, read_manifest
-from ._backend.uploader import Uploader
-from ._backend.uploads import missing_package, parse_tracker
+from ._backend.uploads import Uploader, missing_package, parse_tracker
 from .config import RecordConfig
 from .envs import make_env_fn
 from .errors import ConfigError

@@ -3,9 +3,10 @@
 ``RecordConfig(loggers=[...])`` (``--log`` on ``rlcapture record``) names the
 trackers as spec strings: ``wandb[:PROJECT]``, ``tensorboard[:DIR]``,
 ``mlflow[:TRACKING_URI]``. They are served by one uploader process per
-recording (:mod:`.uploader`), which follows the run's manifest, so the env
-workers and the encoder never wait for a tracker, and a tracker's package is
-imported only there. One module per tracker:
+recording (:mod:`rlcapture._backend.uploads`), which follows the run's
+manifest, so the env workers and the encoder never wait for a tracker, and a
+tracker's package is imported only there, by the name its registry gives
+(:mod:`rlcapture._backend.uploads.registry`). One module per tracker:
 
 - :mod:`.wandb`: a W&B run; statistics against ``rlcapture/step``, each
   video as the MP4 file itself (``wandb.Video(path, format="mp4")``).

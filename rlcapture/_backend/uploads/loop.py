@@ -1,6 +1,6 @@
 """The uploader process: follows manifests and sends each episode to every tracker.
 
-It runs in its own process (started by :class:`~rlcapture._backend.uploader.Uploader`),
+It runs in its own process (started by :class:`~.process.Uploader`),
 so nothing here ever runs on the step path or in the encoder's frame loop.
 Its input is the run's manifest itself, read as it grows: the manifest is
 already the ordered record of every episode of every encoder shard, so the
@@ -19,6 +19,10 @@ The step of an episode is its ``timestep`` field when the manifest has one
 (recorded during training), else its ``step`` (the env steps of the
 manifest's episodes up to and including it, in the manifest's order; counted
 here for a manifest written before lines had it).
+
+Each tracker's adapter is imported here, by the name :mod:`.registry` gives
+it, when its thread first sends something: the engine imports no tracker
+package and no module of :mod:`rlcapture.trackers`.
 """
 
 from __future__ import annotations
@@ -28,20 +32,22 @@ import os
 import queue
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._backend.uploads import TrackerSpec, missing_package, parse_tracker, upload_parts
-from .base import RunInfo, Tracker, open_tracker
+from .adapter import RunInfo, Tracker
+from .messages import Finish, Follow, Report, Sent, TrackerReport, UploaderFailed, decode, encode
+from .parts import upload_parts
+from .registry import open_tracker
+from .spec import TrackerSpec, missing_package, parse_tracker
 
-__all__ = ["run_uploader", "BACKOFF", "QUEUE_ITEMS"]
+__all__ = ["uploader_main", "run_uploader", "BACKOFF", "QUEUE_ITEMS"]
 
 #: Seconds before the second try of an upload; each later wait doubles, up to 8 s.
 BACKOFF = 0.5
 #: Uploads a tracker's thread may have waiting; beyond, they are named as not sent.
 QUEUE_ITEMS = 10_000
-
-Key = tuple[str, int, int, str]  # (manifest, env, episode, part)
 
 
 @dataclass
@@ -84,14 +90,14 @@ class _Source:
 
 
 @dataclass
-class _Worker:
+class _Sender:
     """One tracker's thread, its queue, and what it sent."""
 
     spec: TrackerSpec
     run: RunInfo
     attempts: int
     queue: queue.Queue[_Item | None] = field(default_factory=lambda: queue.Queue(QUEUE_ITEMS))
-    sent: list[Key] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
     error: str | None = None
     down: bool = False
     overflow: int = 0
@@ -130,7 +136,7 @@ class _Worker:
             for part in item.parts:
                 if self._try(item, part):
                     self.sent.append(
-                        (item.manifest, item.record["env"], item.record["episode"], part)
+                        Sent(item.manifest, item.record["env"], item.record["episode"], part)
                     )
         if self.tracker is not None:
             try:
@@ -181,8 +187,8 @@ class _Worker:
         self.down = True
         return False
 
-    def report(self) -> dict[str, Any]:
-        return {"sent": list(self.sent), "error": self.error}
+    def report(self) -> TrackerReport:
+        return TrackerReport(list(self.sent), self.error)
 
 
 def _describe(exc: BaseException) -> str:
@@ -216,18 +222,68 @@ def _items(source: _Source, records: list[dict[str, Any]]) -> list[_Item]:
     return items
 
 
+def uploader_main(
+    specs: list[str],
+    out_dir: str,
+    name: str,
+    attempts: int,
+    timeout: float,
+    control: Any,
+    parents: list[Any],
+) -> None:
+    """Entry point of the uploader process.
+
+    Closes the recorder's ends of its pipes (so the recorder's death is an
+    end of file here), then serves the trackers. A failure of its own is
+    sent as :class:`~.messages.UploaderFailed` (and printed) before it exits
+    with status 1. It leaves with ``os._exit``: a tracker thread still stuck
+    on a server that does not answer must not keep the process alive after
+    its report is sent.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the recorder's to handle
+    try:
+        # Background work: on a machine whose cores the envs and the encoder
+        # keep busy, importing a tracker (MLflow: seconds of CPU) or its
+        # client's threads should take what they leave, not a share of theirs.
+        os.nice(10)
+    except OSError:
+        pass
+    for parent in parents:
+        parent.close()
+    code = 0
+    try:
+        run = RunInfo(out_dir=out_dir, name=name, timeout=min(30.0, max(1.0, timeout / 2)))
+        run_uploader(specs, run, attempts, timeout, control)
+    except BaseException as exc:  # noqa: BLE001 - the recorder names it, or the exit status
+        traceback.print_exc()
+        code = 1
+        try:
+            control.send_bytes(encode(UploaderFailed(_describe(exc), traceback.format_exc())))
+        except (OSError, ValueError):
+            pass  # the recorder is gone, or closed its end
+    finally:
+        try:
+            control.close()
+        except OSError:
+            pass
+    os._exit(code)
+
+
 def run_uploader(
     specs: list[str], run: RunInfo, attempts: int, timeout: float, control: Any
 ) -> None:
     """Serve the trackers of ``specs`` until told to finish; then send the report.
 
-    ``control`` carries ``("follow", path, fields)`` (read that manifest,
-    adding ``fields`` to its records), ``("finish",)`` (read what is left,
-    then finish within ``timeout`` seconds), and back the report: per spec,
-    the (manifest, env, episode, part) it sent and its last error. End of
-    file on ``control`` (the recorder's process died) finishes too.
+    ``control`` carries :class:`~.messages.Follow` (read that manifest,
+    adding its fields to its records), :class:`~.messages.Finish` (read what
+    is left, then finish within ``timeout`` seconds), and back the
+    :class:`~.messages.Report`: per spec, the parts it sent and its last
+    error. End of file on ``control`` (the recorder's process died)
+    finishes too.
     """
-    workers = [_Worker(parse_tracker(s), run, attempts) for s in specs]
+    workers = [_Sender(parse_tracker(s), run, attempts) for s in specs]
     for w in workers:
         w.start()
     sources: list[_Source] = []
@@ -235,12 +291,12 @@ def run_uploader(
     while deadline is None:
         try:
             ready = control.poll(0.2)
-            msg = control.recv() if ready else None
+            msg = decode(control.recv_bytes()) if ready else None
         except (EOFError, OSError):
-            msg, control = ("finish",), None
-        if msg is not None and msg[0] == "follow":
-            sources.append(_Source(msg[1], dict(msg[2])))
-        elif msg is not None and msg[0] == "finish":
+            msg, control = Finish(), None
+        if isinstance(msg, Follow):
+            sources.append(_Source(msg.path, dict(msg.fields)))
+        elif isinstance(msg, Finish):
             deadline = time.monotonic() + (timeout if control is not None else min(timeout, 10.0))
         for source in sources:
             for item in _items(source, source.read()):
@@ -259,9 +315,9 @@ def run_uploader(
                 if w.tracker is None
                 else f"still sending after the upload timeout ({timeout:g} s)"
             )
-            report[str(w.spec)]["error"] = w.error
+            report[str(w.spec)] = report[str(w.spec)]._replace(error=w.error)
     if control is not None:
         try:
-            control.send(("report", report))
+            control.send_bytes(encode(Report(report)))
         except OSError:
             pass

@@ -1,47 +1,36 @@
-"""What goes to experiment trackers: the spec grammar, and which parts of an episode are sent.
+"""The tracker spec grammar: ``--log wandb[:PROJECT]``, ``tensorboard[:DIR]``, ``mlflow[:TRACKING_URI]``.
 
-A tracker is named by a spec string, as ``--log`` takes it: ``wandb[:PROJECT]``,
-``tensorboard[:DIR]`` or ``mlflow[:TRACKING_URI]``. This module parses and
-checks them (for :class:`~rlcapture.RecordConfig`), says which package each
-needs and which extra installs it, and decides what of an episode's manifest
-line is sent: its statistics once it finished, its video once the file is
-closed and kept. It imports no tracker package: the trackers themselves live
-in :mod:`rlcapture.trackers`, loaded only inside the uploader process.
+This module parses and checks spec strings (for
+:class:`~rlcapture.RecordConfig`) and says which package each tracker needs
+and which extra installs it, both from :mod:`.registry`. It imports no
+tracker package: the adapters live in :mod:`rlcapture.trackers`, loaded by
+name only inside the uploader process.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .registry import KINDS, closest_kind
+
 __all__ = [
-    "KINDS",
     "TrackerSpec",
     "parse_tracker",
     "parse_trackers",
     "missing_package",
-    "upload_parts",
     "DEFAULT_ATTEMPTS",
     "DEFAULT_UPLOAD_TIMEOUT",
 ]
 
-#: Tracker kinds, and the (import name, pip extra) each needs.
-KINDS: dict[str, tuple[str, str]] = {
-    "wandb": ("wandb", "wandb"),
-    "tensorboard": ("tensorboard", "tensorboard"),
-    "mlflow": ("mlflow", "mlflow"),
-}
 #: Tries per upload before it is given up (and named at the end of the run).
 DEFAULT_ATTEMPTS = 3
 #: Seconds the end of a run waits for uploads still under way.
 DEFAULT_UPLOAD_TIMEOUT = 60.0
 
-# The ends with a return to plot (episode.FINISHED, without importing the lifecycle).
-_FINISHED = ("terminated", "truncated")
 # W&B: "project" or "entity/project": letters, digits, '-', '_', '.'.
 _PROJECT = re.compile(r"[\w.-]{1,128}(/[\w.-]{1,128})?")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
@@ -53,7 +42,8 @@ class TrackerSpec:
     """One tracker to report to.
 
     Attributes:
-        kind: "wandb", "tensorboard" or "mlflow".
+        kind: A registered kind (:data:`~.registry.KINDS`): "wandb",
+            "tensorboard" or "mlflow".
         target: The W&B project, the TensorBoard folder or the MLflow
             tracking URI; "" takes the default (project "rlcapture",
             ``OUT/tensorboard``, ``$MLFLOW_TRACKING_URI`` or ``OUT/mlruns``).
@@ -68,7 +58,13 @@ class TrackerSpec:
     @property
     def extra(self) -> str:
         """The pip command that installs what this tracker needs."""
-        return f'pip install "rlcapture[{KINDS[self.kind][1]}]"'
+        return f'pip install "rlcapture[{KINDS[self.kind].extra}]"'
+
+
+def _forms() -> str:
+    """``wandb[:PROJECT], tensorboard[:DIR] or mlflow[:TRACKING_URI]``."""
+    *most, last = (kind.form for kind in KINDS.values())
+    return f"{', '.join(most)} or {last}" if most else last
 
 
 def parse_tracker(text: Any) -> TrackerSpec:
@@ -78,13 +74,13 @@ def parse_tracker(text: Any) -> TrackerSpec:
         ValueError: The spec names no known tracker or its target is malformed
             (the message lists the valid forms).
     """
-    forms = "wandb[:PROJECT], tensorboard[:DIR] or mlflow[:TRACKING_URI]"
+    forms = _forms()
     if not isinstance(text, str) or not text:
         raise ValueError(f"a tracker must be a non-empty string ({forms}), got {text!r}")
     kind, sep, target = text.partition(":")
     if kind not in KINDS:
-        near = difflib.get_close_matches(kind.lower(), KINDS, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        near = closest_kind(kind)
+        hint = f" (did you mean {near!r}?)" if near else ""
         raise ValueError(f"unknown tracker {kind!r} in {text!r}{hint}; use {forms}")
     if sep and not target:
         raise ValueError(f"tracker {text!r}: nothing after ':'; drop it for the default")
@@ -131,7 +127,7 @@ def missing_package(spec: TrackerSpec) -> str | None:
     Asks the import system whether the package can be found, without
     importing it (W&B takes a second to import, and the engine never does).
     """
-    name = KINDS[spec.kind][0]
+    name = KINDS[spec.kind].package
     try:
         found = (
             sys.modules[name] is not None
@@ -143,17 +139,3 @@ def missing_package(spec: TrackerSpec) -> str | None:
     if found:
         return None
     return f"--log {spec.kind} needs the {name} package: {spec.extra}"
-
-
-def upload_parts(record: dict[str, Any]) -> list[str]:
-    """What of an episode's (folded) manifest line goes to the trackers.
-
-    ``"stats"`` once it finished on its own (terminated or truncated: it has
-    a return to plot); ``"video"`` when it has a video kept by the keep rules.
-    """
-    parts = []
-    if record.get("update") is not True and record.get("end") in _FINISHED:
-        parts.append("stats")
-    if record.get("video") and record.get("kept", True) is not False:
-        parts.append("video")
-    return parts
