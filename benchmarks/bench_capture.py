@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:
 
 # How every figure is taken (process-tree PSS and CPU, other programs' load,
 # trials in fresh processes) is shared with `rlcapture bench`.
-from rlcapture import measure  # noqa: E402
+from rlcapture.bench import measure  # noqa: E402
 
 measure.headless()  # inherited by workers and trials
 

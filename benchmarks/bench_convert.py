@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from rlcapture.measure import machine_info  # noqa: E402
+from rlcapture.bench.measure import machine_info  # noqa: E402
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rlcapture import measure  # noqa: E402
+from rlcapture.bench import measure  # noqa: E402
 
 measure.headless()  # inherited by workers and trials
 VARIANTS = ("none", "render", "all-now", "all-gate")

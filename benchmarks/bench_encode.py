@@ -52,7 +52,7 @@ if str(HERE.parent) not in sys.path:
 
 from bench_convert import cartpole_frames  # noqa: E402
 
-from rlcapture.measure import machine_info  # noqa: E402
+from rlcapture.bench.measure import machine_info  # noqa: E402
 
 Runner = Callable[[list[np.ndarray], int, str], None]
 MOVFLAGS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}

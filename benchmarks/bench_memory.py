@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from rlcapture.measure import headless, machine_info  # noqa: E402
+from rlcapture.bench.measure import headless, machine_info  # noqa: E402
 
 _LIBS = [
     ("memfd rings", re.compile(r"memfd:")),

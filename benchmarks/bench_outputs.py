@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from rlcapture.measure import run_trial_process, time_per_call, trial_main  # noqa: E402
+from rlcapture.bench.measure import run_trial_process, time_per_call, trial_main  # noqa: E402
 
 
 def _frame() -> np.ndarray:

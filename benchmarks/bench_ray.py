@@ -52,7 +52,7 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from rlcapture.measure import cores, machine_info, self_cpu, time_per_call  # noqa: E402
+from rlcapture.bench.measure import cores, machine_info, self_cpu, time_per_call  # noqa: E402
 
 
 class _TreeCPU:

@@ -58,8 +58,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 import rlcapture  # noqa: E402
-from rlcapture import measure  # noqa: E402
 from rlcapture._backend.manifest import read_manifest  # noqa: E402
+from rlcapture.bench import measure  # noqa: E402
 
 measure.headless()  # pygame (CartPole's renderer) needs no display; inherited by workers
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rlcapture.bench import summarize_trials, variant_names
-from rlcapture.bench_report import frame_ceiling
+from rlcapture.bench.report import frame_ceiling, summarize_trials
+from rlcapture.bench.variants import variant_names
 from rlcapture.cli import main
 
 

@@ -39,7 +39,8 @@ from rlcapture._backend.messages import (
     encode,
 )
 from rlcapture._backend.procs import get_context
-from rlcapture._backend.worker import Shared, WorkerSpec, _error_reply, _Failure, _Worker
+from rlcapture._backend.worker import Shared, WorkerSpec, _error_reply
+from rlcapture._backend.worker_envs import EnvFailure, WorkerEnvs
 from rlcapture.triggers import as_schedule
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,7 +171,7 @@ def test_malformed_hello_is_a_value_error(body: Any) -> None:
 
 
 # -- a worker's env logic, without pipes --------------------------------------------
-def _worker(rec: rlcapture.Recorder, n: int, **spec: Any) -> _Worker:
+def _worker(rec: rlcapture.Recorder, n: int, **spec: Any) -> WorkerEnvs:
     """A worker object in this process, on real envs and a real encoder; no pipe."""
     ctx = get_context(None)
     env_fns = [partial(NoisyEnv, length=3, side=16)] * n
@@ -189,7 +190,7 @@ def _worker(rec: rlcapture.Recorder, n: int, **spec: Any) -> _Worker:
         "shared": shared,
     }
     options.update(spec)
-    return _Worker(WorkerSpec(**options), None)
+    return WorkerEnvs(WorkerSpec(**options), None)
 
 
 def test_worker_env_logic_without_pipes(tmp_path: Path) -> None:
@@ -218,7 +219,7 @@ def test_worker_env_logic_without_pipes(tmp_path: Path) -> None:
             assert worker.call("t", (), {}, [1]) == Ok([0])
             assert worker.set_attr("length", [5], [0]) == Ok(None)
             assert worker.call("length", (), {}, None).value == [5, 3]
-            with pytest.raises(_Failure) as failure:
+            with pytest.raises(EnvFailure) as failure:
                 worker.call("no_such_attribute", (), {}, None)
             error = _error_reply(failure.value.env, failure.value.exc, failure.value.tb, recoverable=True)
             assert error.kind == "AttributeError" and error.user_error == "AttributeError"

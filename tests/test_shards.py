@@ -325,7 +325,7 @@ def test_manifest_with_several_writers(tmp_path: Path) -> None:
 
 # -- rlcapture bench --encoders -----------------------------------------------------------
 def test_bench_variants_per_encoder_count() -> None:
-    from rlcapture.bench_variants import (
+    from rlcapture.bench.variants import (
         select_variants,
         variant_base,
         variant_encoders,

@@ -1,9 +1,9 @@
 """One trial of ``rlcapture bench``, in its own process: make, reset, step, close; measure.
 
 :func:`run_trial` runs one variant with one N (the driver in
-:mod:`rlcapture.bench` starts a fresh Python process for each, through
+:mod:`rlcapture.bench.command` starts a fresh Python process for each, through
 :func:`trial_entry`), and :func:`probe_env` checks the env in the driver first.
-How time, CPU and memory are taken is :mod:`rlcapture.measure`'s.
+How time, CPU and memory are taken is :mod:`rlcapture.bench.measure`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space
 
-from .bench_variants import CORE, TILED, variant_base, variant_encoders
-from .envs import import_object
-from .errors import ConfigError, EnvError, RLCaptureError
+from ..envs import import_object
+from ..errors import ConfigError, EnvError, RLCaptureError
+from ..policies import load_policy
 from .measure import (
     MB,
     TreePSS,
@@ -39,7 +40,7 @@ from .measure import (
     trial_main,
     video_frames,
 )
-from .policies import load_policy
+from .variants import CORE, TILED, variant_base, variant_encoders
 
 __all__ = [
     "RenderEveryFrame",
@@ -108,7 +109,7 @@ def _env_factory(env: str) -> Callable[[], gym.Env]:
     """A function that makes the benchmarked env (in this process or a worker)."""
     if is_factory_spec(env):
         return import_object(env, "env factory")
-    from .envs import make_env_fn
+    from ..envs import make_env_fn
 
     return make_env_fn(env)
 
@@ -139,7 +140,7 @@ def probe_env(env: str) -> dict[str, Any]:
             raise EnvError(
                 f"env {env!r} failed to reset or render: {type(exc).__name__}: {exc}"
             ) from None
-        from ._backend.frames import as_frame
+        from .._backend.frames import as_frame
 
         try:
             frame = as_frame(frame, f"env {env!r}")
@@ -179,8 +180,8 @@ class _Run:
         self.sb3 = False
         fn = _env_factory(spec["env"])
         if self.base in CORE:
-            from .recorder import Recorder
-            from .vector import CaptureVectorEnv
+            from ..recorder import Recorder
+            from ..vector import CaptureVectorEnv
 
             schedule = variant.partition("/e")[0]  # every:20/e2 -> every:20
             record = {"none": "none", "render": "none", "all": "all"}.get(self.base, schedule)
@@ -360,22 +361,54 @@ def _run_command(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of one variant: make, reset, step, close; time, CPU and memory."""
-    variant, n, steps, seed = spec["variant"], int(spec["n"]), int(spec["steps"]), int(spec["seed"])
-    base = variant_base(variant)
+    base = variant_base(spec["variant"])
     if base == "record":
         return _run_command(spec)
     if base in ("gym-vec", "gym-worker", "sb3"):
         import moviepy.video.io.ImageSequenceClip  # noqa: F401 - imported before timing
-    folder = Path(spec["folder"])
-    # Render once here: what rendering imports (pygame, ...) is imported before
-    # the workers fork, the same for every variant.
-    fn = _env_factory(spec["env"])
-    warm = fn()
+    _warm_up(spec["env"], int(spec["seed"]))
+    return _figures(spec, _timed_run(spec))
+
+
+def _warm_up(env: str, seed: int) -> None:
+    """Makes, resets and renders one env, untimed.
+
+    What rendering imports (pygame, ...) is then imported before the workers
+    fork, the same for every variant.
+    """
+    warm = _env_factory(env)()
     try:
         warm.reset(seed=seed)
         warm.render()
     finally:
         warm.close()
+
+
+@dataclass(frozen=True)
+class _Timings:
+    """What :func:`_timed_run` read: clocks, CPU counters and memory around one run."""
+
+    t0: float  # made the envs (the first-video clock's start)
+    t1: float  # envs made, policy loaded: the timed window starts
+    t2: float  # the last step returned
+    t3: float  # closed (every video finished)
+    self0: float
+    self1: float
+    tree0: float
+    tree1: float
+    enc0: float | None
+    enc_before_close: float | None
+    closed: dict[str, Any]
+    first_video_s: float | None
+    encoders: Any
+    mem: TreePSS
+
+
+def _timed_run(spec: dict[str, Any]) -> _Timings:
+    """Makes the variant's envs, steps them ``steps`` times with the policy and closes them."""
+    variant, steps, seed = spec["variant"], int(spec["steps"]), int(spec["seed"])
+    base = variant_base(variant)
+    folder = Path(spec["folder"])
     mem = TreePSS()
     with mem:
         # none and render write no video: no need to look (its CPU would count)
@@ -403,15 +436,28 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         first_video_s = first.stop() if first is not None else None
         mem.stop()  # its CPU, all of it counted in ours, is taken out below
         self1, tree1 = self_cpu(), tree_cpu()
-    cpu = tree1 - tree0 - mem.cpu_s
-    main_cpu = (self1 - self0) - mem.cpu_s
+    return _Timings(
+        t0=t0, t1=t1, t2=t2, t3=t3, self0=self0, self1=self1, tree0=tree0, tree1=tree1,
+        enc0=enc0, enc_before_close=enc_before_close, closed=closed,
+        first_video_s=first_video_s, encoders=run_encoders, mem=mem,
+    )  # fmt: skip
+
+
+def _figures(spec: dict[str, Any], t: _Timings) -> dict[str, Any]:
+    """The trial's result: rates, CPU and memory from the timings, frames from the outputs."""
+    variant, n, steps = spec["variant"], int(spec["n"]), int(spec["steps"])
+    base = variant_base(variant)
+    folder = Path(spec["folder"])
+    mem = t.mem
+    cpu = t.tree1 - t.tree0 - mem.cpu_s
+    main_cpu = (t.self1 - t.self0) - mem.cpu_s
     env_steps = n * steps
     encoder_cpu = None
-    if enc0 is not None:
-        life = closed.get("encoder_life_cpu_s")
-        last = life if life is not None else enc_before_close
-        encoder_cpu = None if last is None else max(0.0, last - enc0)
-    summary = closed.get("summary") or {}
+    if t.enc0 is not None:
+        life = t.closed.get("encoder_life_cpu_s")
+        last = life if life is not None else t.enc_before_close
+        encoder_cpu = None if last is None else max(0.0, last - t.enc0)
+    summary = t.closed.get("summary") or {}
     if base in CORE:
         video_files, written = int(summary.get("videos", 0)), int(summary.get("frames", 0))
         size = sum(p.stat().st_size for p in folder.rglob("*.mp4"))
@@ -419,10 +465,10 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         video_files, written, size = video_frames(folder)
     frames = written * n if base in TILED else written
     rendered = n * (steps + 1) if base == "render" else frames
-    run_s = t3 - t1
+    run_s = t.t3 - t.t1
     return {
         "variant": variant,
-        "encoders": run_encoders,
+        "encoders": t.encoders,
         "n": n,
         "steps": steps,
         "repeat": spec.get("repeat", 0),
@@ -432,24 +478,24 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
         "video_frames": written,
         "videos": video_files,
         "bytes_written": size,
-        "setup_s": t1 - t0,
+        "setup_s": t.t1 - t.t0,
         "run_s": run_s,
-        "close_s": t3 - t2,
-        "whole_s": t3 - t0,
-        "first_video_s": first_video_s,
+        "close_s": t.t3 - t.t2,
+        "whole_s": t.t3 - t.t0,
+        "first_video_s": t.first_video_s,
         "steps_per_s": env_steps / run_s,
         "frames_per_s": frames / run_s,
-        "frames_per_s_whole": frames / (t3 - t0),
+        "frames_per_s_whole": frames / (t.t3 - t.t0),
         "cpu_s": cpu,
         "main_cpu_s": main_cpu,
         "encoder_cpu_s": encoder_cpu,
         "encoder_cpu_before_close_s": (
-            None if enc0 is None or enc_before_close is None else enc_before_close - enc0
+            None if t.enc0 is None or t.enc_before_close is None else t.enc_before_close - t.enc0
         ),
         "peak_pss_mb": mem.peak / MB,
         "pss_samples": mem.samples,
         "sampler_cpu_s": mem.cpu_s,
-        "tree_cpu_total_s": tree1,
+        "tree_cpu_total_s": t.tree1,
     }
 
 

@@ -4,14 +4,14 @@ A variant's name is its base (``none``, ``render``, ``all``, ``every:M``,
 ``gym-vec``, ``gym-worker``, ``sb3``), with ``/eK`` when its recorder is told
 to run K encoder processes (``all/e2``); without it the recorder chooses
 (``encoders="auto"``, the default). What each one runs is said in
-:mod:`rlcapture.bench`'s docstring and done in :mod:`rlcapture.bench_trial`.
+:mod:`rlcapture.bench.command`'s docstring and done in :mod:`rlcapture.bench.trial`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "CORE",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .bench_variants import EVERY_FRAME, variant_base, variant_encoders, variant_label
 from .measure import median
+from .variants import EVERY_FRAME, variant_base, variant_encoders, variant_label
 
 __all__ = ["format_table", "frame_ceiling", "summarize_trials"]
 
@@ -44,119 +44,138 @@ def summarize_trials(
     """Medians per (N, variant), and per-frame costs and the ceiling per N."""
     rows: list[dict[str, Any]] = []
     costs: dict[str, dict[str, Any]] = {}
-    every = next((v for v in variants if v.startswith("every:")), None)
     for n in ns:
-        med: dict[str, dict[str, Any]] = {}
-        for v in variants:
-            rs = [t for t in trials if t["n"] == n and t["variant"] == v]
-            if not rs:
-                continue
-            m = {
-                key: median([t.get(key) for t in rs])
-                for key in (
-                    "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
-                    "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
-                    "setup_s", "other_load_cores", "whole_s", "first_video_s",
-                    "frames_per_s_whole",
-                )
-            }  # fmt: skip
-            m["env_steps"] = rs[0]["env_steps"]
-            m["frames"] = median([t["frames"] for t in rs])
-            m["frames_rendered"] = median([t["frames_rendered"] for t in rs])
-            m["repeats"] = len(rs)
-            med[v] = m
-        none = med.get("none")
-        render = med.get("render")
-        step_ms = 1e3 * none["cpu_s"] / none["env_steps"] if none else None
-        render_ms = None
-        if none and render and render["frames_rendered"]:
-            render_ms = max(
-                0.0, 1e3 * (render["cpu_s"] - none["cpu_s"]) / render["frames_rendered"]
-            )
-        encode_ms = None
-        # One encoder's figures first (k encoders on few cores also pay for
-        # switching between them), then any variant that encoded every frame.
-        sources = ["all/e1", "all", every, *(v for v in variants if variant_base(v) in ("all", "every"))]
-        for source in sources:
-            m = med.get(source) if source else None
-            if m and m["encoder_cpu_s"] is not None and m["frames"]:
-                encode_ms = 1e3 * m["encoder_cpu_s"] / m["frames"]
-                encode_source = source
-                break
-        ceiling = ceiling_cpu = None
-        if render_ms is not None and encode_ms is not None and render_ms + encode_ms > 0:
-            worker_step_ms = step_ms or 0.0
-            if none and none["main_cpu_s"] is not None:  # the main process's share is not the env's
-                other = none["main_cpu_s"] + (none["encoder_cpu_s"] or 0.0)
-                worker_step_ms = max(0.0, 1e3 * (none["cpu_s"] - other) / none["env_steps"])
-            ceiling, ceiling_cpu = frame_ceiling(
-                cores, n, step_ms or 0.0, render_ms, encode_ms, worker_step_ms
-            )
-        backlog = None
-        a = med.get("all")
-        if a and a["encoder_cpu_s"] and a["encoder_cpu_before_close_s"] is not None:
-            backlog = 1.0 - a["encoder_cpu_before_close_s"] / a["encoder_cpu_s"]
-        costs[str(n)] = {
-            "n": n,
-            "step_ms": step_ms,
-            "render_ms": render_ms,
-            "copy_ms": copy_ms,
-            "encode_ms": encode_ms,
-            "encode_from": encode_source if encode_ms is not None else None,
-            "ceiling_frames_per_s": ceiling,
-            "ceiling_before_2026_11_30_frames_per_s": ceiling_cpu,
-            "encoder_share_of_work_left_at_close": backlog,
-        }
-        for v, m in med.items():
-            base = variant_base(v)
-            row = {"n": n, "variant": v, "label": variant_label(v), **m}
-            row["overhead_pct"] = (
-                100.0 * (1.0 - m["steps_per_s"] / none["steps_per_s"]) if none else None
-            )
-            row["cpu_ms_per_step"] = 1e3 * m["cpu_s"] / m["env_steps"] if m["cpu_s"] else None
-            row["cpu_busy_pct"] = (
-                100.0 * m["cpu_s"] / (m["run_s"] * cores) if m["cpu_s"] and m["run_s"] else None
-            )
-            row["recorded_fraction"] = m["frames"] / m["env_steps"] if m["env_steps"] else None
-            row["ceiling_pct"] = (
-                100.0 * m["frames_per_s"] / ceiling if ceiling and base in EVERY_FRAME else None
-            )
-            # Goal figures: an every-frame run's CPU per step against rendering
-            # alone, and a sparse run's extra CPU against its lower bound (the
-            # render and encode CPU of the frames it recorded).
-            row["cpu_vs_render"] = (
-                m["cpu_s"] / render["cpu_s"]
-                if base in EVERY_FRAME and render and m["cpu_s"] and render["cpu_s"]
-                else None
-            )
-            # The same ratio per repeat (the variants of one repeat ran next to
-            # each other), then the median: steadier when the machine's speed drifts.
-            row["cpu_vs_render_paired"] = (
-                _paired_cpu_ratio(trials, n, v, "render")
-                if row["cpu_vs_render"] is not None
-                else None
-            )
-            row["extra_cpu_ms_per_step"] = row["lower_bound_ms_per_step"] = None
-            row["extra_over_bound"] = row["extra_over_bound_paired"] = None
-            if base == "every" and none and m["cpu_s"] and render_ms is not None and encode_ms:
-                extra = 1e3 * (m["cpu_s"] - none["cpu_s"]) / m["env_steps"]
-                bound = row["recorded_fraction"] * (render_ms + encode_ms)
-                row["extra_cpu_ms_per_step"] = extra
-                row["lower_bound_ms_per_step"] = bound
-                row["extra_over_bound"] = extra / bound if bound > 0 else None
-                row["extra_over_bound_paired"] = _paired_extra_ratio(
-                    trials, n, v, render_ms + encode_ms
-                )
-            row["encoders"] = variant_encoders(v) if base in ("all", "every") else None
-            started = [t.get("encoders") for t in trials if t["n"] == n and t["variant"] == v]
-            row["encoders_started"] = median([k for k in started if isinstance(k, int)])
-            row["encode_ms"] = (
-                1e3 * m["encoder_cpu_s"] / m["frames"]
-                if base in ("all", "every") and m["encoder_cpu_s"] is not None and m["frames"]
-                else None
-            )
-            rows.append(row)
+        med = _medians(trials, n, variants)
+        cost = costs[str(n)] = _costs(med, n, variants, cores, copy_ms)
+        rows.extend(_row(trials, n, v, m, med, cost, cores) for v, m in med.items())
     return rows, costs
+
+
+#: The figures of a trial whose median over the repeats is reported.
+_MEDIAN_KEYS = (
+    "steps_per_s", "frames_per_s", "cpu_s", "main_cpu_s", "encoder_cpu_s",
+    "encoder_cpu_before_close_s", "peak_pss_mb", "run_s", "close_s",
+    "setup_s", "other_load_cores", "whole_s", "first_video_s",
+    "frames_per_s_whole",
+)  # fmt: skip
+
+
+def _medians(
+    trials: list[dict[str, Any]], n: int, variants: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Each variant's medians over its repeats at N (variants that did not run left out)."""
+    med: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        rs = [t for t in trials if t["n"] == n and t["variant"] == v]
+        if not rs:
+            continue
+        m = {key: median([t.get(key) for t in rs]) for key in _MEDIAN_KEYS}
+        m["env_steps"] = rs[0]["env_steps"]
+        m["frames"] = median([t["frames"] for t in rs])
+        m["frames_rendered"] = median([t["frames_rendered"] for t in rs])
+        m["repeats"] = len(rs)
+        med[v] = m
+    return med
+
+
+def _costs(
+    med: dict[str, dict[str, Any]], n: int, variants: Sequence[str], cores: int,
+    copy_ms: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The per-frame CPU costs at N (step, render, copy, encode) and the machine's ceiling."""
+    none = med.get("none")
+    render = med.get("render")
+    step_ms = 1e3 * none["cpu_s"] / none["env_steps"] if none else None
+    render_ms = None
+    if none and render and render["frames_rendered"]:
+        render_ms = max(0.0, 1e3 * (render["cpu_s"] - none["cpu_s"]) / render["frames_rendered"])
+    encode_ms = encode_source = None
+    # One encoder's figures first (k encoders on few cores also pay for
+    # switching between them), then any variant that encoded every frame.
+    every = next((v for v in variants if v.startswith("every:")), None)
+    sources = ["all/e1", "all", every, *(v for v in variants if variant_base(v) in ("all", "every"))]
+    for source in sources:
+        m = med.get(source) if source else None
+        if m and m["encoder_cpu_s"] is not None and m["frames"]:
+            encode_ms = 1e3 * m["encoder_cpu_s"] / m["frames"]
+            encode_source = source
+            break
+    ceiling = ceiling_cpu = None
+    if render_ms is not None and encode_ms is not None and render_ms + encode_ms > 0:
+        worker_step_ms = step_ms or 0.0
+        if none and none["main_cpu_s"] is not None:  # the main process's share is not the env's
+            other = none["main_cpu_s"] + (none["encoder_cpu_s"] or 0.0)
+            worker_step_ms = max(0.0, 1e3 * (none["cpu_s"] - other) / none["env_steps"])
+        ceiling, ceiling_cpu = frame_ceiling(
+            cores, n, step_ms or 0.0, render_ms, encode_ms, worker_step_ms
+        )
+    backlog = None
+    a = med.get("all")
+    if a and a["encoder_cpu_s"] and a["encoder_cpu_before_close_s"] is not None:
+        backlog = 1.0 - a["encoder_cpu_before_close_s"] / a["encoder_cpu_s"]
+    return {
+        "n": n,
+        "step_ms": step_ms,
+        "render_ms": render_ms,
+        "copy_ms": copy_ms,
+        "encode_ms": encode_ms,
+        "encode_from": encode_source,
+        "ceiling_frames_per_s": ceiling,
+        "ceiling_before_2026_11_30_frames_per_s": ceiling_cpu,
+        "encoder_share_of_work_left_at_close": backlog,
+    }
+
+
+def _row(
+    trials: list[dict[str, Any]], n: int, v: str, m: dict[str, Any],
+    med: dict[str, dict[str, Any]], cost: dict[str, Any], cores: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Variant v's row at N: its medians and the figures derived from them and from ``cost``."""
+    none, render = med.get("none"), med.get("render")
+    render_ms, encode_ms = cost["render_ms"], cost["encode_ms"]
+    ceiling = cost["ceiling_frames_per_s"]
+    base = variant_base(v)
+    row = {"n": n, "variant": v, "label": variant_label(v), **m}
+    row["overhead_pct"] = 100.0 * (1.0 - m["steps_per_s"] / none["steps_per_s"]) if none else None
+    row["cpu_ms_per_step"] = 1e3 * m["cpu_s"] / m["env_steps"] if m["cpu_s"] else None
+    row["cpu_busy_pct"] = (
+        100.0 * m["cpu_s"] / (m["run_s"] * cores) if m["cpu_s"] and m["run_s"] else None
+    )
+    row["recorded_fraction"] = m["frames"] / m["env_steps"] if m["env_steps"] else None
+    row["ceiling_pct"] = (
+        100.0 * m["frames_per_s"] / ceiling if ceiling and base in EVERY_FRAME else None
+    )
+    # Goal figures: an every-frame run's CPU per step against rendering
+    # alone, and a sparse run's extra CPU against its lower bound (the
+    # render and encode CPU of the frames it recorded).
+    row["cpu_vs_render"] = (
+        m["cpu_s"] / render["cpu_s"]
+        if base in EVERY_FRAME and render and m["cpu_s"] and render["cpu_s"]
+        else None
+    )
+    # The same ratio per repeat (the variants of one repeat ran next to
+    # each other), then the median: steadier when the machine's speed drifts.
+    row["cpu_vs_render_paired"] = (
+        _paired_cpu_ratio(trials, n, v, "render") if row["cpu_vs_render"] is not None else None
+    )
+    row["extra_cpu_ms_per_step"] = row["lower_bound_ms_per_step"] = None
+    row["extra_over_bound"] = row["extra_over_bound_paired"] = None
+    if base == "every" and none and m["cpu_s"] and render_ms is not None and encode_ms:
+        extra = 1e3 * (m["cpu_s"] - none["cpu_s"]) / m["env_steps"]
+        bound = row["recorded_fraction"] * (render_ms + encode_ms)
+        row["extra_cpu_ms_per_step"] = extra
+        row["lower_bound_ms_per_step"] = bound
+        row["extra_over_bound"] = extra / bound if bound > 0 else None
+        row["extra_over_bound_paired"] = _paired_extra_ratio(trials, n, v, render_ms + encode_ms)
+    row["encoders"] = variant_encoders(v) if base in ("all", "every") else None
+    started = [t.get("encoders") for t in trials if t["n"] == n and t["variant"] == v]
+    row["encoders_started"] = median([k for k in started if isinstance(k, int)])
+    row["encode_ms"] = (
+        1e3 * m["encoder_cpu_s"] / m["frames"]
+        if base in ("all", "every") and m["encoder_cpu_s"] is not None and m["frames"]
+        else None
+    )
+    return row
 
 
 def _by_repeat(
