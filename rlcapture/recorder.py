@@ -75,7 +75,8 @@ class Recorder:
 
     Args:
         out: The output folder; created if missing. Videos go to ``out/videos/``,
-            one line per finished episode to ``out/episodes.jsonl``.
+            one line per finished episode to the manifest in ``out``
+            (:data:`~rlcapture._backend.manifest.MANIFEST`).
         config: What to record and how (:class:`~rlcapture.RecordConfig`);
             None takes the defaults.
         overwrite: Replace a recording already in ``out``: everything a

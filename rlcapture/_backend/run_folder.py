@@ -13,7 +13,7 @@ and plot then read instead of the seeds.
 What a folder holds, by name (:data:`FILES`, :data:`FOLDERS`, and the
 patterns in :meth:`RunFolder.is_ours`):
 
-- the recording: ``episodes.jsonl`` (:mod:`.manifest`), ``videos/``,
+- the recording: the manifest (:data:`.manifest.MANIFEST`), ``videos/``,
   ``frames/``, ``[prefix]mosaic.mp4``, ``run.json`` (what ran, for replay);
 - what tools derive from it: ``summary.json``, ``report.html`` and
   ``report_files/``, ``learning_curve.png``/``.svg``, ``replays/``, the

@@ -23,7 +23,6 @@ here for a manifest written before lines had it).
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -31,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._backend.manifest import ManifestFollower
 from .._backend.uploads import TrackerSpec, missing_package, parse_tracker, upload_parts
 from .base import RunInfo, Tracker, open_tracker
 
@@ -54,33 +54,17 @@ class _Item:
 
 
 class _Source:
-    """A manifest being followed: where its next line starts, its running env steps."""
+    """A manifest being followed (complete lines only), and its running env steps."""
 
     def __init__(self, path: str, fields: dict[str, Any]) -> None:
         self.path = path
         self.fields = fields
-        self.offset = 0
-        self.partial = b""
+        self.follower = ManifestFollower(path)
         self.steps = 0
 
     def read(self) -> list[dict[str, Any]]:
         """The complete lines appended since the last read (a line being written waits)."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        data = self.partial + data
-        *lines, self.partial = data.split(b"\n")
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return self.follower.read()
 
 
 @dataclass
