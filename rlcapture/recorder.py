@@ -95,6 +95,8 @@ class Recorder:
     Attributes:
         config: The validated configuration this recorder runs with.
         endpoint: Where producers attach (small and picklable).
+        folder: The output folder's :class:`~rlcapture._backend.run_folder.RunFolder`
+            (its lock, the names of what is in it).
         summary: After :meth:`close`: ``frames``, ``episodes``, ``videos``;
             with trackers (``loggers``), also ``uploads`` (per tracker: sent,
             not sent, last error) and ``not_uploaded`` (one line per tracker
@@ -155,7 +157,6 @@ class Recorder:
         self.name_prefix = config.name_prefix
         self.timeout = config.transport.timeout
         self.out = Path(out)
-        #: The output folder's layout and lock.
         self.folder = RunFolder(self.out)
         if images.videos or self.mosaic:
             try:  # before the folder is touched: a codec that cannot open loses nothing

@@ -36,9 +36,7 @@ __all__ = [
     "load_summary",
     "print_run",
     "print_seeds",
-    "round_folders",
     "save_json",
-    "seed_folders",
     "seeds_json",
     "stats_dict",
     "summarize_run",
@@ -160,19 +158,6 @@ def load_summary(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def seed_folders(folder: str | os.PathLike[str]) -> dict[int, Path]:
-    """The ``seed-S/`` folders of the last ``--seeds`` recording that hold a manifest, by seed."""
-    return RunFolder(folder).seed_folders()
-
-
-def round_folders(folder: str | os.PathLike[str]) -> dict[int, Path]:
-    """The ``step-T/`` folders of :class:`~rlcapture.sb3.RecordCallback` rounds that hold a manifest, by T.
-
-    T is the training timestep of the round (also each line's ``timestep``).
-    """
-    return RunFolder(folder).round_folders()
 
 
 def print_run(

@@ -221,6 +221,7 @@ class RayEvaluation:
         self.task_config = config.replace(keep="all", name_prefix="")
         self.env, self.policy, self.num_envs = env, policy, num_envs
         self.out = Path(out)
+        self.folder = RunFolder(self.out)  # its lock, layout and run.json
         self.address, self.init_options = address, init_options
         self.want_actors, self.num_cpus, self.task_size = actors, float(num_cpus), task_size
         self.storage = check_storage(storage)
@@ -235,7 +236,6 @@ class RayEvaluation:
     # -- output folder ------------------------------------------------------------
     def _open_folder(self) -> None:
         """Lock the folder, refuse or clear an earlier recording, as the Recorder does."""
-        self.folder = RunFolder(self.out)
         self.folder.open(self.overwrite)
         self.manifest = ManifestWriter(str(self.folder.manifest))
 
@@ -247,9 +247,7 @@ class RayEvaluation:
         manifest = getattr(self, "manifest", None)
         if manifest is not None:
             manifest.close()
-        folder = getattr(self, "folder", None)
-        if folder is not None:
-            folder.release()
+        self.folder.release()
 
     # -- the run ----------------------------------------------------------------------
     def run(self) -> ClusterResult:
