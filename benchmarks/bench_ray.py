@@ -239,10 +239,10 @@ def calls(args: argparse.Namespace) -> dict[str, float]:
 
 def micro() -> dict[str, float]:
     from rlcapture._backend.keep import KeepPolicy, parse_keep
-    from rlcapture._backend.manifest import Manifest
+    from rlcapture._backend.manifest import ManifestWriter
 
     with tempfile.TemporaryDirectory() as d:
-        m = Manifest(os.path.join(d, "episodes.jsonl"))
+        m = ManifestWriter(os.path.join(d, "episodes.jsonl"))
         line = {"env": 0, "episode": 1, "seed": 1, "return": 21.0, "length": 21, "video": "videos/seed1.mp4",
                 "frames": 22, "end": "terminated", "node": "0123456789ab", "actor": 3, "task": 7}
         manifest_us = 1e6 * time_per_call(lambda: m.write(line), 2000, 3)

@@ -2,7 +2,7 @@
 
 ``rlcapture record ENV_ID`` evaluates a policy on N envs for K episodes and
 records them: one video per episode in ``DIR/videos/``, one line per episode
-in ``DIR/episodes.jsonl``, what ran in ``DIR/run.json``, a summary at the end.
+in the manifest of ``DIR``, what ran in ``DIR/run.json``, a summary at the end.
 Episode j resets with seed ``--seed + j`` whichever env runs it
 (:func:`rlcapture.evaluate`). ``rlcapture replay DIR --env E --episode K``
 renders one recorded episode again. Errors a user can fix are one
@@ -18,10 +18,13 @@ import math
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._backend.manifest import MANIFEST
+from ._backend.run_folder import RUN_FILE, KeptFilesWarning, RunFolder
 from .config import RecordConfig
 from .envs import EnvFactory, make_env_fn
 from .errors import ConfigError, RLCaptureError
@@ -29,7 +32,6 @@ from .evaluate import evaluate
 from .policies import allocate_episodes, load_policy
 from .progress import RunProgress
 from .summary import (
-    SUMMARY_JSON,
     print_run,
     print_seeds,
     save_json,
@@ -244,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Re-create an episode from its seed (or its env generator's state) and "
         "the run's run.json, and render it into a new video.",
     )
-    rep.add_argument("dir", help="a recording's folder (holding episodes.jsonl and run.json)")
+    rep.add_argument("dir", help=f"a recording's folder (holding {MANIFEST} and {RUN_FILE})")
     rep.add_argument("--env", type=_positive(int, 0, 10**7, "--env"), default=0, help="env index (default 0)")
     rep.add_argument(
         "--episode", type=_positive(int, 0, 10**9, "--episode"), default=0, help="that env's episode (default 0)"
@@ -260,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     plot.add_argument(
         "dir",
-        help="a recording's folder (holding episodes.jsonl, seed-S/ folders, or a RecordCallback's "
+        help=f"a recording's folder (holding {MANIFEST}, seed-S/ folders, or a RecordCallback's "
         "step-T/ rounds, drawn against the training timestep)",
     )
     plot.add_argument(
@@ -324,14 +326,22 @@ def record(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                 f"{args.episodes} apart, or give a count (--seeds {len(seeds)})",
                 file=stderr,
             )
-    for seed in seeds:
-        code, returns = _record_one(args, Path(out) / f"seed-{seed}", seed, stdout, stderr)
-        per_seed[seed] = returns
-        if code:
-            break
+    # The top folder is locked for the whole run, cleared with --overwrite (an
+    # earlier plain recording there included), and says which seeds it holds.
+    top = RunFolder(out)
+    top.open(args.overwrite, folders=())
+    try:
+        top.write_seeds_index(seeds)
+        for seed in seeds:
+            code, returns = _record_one(args, top.seed(seed), seed, stdout, stderr)
+            per_seed[seed] = returns
+            if code:
+                break
+    finally:
+        top.release()
     print_seeds(per_seed, args.success_threshold, stdout)
     save_json(
-        Path(out) / SUMMARY_JSON,
+        top.summary,
         seeds_json(
             per_seed,
             args.success_threshold,
@@ -453,7 +463,7 @@ def _save_summary(
     """Write ``OUT/summary.json`` for one recording (local or on Ray), if it left a folder."""
     if summary.records or out.is_dir():
         save_json(
-            out / SUMMARY_JSON,
+            RunFolder(out).summary,
             summary.to_json(
                 env_id=args.env_id,
                 seed=seed,
@@ -583,12 +593,31 @@ def _report_uploads(summary: dict[str, Any], stdout: TextIO) -> None:
         if not counts["not_sent"]:
             print(f"  tracker  {spec}: {counts['sent']} uploads sent", file=stdout)
     for line in summary.get("not_uploaded", ()):
-        print(f"  NOT SENT {line} (see not_uploaded in episodes.jsonl)", file=stdout)
+        print(f"  NOT SENT {line} (see not_uploaded in {MANIFEST})", file=stdout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlcapture`` command."""
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_lines(warnings.showwarning)
+        warnings.simplefilter("always", KeptFilesWarning)
+        return _main(args)
+
+
+def _warning_lines(show: Callable[..., None]) -> Callable[..., None]:
+    """``show``, except that what rlcapture warns the user of is one ``rlcapture: warning:`` line."""
+
+    def show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, KeptFilesWarning):
+            print(f"rlcapture: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command == "record":
             return record(args, sys.stdout, sys.stderr)

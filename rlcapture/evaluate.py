@@ -26,12 +26,12 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from ._backend.manifest import read_manifest
+from ._backend.run_folder import RunFolder, describe_seeds
 from ._backend.seedplan import check_seeds
 from .config import RecordConfig
 from .envs import EnvFactory, make_env_fn
 from .errors import ConfigError
 from .policies import EpisodeRandomPolicy, SB3Policy, load_policy
-from .runfile import describe_seeds, write_run_file
 from .stats import Description, describe
 from .vector import CaptureVectorEnv
 
@@ -84,7 +84,7 @@ class EvaluationResult:
     """What :func:`evaluate` returns: one record per episode of the plan, in seed order.
 
     Attributes:
-        out: The output folder (videos, ``episodes.jsonl``, ``run.json``).
+        out: The output folder (videos, the manifest, ``run.json``).
         episodes: Per-episode results, ordered by their position in the seeds.
         seeds: The seeds asked for.
         interrupted: Ctrl-C stopped the run early (``episodes`` holds those that ended).
@@ -210,7 +210,7 @@ def evaluate(
         seeds: The episodes' seeds: any list or range of integers (repeats
             allowed: each is an episode).
         num_envs: Envs run at once (no more than there are seeds).
-        out: The output folder (required): videos, ``episodes.jsonl``,
+        out: The output folder (required): videos, the manifest,
             ``run.json``.
         config: What to record and how (:class:`~rlcapture.RecordConfig`).
         env_kwargs: Keyword arguments of ``gymnasium.make`` (env ids only).
@@ -263,7 +263,9 @@ def evaluate(
             "video": asdict(envs.recorder.config.video),
         }
         info.update(run_info or {})
-        write_run_file(folder, info)
+        from . import __version__
+
+        envs.recorder.folder.write_run_file(info, version=__version__)
         act = resolve_policy(policy, envs, deterministic)
         _run(envs, act, len(plan), progress)
     except KeyboardInterrupt:
@@ -316,10 +318,7 @@ def _run(
 def _result(
     out: Path, plan: tuple[int, ...] | range, interrupted: bool, errors: dict[int, str]
 ) -> EvaluationResult:
-    try:
-        lines = read_manifest(out / "episodes.jsonl")
-    except FileNotFoundError:
-        lines = []
+    lines = read_manifest(RunFolder(out).manifest, missing_ok=True)
     episodes = []
     for r in lines:
         index = r.get("seed_index")

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from ._backend.episode import FINISHED
-from ._backend.manifest import read_manifest
+from ._backend.manifest import MANIFEST, read_manifest
+from ._backend.run_folder import RunFolder
 from .errors import ConfigError
-from .summary import round_folders, seed_folders
 
 __all__ = [
     "AXES",
@@ -39,7 +39,6 @@ __all__ = [
     "rounds_series",
 ]
 
-PNG = "learning_curve.png"
 #: The x axes a curve can be drawn against.
 AXES = ("steps", "episode", "time")
 _XLABEL = {
@@ -161,26 +160,24 @@ def load_series(out: str | os.PathLike[str], x: str = "steps") -> list[Series]:
     if x not in AXES:
         raise ConfigError(f"x must be one of {', '.join(AXES)}; got {x!r}")
     folder = Path(out)
-    manifest = folder / "episodes.jsonl"
-    if manifest.is_file():
-        sources = {"": manifest}
-    else:
-        sources = {f"seed {s}": f / "episodes.jsonl" for s, f in seed_folders(folder).items()}
-    if not sources:
-        rounds = round_folders(folder)
-        if rounds:
-            series = rounds_series({t: read_manifest(f / "episodes.jsonl") for t, f in rounds.items()})
-            if series is None:
-                raise ConfigError(f"the rounds in {str(folder)!r} hold no finished episode to plot")
-            return [series]
+    parts = RunFolder(folder).parts()
+    if not parts:
         raise ConfigError(
-            f"no manifest at {str(manifest)!r}: is {str(folder)!r} a recording "
-            "(episodes.jsonl, seed-S/ or a RecordCallback's step-T/ folders)?"
+            f"no manifest at {str(RunFolder(folder).manifest)!r}: is {str(folder)!r} a recording "
+            f"({MANIFEST}, seed-S/ or a RecordCallback's step-T/ folders)?"
         )
-    found = [series_of(read_manifest(path), label, x) for label, path in sources.items()]
+    if parts[0].timestep is not None:
+        series = rounds_series({p.timestep: read_manifest(p.manifest) for p in parts})
+        if series is None:
+            raise ConfigError(f"the rounds in {str(folder)!r} hold no finished episode to plot")
+        return [series]
+    found = [
+        series_of(read_manifest(p.manifest), "" if p.seed is None else f"seed {p.seed}", x)
+        for p in parts
+    ]
     series = [s for s in found if s is not None]
     if not series:
-        where = manifest if len(sources) == 1 else folder
+        where = parts[0].manifest if parts[0].seed is None else folder
         raise ConfigError(f"{str(where)!r} holds no finished episode to plot")
     return series
 
@@ -255,10 +252,8 @@ def draw_curves(
 
 def _recording_axis(out: str | os.PathLike[str], x: str) -> str:
     """The axis a folder is drawn against: ``x``, or "timestep" for training rounds."""
-    folder = Path(out)
-    if (folder / "episodes.jsonl").is_file() or seed_folders(folder):
-        return x
-    return "timestep" if round_folders(folder) else x
+    parts = RunFolder(out).parts()
+    return "timestep" if parts and parts[0].timestep is not None else x
 
 
 def plot_manifest(
@@ -274,7 +269,7 @@ def plot_manifest(
     """Draw the returns of a recording (default into ``out/learning_curve.png``).
 
     Args:
-        out: A recording folder: its ``episodes.jsonl``, a ``--seeds``
+        out: A recording folder: its manifest, a ``--seeds``
             recording's ``seed-S/`` folders (one series per seed), or a
             ``RecordCallback``'s ``step-T/`` rounds (against the timestep).
         path: Where to write; ``.png`` or ``.svg`` picks the format.
@@ -292,7 +287,7 @@ def plot_manifest(
     folder = Path(out)
     series = load_series(folder, x)
     x = _recording_axis(folder, x)
-    target = Path(path) if path is not None else folder / PNG
+    target = Path(path) if path is not None else RunFolder(folder).curve(".png")
     targets = _targets(target, formats)
     name = folder.resolve().name or str(folder)
     written = draw_curves(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
-import shutil
 import time
 import weakref
 from dataclasses import asdict
@@ -35,22 +34,13 @@ from ._backend.messages import (
 )
 from ._backend.outputs import OutputOptions
 from ._backend.procs import RemoteTraceback, describe_exit, get_context, stop_process, wait_ready
+from ._backend.run_folder import FRAMES, MANIFEST, VIDEOS, RunFolder
 from ._backend.uploads import Uploader, missing_package, parse_tracker
 from ._backend.video import VideoOptions, probe_encoder
 from .config import MAX_ENCODERS, RecordConfig, build_config, keyword_names
-from .errors import ConfigError, EncoderError, OutputError, OutputExistsError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
+from .errors import ConfigError, EncoderError
 
 __all__ = ["Recorder", "MANIFEST", "VIDEOS", "FRAMES", "MAX_ENCODERS"]
-
-MANIFEST = "episodes.jsonl"
-VIDEOS = "videos"
-FRAMES = "frames"
-_LOCK = ".rlcapture.lock"
 
 
 def _encoder_entry(config: EncoderConfig, control: Any, parents: Any) -> None:
@@ -84,11 +74,15 @@ class Recorder:
 
     Args:
         out: The output folder; created if missing. Videos go to ``out/videos/``,
-            one line per finished episode to ``out/episodes.jsonl``.
+            one line per finished episode to the manifest in ``out``
+            (:data:`~rlcapture._backend.manifest.MANIFEST`).
         config: What to record and how (:class:`~rlcapture.RecordConfig`);
             None takes the defaults.
-        overwrite: Replace a recording already in ``out`` (its videos, images
-            and manifest). Without it such a folder is refused and left untouched.
+        overwrite: Replace a recording already in ``out``: everything a
+            recording and its tools wrote there (manifest, videos, images,
+            summary, report, plots, tracker folders, ``seed-S/``...) is
+            removed; other files stay, named in a ``KeptFilesWarning``.
+            Without it such a folder is refused and left untouched.
         context: ``multiprocess`` start method ("fork", "spawn", "forkserver").
         envs: How many envs will render at once, for ``encoders="auto"`` (the
             default) to choose the encoder count from; None: as many as
@@ -100,6 +94,8 @@ class Recorder:
     Attributes:
         config: The validated configuration this recorder runs with.
         endpoint: Where producers attach (small and picklable).
+        folder: The output folder's :class:`~rlcapture._backend.run_folder.RunFolder`
+            (its lock, the names of what is in it).
         summary: After :meth:`close`: ``frames``, ``episodes``, ``videos``;
             with trackers (``loggers``), also ``uploads`` (per tracker: sent,
             not sent, last error) and ``not_uploaded`` (one line per tracker
@@ -125,7 +121,6 @@ class Recorder:
     ) -> None:
         self._shards: list[_Shard] = []
         self._uploader: Uploader | None = None
-        self._lock_fd = -1
         self._closed = False
         self.summary: dict[str, Any] = {}
         config = build_config(
@@ -161,6 +156,7 @@ class Recorder:
         self.name_prefix = config.name_prefix
         self.timeout = config.transport.timeout
         self.out = Path(out)
+        self.folder = RunFolder(self.out)
         if images.videos or self.mosaic:
             try:  # before the folder is touched: a codec that cannot open loses nothing
                 probe_encoder(self.video)
@@ -179,59 +175,9 @@ class Recorder:
 
     # -- output folder ----------------------------------------------------------
     def _prepare_folder(self, overwrite: bool) -> None:
-        out = self.out
-        try:
-            out.mkdir(mode=0o700, parents=True, exist_ok=True)
-            lock_fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot use output folder {str(out)!r}: {exc.strerror}; "
-                "choose a folder you can write to"
-            ) from None
-        self._lock_fd = lock_fd
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self._release()
-                raise OutputError(
-                    f"another rlcapture run is writing to {str(out)!r}; "
-                    "wait for it or choose another folder"
-                ) from None
-        manifest = out / MANIFEST
-        videos = out / VIDEOS
-        frames = out / FRAMES
-        existing = [p for p in (videos.iterdir() if videos.is_dir() else ())]
-        existing += [p for p in (frames.iterdir() if frames.is_dir() else ())]
-        mosaics = list(out.glob("*mosaic*.mp4"))
-        # An empty manifest is what a run that failed before its first episode
-        # ended leaves (a bad policy, an encoder that cannot open): no recording.
-        written = manifest.exists() and manifest.stat().st_size > 0
-        if written or existing or mosaics:
-            if not overwrite:
-                self._release()
-                raise OutputExistsError(
-                    f"{str(out)!r} already holds a recording ({MANIFEST}, {len(existing)} "
-                    "files in videos/ and frames/); pass overwrite=True (--overwrite) to "
-                    "replace it, or choose another folder"
-                )
-            manifest.unlink(missing_ok=True)
-            shutil.rmtree(videos, ignore_errors=True)
-            shutil.rmtree(frames, ignore_errors=True)
-            for path in mosaics:
-                path.unlink(missing_ok=True)
-        try:
-            videos.mkdir(mode=0o700, exist_ok=True)
-            if self.outputs.images.every is not None:
-                frames.mkdir(mode=0o700, exist_ok=True)
-            probe = out / f".rlcapture-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            self._release()
-            raise OutputError(
-                f"cannot write in {str(out)!r}: {exc.strerror}; choose a folder you can write to"
-            ) from None
+        """Lock the folder, refuse or clear an earlier recording (:class:`RunFolder`)."""
+        folders = (VIDEOS, FRAMES) if self.outputs.images.every is not None else (VIDEOS,)
+        self.folder.open(overwrite, folders=folders)
 
     # -- encoder processes ------------------------------------------------------
     def _start(self, context: str | None) -> None:
@@ -344,7 +290,7 @@ class Recorder:
     @property
     def manifest_path(self) -> Path:
         """Where episode lines are appended."""
-        return self.out / MANIFEST
+        return self.folder.manifest
 
     @property
     def encoder_pid(self) -> int:
@@ -451,9 +397,9 @@ class Recorder:
             if shard.conn is not None:
                 shard.conn.close()
                 shard.conn = None
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        folder = getattr(self, "folder", None)
+        if folder is not None:
+            folder.release()
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()

@@ -26,14 +26,14 @@ import numpy as np
 
 from ._backend.episode import FINISHED
 from ._backend.frames import as_frame
-from ._backend.manifest import read_manifest
+from ._backend.manifest import MANIFEST, read_manifest
 from ._backend.rngstate import restore_generator
+from ._backend.run_folder import RunFolder
 from ._backend.video import EpisodeVideo, VideoOptions
 from .config import RecordConfig
 from .envs import make_env_fn
 from .errors import ConfigError, OutputExistsError
 from .policies import EpisodeRandomPolicy, SB3Policy, load_policy
-from .runfile import read_run_file
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -155,7 +155,7 @@ def _policy(
 
 def _target(run_dir: Path, out: str | os.PathLike[str] | None, env: int, episode: int, overwrite: bool) -> Path:
     if out is None:
-        folder = run_dir / "replays"
+        folder = RunFolder(run_dir).replays
         folder.mkdir(mode=0o700, exist_ok=True)
         path = folder / f"env{env}-episode{episode}.mp4"
     else:
@@ -182,7 +182,7 @@ def replay(
     """Re-create episode ``episode`` of env ``env`` of a recording, into a new video.
 
     Args:
-        run_dir: The recording's folder (``episodes.jsonl``; ``run.json`` if
+        run_dir: The recording's folder (its manifest; ``run.json`` if
             the run wrote one).
         env: The env's index, as in the manifest.
         episode: That env's episode number, as in the manifest.
@@ -201,12 +201,13 @@ def replay(
         OutputExistsError: ``out`` exists and ``overwrite`` is False.
     """
     folder = Path(run_dir)
+    recording = RunFolder(folder)
     try:
-        lines = read_manifest(folder / "episodes.jsonl")
+        lines = read_manifest(recording.manifest)
     except FileNotFoundError:
-        raise ConfigError(f"{str(folder)!r} holds no recording (no episodes.jsonl)") from None
+        raise ConfigError(f"{str(folder)!r} holds no recording (no {MANIFEST})") from None
     record = _find(lines, env, episode, folder)
-    run = read_run_file(folder) or {}
+    run = recording.read_run_file() or {}
     if make_env is None:
         env_id = run.get("env")
         if not env_id:

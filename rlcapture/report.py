@@ -33,15 +33,15 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from ._backend.episode import FINISHED
-from ._backend.manifest import read_manifest
+from ._backend.manifest import MANIFEST, read_manifest
+from ._backend.run_folder import REPORT, REPORT_ASSETS, RunFolder
 from .errors import ConfigError
 from .stats import describe
-from .summary import finished, load_summary, round_folders, seed_folders, stats_dict
+from .summary import finished, load_summary, stats_dict
 
 __all__ = ["REPORT", "embed_json", "write_report"]
 
-REPORT = "report.html"
-ASSETS = "report_files"
+ASSETS = REPORT_ASSETS
 _STATIC = ("report.js", "report.css")
 
 
@@ -80,21 +80,13 @@ def _url(path: Path, base: Path) -> str:
 
 
 def _load_run(folder: Path, threshold: float | None) -> _Run:
-    if (folder / "episodes.jsonl").is_file():
-        parts = [_Part(None, folder, read_manifest(folder / "episodes.jsonl"))]
-    else:
-        parts = [
-            _Part(s, f, read_manifest(f / "episodes.jsonl"))
-            for s, f in seed_folders(folder).items()
-        ]
-    if not parts:
-        parts = [
-            _Part(None, f, read_manifest(f / "episodes.jsonl"), timestep=t)
-            for t, f in round_folders(folder).items()
-        ]
+    parts = [
+        _Part(p.seed, p.folder, read_manifest(p.manifest), timestep=p.timestep)
+        for p in RunFolder(folder).parts()
+    ]
     if not parts:
         raise ConfigError(
-            f"no manifest in {str(folder)!r}: give a recording's folder (holding episodes.jsonl, "
+            f"no manifest in {str(folder)!r}: give a recording's folder (holding {MANIFEST}, "
             "seed-S/ or a RecordCallback's step-T/)"
         )
     saved = load_summary(folder) or load_summary(parts[0].folder) or {}
@@ -205,7 +197,7 @@ def write_report(
     """Write ``out/report.html`` (and ``out/report_files/``) for the recordings ``runs``.
 
     Args:
-        runs: Recording folders (``episodes.jsonl``), ``--seeds`` folders
+        runs: Recording folders (a manifest), ``--seeds`` folders
             (``seed-S/``) or a ``RecordCallback``'s folder of rounds (``step-T/``).
         out: The page's folder; for one run it defaults to that run's folder.
         threshold: Success is return >= threshold; default: the one in ``summary.json``.
@@ -222,7 +214,7 @@ def write_report(
     loaded = [_load_run(Path(r), threshold) for r in runs]
     _unique_names(loaded)
     base = Path(out) if out is not None else Path(runs[0])
-    assets = base / ASSETS
+    assets = RunFolder(base).report_assets
     try:
         assets.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -265,7 +257,7 @@ def write_report(
         "episodes": episodes,
         "compare": _compare(episodes, len(loaded)) if len(loaded) > 1 else None,
     }
-    page = base / REPORT
+    page = RunFolder(base).report
     html = _PAGE.replace("@DATA@", embed_json(data))
     tmp = page.with_name(page.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")

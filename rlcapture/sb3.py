@@ -24,7 +24,8 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import concatenate, create_empty_array
 
-from ._backend.manifest import Manifest, read_manifest
+from ._backend.manifest import ManifestWriter, read_manifest
+from ._backend.run_folder import RunFolder
 from ._backend.uploads import Uploader, missing_package, parse_tracker
 from .config import RecordConfig
 from .envs import make_env_fn
@@ -373,7 +374,7 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
             target: Any = self.out
             where = str(self.out.out)
         else:
-            target = Path(self.out) / f"step-{steps}"
+            target = RunFolder(self.out).round(steps)  # type: ignore[arg-type]
             where = str(target)
             options.setdefault("overwrite", True)
             if self.loggers:
@@ -408,7 +409,7 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
         }
         self.history.append(result)
         if self.loggers and not isinstance(self.out, Recorder):
-            self._send_round(Path(where) / "episodes.jsonl", steps)
+            self._send_round(RunFolder(where).manifest, steps)
         self.logger.record("rlcapture/mean_return", result["mean_return"])
         self.logger.record("rlcapture/return", result["mean_return"])
         self.logger.record("rlcapture/episodes", len(result["returns"]))
@@ -420,7 +421,7 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
     def _send_round(self, manifest: Path, timestep: int) -> None:
         """Note the round's training timestep in its manifest; hand it to the uploader."""
         self._start_uploads()  # record() may be called outside learn()
-        writer = Manifest(str(manifest))
+        writer = ManifestWriter(str(manifest))
         try:
             for r in read_manifest(manifest):
                 line = {"env": r["env"], "episode": r["episode"], "timestep": timestep}

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from ._backend.episode import FINISHED
 from ._backend.manifest import read_manifest
+from ._backend.run_folder import SUMMARY, RunFolder
 from .stats import MIN_CI_EPISODES, Description, describe
 
 __all__ = [
@@ -35,17 +36,15 @@ __all__ = [
     "load_summary",
     "print_run",
     "print_seeds",
-    "round_folders",
     "save_json",
-    "seed_folders",
     "seeds_json",
     "stats_dict",
     "summarize_run",
     "write_json",
 ]
 
-#: The file written beside each manifest.
-SUMMARY_JSON = "summary.json"
+#: The file written beside each manifest (named by the run folder).
+SUMMARY_JSON = SUMMARY
 _LEVEL = 0.95
 
 
@@ -116,12 +115,9 @@ class RunSummary:
 
 
 def summarize_run(out: str | os.PathLike[str], threshold: float | None = None) -> RunSummary:
-    """Read ``out/episodes.jsonl`` (update lines folded) and summarize it; no manifest: nothing."""
+    """Read ``out``'s manifest (update lines folded) and summarize it; no manifest: nothing."""
     folder = Path(out)
-    try:
-        records = read_manifest(folder / "episodes.jsonl")
-    except FileNotFoundError:
-        records = []
+    records = read_manifest(RunFolder(folder).manifest, missing_ok=True)
     done = finished(records)
     returns = [float(r["return"]) for r in done]
     return RunSummary(
@@ -158,36 +154,10 @@ def save_json(path: str | os.PathLike[str], data: Mapping[str, Any], stderr: Tex
 def load_summary(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """``folder/summary.json`` if there is a readable one."""
     try:
-        data = json.loads((Path(folder) / SUMMARY_JSON).read_text(encoding="utf-8"))
+        data = json.loads(RunFolder(folder).summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def seed_folders(folder: str | os.PathLike[str]) -> dict[int, Path]:
-    """The ``seed-S/`` folders of a ``--seeds`` recording that hold a manifest, by seed."""
-    return _numbered_folders(folder, "seed-")
-
-
-def round_folders(folder: str | os.PathLike[str]) -> dict[int, Path]:
-    """The ``step-T/`` folders of :class:`~rlcapture.sb3.RecordCallback` rounds that hold a manifest, by T.
-
-    T is the training timestep of the round (also each line's ``timestep``).
-    """
-    return _numbered_folders(folder, "step-")
-
-
-def _numbered_folders(folder: str | os.PathLike[str], prefix: str) -> dict[int, Path]:
-    """Sub-folders named ``<prefix><integer>`` holding an ``episodes.jsonl``, by that integer."""
-    found: dict[int, Path] = {}
-    base = Path(folder)
-    if not base.is_dir():
-        return found
-    for child in base.iterdir():
-        number = child.name[len(prefix) :]
-        if child.name.startswith(prefix) and number.isdigit() and (child / "episodes.jsonl").is_file():
-            found[int(number)] = child
-    return dict(sorted(found.items()))
 
 
 def print_run(
@@ -222,15 +192,16 @@ def print_run(
                 f"           env {r['env']} episode {r['episode']} ({value}): {r['why']}",
                 file=stdout,
             )
+    run = RunFolder(out)
     print(
-        f"  output   {out}/videos ({summary.videos} videos), {out}/episodes.jsonl, {out}/{SUMMARY_JSON}",
+        f"  output   {run.videos} ({summary.videos} videos), {run.manifest}, {run.summary}",
         file=stdout,
     )
     if summary.images:
-        print(f"           {summary.images} PNG frames in {out}/frames", file=stdout)
+        print(f"           {summary.images} PNG frames in {run.frames}", file=stdout)
     if summary.keyframes:
-        print(f"           {summary.keyframes} PNG keyframes in {out}/videos", file=stdout)
-    mosaics = sorted(out.glob("*mosaic*.mp4"))
+        print(f"           {summary.keyframes} PNG keyframes in {run.videos}", file=stdout)
+    mosaics = run.mosaics()
     if mosaics:
         print(f"           overview {mosaics[-1]}", file=stdout)
 

@@ -395,8 +395,8 @@ def test_a_manifest_line_is_never_torn(tmp_path: Path, subprocess_env: dict) -> 
     code = textwrap.dedent(
         """
         import sys
-        from rlcapture._backend.manifest import Manifest
-        m = Manifest(sys.argv[1])
+        from rlcapture._backend.manifest import ManifestWriter
+        m = ManifestWriter(sys.argv[1])
         try:
             for i in range(1000):
                 m.write({"env": 0, "episode": i, "note": "x" * 37})

@@ -15,6 +15,7 @@ from conftest import LOSSLESS, decode, read_manifest
 import rlcapture
 from rlcapture._backend.manifest import FIELDS
 from rlcapture._backend.producer import FrameProducer
+from rlcapture._backend.run_folder import KeptFilesWarning
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,7 +120,7 @@ def test_overwrite_replaces_the_recording(tmp_path: Path) -> None:
     old_video = out / "videos" / "env0-episode5.mp4"
     assert old_video.exists()
     (out / "notes.txt").write_text("mine")
-    with rlcapture.Recorder(out, overwrite=True) as rec:
+    with pytest.warns(KeptFilesWarning, match="notes.txt"), rlcapture.Recorder(out, overwrite=True) as rec:
         record_episode(rec, [noise((32, 32, 3), i) for i in range(2)], episode=0)
     assert not old_video.exists()
     assert (out / "notes.txt").read_text() == "mine"  # only the recording is replaced

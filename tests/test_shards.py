@@ -22,7 +22,7 @@ from conftest import LOSSLESS, PYTHON, by_env, decode, pid_gone, read_manifest, 
 
 import rlcapture
 from rlcapture import BatchCapture, CaptureWrapper, Recorder
-from rlcapture._backend.manifest import Manifest
+from rlcapture._backend.manifest import ManifestWriter
 from rlcapture._backend.producer import FrameProducer, ShardedProducer, open_producer
 from rlcapture.cli import main
 
@@ -300,7 +300,7 @@ def test_cli_encoders(tmp_path: Path, capsys) -> None:
 
 # -- the shared manifest ----------------------------------------------------------------
 def _append_lines(path: str, writer: int, count: int) -> None:
-    m = Manifest(path)
+    m = ManifestWriter(path)
     try:
         for i in range(count):
             m.write({"env": writer, "episode": i, "padding": "x" * (97 * (i % 50))})

@@ -136,10 +136,10 @@ def test_manifest_step_counts_env_steps_in_its_order(tmp_path: Path, encoders: i
 
 
 def test_manifest_step_survives_update_lines_and_other_writers(tmp_path: Path) -> None:
-    from rlcapture._backend.manifest import Manifest
+    from rlcapture._backend.manifest import ManifestWriter
 
     path = tmp_path / "episodes.jsonl"
-    a, b = Manifest(str(path)), Manifest(str(path))
+    a, b = ManifestWriter(str(path)), ManifestWriter(str(path))
     a.write({"env": 0, "episode": 0, "length": 5})
     a.write({"env": 0, "episode": 0, "kept": False}, update=True)
     b.write({"env": 1, "episode": 0, "length": 7})  # reads a's step back past the update line

@@ -44,6 +44,7 @@ from typing import Any
 from . import channel
 from .episode import EndReason
 from .keep import KeepRule
+from .manifest import MANIFEST
 from .messages import CloseEncoder, EncoderClosed, EncoderFailed, EncoderReady, decode, encode
 from .outputs import OutputOptions, episode_stem
 from .ring import Ring
@@ -69,7 +70,7 @@ class EncoderConfig:
     outputs: OutputOptions
     token: str
     prefix: str = ""
-    manifest: str = "episodes.jsonl"
+    manifest: str = MANIFEST
     keep: tuple[KeepRule, ...] = (KeepRule("all"),)
     keep_seed: int = 0
     mosaic: int | None = None

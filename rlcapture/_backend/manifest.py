@@ -1,4 +1,12 @@
-"""``episodes.jsonl``: one JSON line per finished episode, appended and never rewritten.
+"""The manifest, ``episodes.jsonl``: one JSON line per finished episode, appended, never rewritten.
+
+This module is the format's one home: its file name (:data:`MANIFEST`), the
+writer (:class:`ManifestWriter`), the reader (:func:`read_manifest`, over
+:func:`parse_lines`, the one place a torn last line is handled), the follower
+(:class:`ManifestFollower`, complete lines as the file grows, for the
+uploader and the Ray actors) and the fields that name files
+(:data:`FILE_FIELDS`, :func:`file_names`, :func:`rename_files`,
+:func:`forget_files`).
 
 Each line is written with a single ``write`` on a file opened for appending,
 so a line is on disk (in the page cache) before the next episode is handled
@@ -38,10 +46,29 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: one writer only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Manifest", "FIELDS", "read_manifest", "forget_files"]
+__all__ = [
+    "FIELDS",
+    "FILE_FIELDS",
+    "MANIFEST",
+    "ManifestFollower",
+    "ManifestWriter",
+    "file_names",
+    "fold_updates",
+    "forget_files",
+    "parse_lines",
+    "read_manifest",
+    "rename_files",
+]
+
+#: The manifest's file name in a run folder (named nowhere else).
+MANIFEST = "episodes.jsonl"
 
 #: Field order of a line; fields beyond these follow in the order given.
 FIELDS = ("env", "episode", "seed", "return", "length", "time", "video", "frames", "dropped", "end")
+
+#: The fields that name an episode's files, relative to the run folder: ``video``
+#: (one file), ``images`` (a folder of PNGs), ``keyframes`` (a list of files).
+FILE_FIELDS = ("video", "images", "keyframes")
 
 
 def _clean(value: Any) -> Any:
@@ -50,8 +77,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-class Manifest:
-    """Appends episode records to a JSONL file."""
+class ManifestWriter:
+    """Appends episode records to a manifest (see the module for the locking)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -163,29 +190,88 @@ class Manifest:
             os.close(fd)
 
 
-def read_manifest(path: str | os.PathLike[str], raw: bool = False) -> list[dict[str, Any]]:
+def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The records of the complete lines in ``data`` and the bytes they take.
+
+    The one place a torn line is handled: bytes after the last newline are a
+    line still being written (or being taken back by its writer), so they
+    are left for a later read. A complete line that is not a JSON object
+    (a file edited by hand) is skipped rather than stopping every reader.
+    """
+    end = data.rfind(b"\n") + 1
+    records: list[dict[str, Any]] = []
+    for line in data[:end].splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records, end
+
+
+def read_manifest(
+    path: str | os.PathLike[str], raw: bool = False, *, missing_ok: bool = False
+) -> list[dict[str, Any]]:
     """Read every complete line of a manifest (a torn last line is skipped).
 
     Args:
-        path: The ``episodes.jsonl`` file.
+        path: The manifest file.
         raw: Return the lines as written. By default an update line (an
             episode discarded after it was first kept) is folded into its
             episode's record: one record per episode, as it stands now.
+        missing_ok: No file reads as no lines (else ``FileNotFoundError``).
     """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        if missing_ok:
+            return []
+        raise
+    lines, _ = parse_lines(data)
+    return lines if raw else fold_updates(lines)
+
+
+def fold_updates(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per episode: each update line applied to the episode it names."""
     records: list[dict[str, Any]] = []
     where: dict[tuple[Any, Any], dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            record = json.loads(line)
-            key = (record.get("env"), record.get("episode"))
-            if not raw and record.get("update") is True and key in where:
-                _fold(where[key], record)
-                continue
-            records.append(record)
-            where[key] = record
+    for record in lines:
+        key = (record.get("env"), record.get("episode"))
+        if record.get("update") is True and key in where:
+            _fold(where[key], record)
+            continue
+        records.append(record)
+        where[key] = record
     return records
+
+
+class ManifestFollower:
+    """Reads a manifest as it grows: each :meth:`read` gives the complete lines added since.
+
+    A line being written is left where it is and read whole next time; a
+    manifest not created yet reads as nothing.
+
+    Args:
+        path: The manifest file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.offset = 0  # where the first line not read yet starts
+
+    def read(self) -> list[dict[str, Any]]:
+        """The complete lines (as written: update lines too) appended since the last read."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        records, used = parse_lines(data)
+        self.offset += used
+        return records
 
 
 def _fold(record: dict[str, Any], update: dict[str, Any]) -> None:
@@ -195,10 +281,37 @@ def _fold(record: dict[str, Any], update: dict[str, Any]) -> None:
         forget_files(record)
 
 
+def file_names(record: dict[str, Any]) -> list[str]:
+    """The paths (relative to the run folder) a record names, in :data:`FILE_FIELDS` order.
+
+    ``images`` is a folder; the others are files.
+    """
+    names: list[str] = []
+    for field in FILE_FIELDS:
+        value = record.get(field)
+        if isinstance(value, str) and value:
+            names.append(value)
+        elif isinstance(value, list):
+            names.extend(v for v in value if isinstance(v, str) and v)
+    return names
+
+
+def rename_files(record: dict[str, Any], names: dict[str, str]) -> None:
+    """Replace each path a record names by ``names[path]`` (paths not in ``names`` stay)."""
+    for field in FILE_FIELDS:
+        value = record.get(field)
+        if isinstance(value, str):
+            record[field] = names.get(value, value)
+        elif isinstance(value, list):
+            record[field] = [names.get(v, v) if isinstance(v, str) else v for v in value]
+
+
 def forget_files(record: dict[str, Any]) -> None:
     """Drop the names of a discarded episode's files from its record; counts stay."""
-    for field in ("video", "images"):
-        if record.get(field) is not None:
+    for field in FILE_FIELDS:
+        value = record.get(field)
+        if isinstance(value, list):
+            if value:
+                record[field] = []
+        elif value is not None:
             record[field] = None
-    if record.get("keyframes"):
-        record["keyframes"] = []

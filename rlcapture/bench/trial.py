@@ -9,7 +9,6 @@ How time, CPU and memory are taken is :mod:`rlcapture.bench.measure`'s.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -26,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector.utils import batch_space
 
+from .._backend.manifest import read_manifest
+from .._backend.run_folder import RunFolder
 from ..envs import import_object
 from ..errors import ConfigError, EnvError, RLCaptureError
 from ..policies import load_policy
@@ -339,8 +340,7 @@ def _run_command(spec: dict[str, Any]) -> dict[str, Any]:
     cpu = reaped_cpu() - r0
     if proc.returncode != 0:
         raise RLCaptureError(f"rlcapture record exited with {proc.returncode}: {proc.stderr[-2000:]}")
-    lines = [json.loads(x) for x in (out / "episodes.jsonl").read_text().splitlines() if x.strip()]
-    lines = [x for x in lines if not x.get("update")]
+    lines = [x for x in read_manifest(RunFolder(out).manifest, raw=True) if not x.get("update")]
     frames = sum(int(x.get("frames") or 0) for x in lines)
     env_steps = sum(int(x.get("length") or 0) for x in lines)
     size = sum(p.stat().st_size for p in out.rglob("*.mp4"))

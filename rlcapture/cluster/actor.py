@@ -16,7 +16,6 @@ in one line instead of failing inside Ray's argument decoding.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -26,9 +25,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EvalActor", "MANIFEST", "episode_files", "run_evaluate"]
+from .._backend.manifest import ManifestFollower, file_names
+from .._backend.run_folder import RunFolder
 
-MANIFEST = "episodes.jsonl"
+__all__ = ["EvalActor", "episode_files", "run_evaluate"]
 
 
 def run_evaluate(env: Any, policy: Any, seeds: list[int], num_envs: int, out: str, config: Any,
@@ -44,23 +44,19 @@ def episode_files(out: str, record: dict[str, Any]) -> list[tuple[str, int]]:
 
     A PNG sequence's folder is listed file by file.
     """
-    names: list[str] = []
-    if isinstance(record.get("video"), str):
-        names.append(record["video"])
-    names.extend(k for k in record.get("keyframes") or () if isinstance(k, str))
     files: list[tuple[str, int]] = []
-    for name in names:
+    for name in file_names(record):
+        path = os.path.join(out, name)
+        if os.path.isdir(path):  # a PNG sequence's folder
+            for entry in sorted(os.listdir(path)):
+                inner = os.path.join(path, entry)
+                if os.path.isfile(inner):
+                    files.append((os.path.join(name, entry), os.stat(inner).st_size))
+            continue
         try:
-            files.append((name, os.stat(os.path.join(out, name)).st_size))
+            files.append((name, os.stat(path).st_size))
         except OSError:
             pass
-    images = record.get("images")
-    if isinstance(images, str):
-        folder = os.path.join(out, images)
-        for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
-            path = os.path.join(folder, entry)
-            if os.path.isfile(path):
-                files.append((os.path.join(images, entry), os.stat(path).st_size))
     return files
 
 
@@ -83,7 +79,7 @@ class EvalActor:
         self._thread: threading.Thread | None = None
         self._task: int | None = None
         self._dir = ""
-        self._offset = 0
+        self._follower: ManifestFollower | None = None  # the task's manifest, as it grows
         self._error: dict[str, str] | None = None
         self._done = False
 
@@ -137,7 +133,8 @@ class EvalActor:
                 raise RuntimeError(f"actor {self.index} is still running task {self._task}")
             folder = os.path.join(root, f"task{task:05d}-actor{self.index}")
             os.makedirs(root, mode=0o700, exist_ok=True)
-            self._task, self._dir, self._offset = task, folder, 0
+            self._task, self._dir = task, folder
+            self._follower = ManifestFollower(RunFolder(folder).manifest)
             self._error, self._done = None, False
             self._thread = threading.Thread(
                 target=self._run, args=(list(seeds), folder), name=f"rlcapture-task-{task}", daemon=True
@@ -179,18 +176,10 @@ class EvalActor:
             time.sleep(0.05)
 
     def _tail(self) -> list[dict[str, Any]]:
-        path = os.path.join(self._dir, MANIFEST)
-        try:
-            with open(path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except OSError:
+        if self._follower is None:
             return []
-        end = data.rfind(b"\n") + 1
-        self._offset += end
         records = []
-        for line in data[:end].splitlines():
-            record = json.loads(line)
+        for record in self._follower.read():
             if record.get("update"):
                 continue
             record["files"] = episode_files(self._dir, record)

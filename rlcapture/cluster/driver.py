@@ -7,7 +7,7 @@ answers long polls with the episodes that ended since the last one; the driver
 judges each episode by the keep rules over the whole cluster, brings the kept
 episodes' files into the output folder (a rename on shared storage, a chunked
 copy otherwise: :mod:`.storage`, :mod:`.transfer`), then appends the episode's
-one line to ``episodes.jsonl``. The driver is the manifest's only writer, and
+one line to the manifest. The driver is the manifest's only writer, and
 a seed is settled once, so no episode appears twice.
 
 Faults: an actor whose call fails with ``RayActorError`` (its process or its
@@ -24,7 +24,6 @@ files are whole, removes the staging folders, and raises ``KeyboardInterrupt``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
@@ -37,32 +36,31 @@ from typing import Any
 
 from .._backend.episode import FINISHED
 from .._backend.keep import KeepPolicy
-from .._backend.manifest import Manifest, forget_files
+from .._backend.manifest import (
+    ManifestFollower,
+    ManifestWriter,
+    file_names,
+    forget_files,
+    rename_files,
+)
+from .._backend.run_folder import RunFolder, describe_seeds
 from ..config import RecordConfig
 from ..errors import (
     ConfigError,
     EnvError,
     OutputError,
-    OutputExistsError,
     ProcessDiedError,
     RLCaptureError,
 )
 from ..evaluate import EpisodeResult, EvaluationResult
-from ..runfile import describe_seeds, write_run_file
-from .actor import MANIFEST, EvalActor, episode_files
+from .actor import EvalActor, episode_files
 from .connect import RayConnection
 from .plan import Task, TaskPlan, check_cluster_seeds, default_task_size
 from .storage import STAGING, check_storage, scratch_root, write_token
 from .transfer import DEFAULT_CHUNK, DEFAULT_WINDOW, FileCopy, Transfers
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
-
 __all__ = ["ClusterResult", "RayEvaluation", "evaluate_on_ray"]
 
-_LOCK = ".rlcapture.lock"
 _POLL = 1.0  # seconds an actor holds a poll open waiting for an episode to end
 _MAX_ATTEMPTS = 3  # runs of a seed whose task ended without its episode
 _ERRORS: dict[str, type[RLCaptureError]] = {"EnvError": EnvError, "ConfigError": ConfigError, "OutputError": OutputError}
@@ -73,7 +71,7 @@ class ClusterResult:
     """What an evaluation on Ray produced.
 
     Attributes:
-        out: The output folder (``episodes.jsonl``, ``videos/``).
+        out: The output folder (the manifest, ``videos/``).
         seeds: The seeds asked for.
         episodes: One manifest record per settled episode, in evaluation
             order (``episode`` is its index ``j``, ``seed`` is ``seeds[j]``).
@@ -223,6 +221,7 @@ class RayEvaluation:
         self.task_config = config.replace(keep="all", name_prefix="")
         self.env, self.policy, self.num_envs = env, policy, num_envs
         self.out = Path(out)
+        self.folder = RunFolder(self.out)  # its lock, layout and run.json
         self.address, self.init_options = address, init_options
         self.want_actors, self.num_cpus, self.task_size = actors, float(num_cpus), task_size
         self.storage = check_storage(storage)
@@ -236,47 +235,19 @@ class RayEvaluation:
 
     # -- output folder ------------------------------------------------------------
     def _open_folder(self) -> None:
-        out = self.out
-        try:
-            out.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._lock_fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise OutputError(f"cannot use output folder {str(out)!r}: {exc.strerror}; choose a folder you can write to") from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self._close_folder()
-                raise OutputError(f"another rlcapture run is writing to {str(out)!r}; wait for it or choose another folder") from None
-        existing = [p for d in ("videos", "frames") if (out / d).is_dir() for p in (out / d).iterdir()]
-        if (out / MANIFEST).exists() or existing:
-            if not self.overwrite:
-                self._close_folder()
-                raise OutputExistsError(
-                    f"{str(out)!r} already holds a recording ({MANIFEST}, {len(existing)} files in videos/ "
-                    "and frames/); pass overwrite=True (--overwrite) to replace it, or choose another folder"
-                )
-            (out / MANIFEST).unlink(missing_ok=True)
-            for d in ("videos", "frames"):
-                shutil.rmtree(out / d, ignore_errors=True)
-        (out / "videos").mkdir(mode=0o700, exist_ok=True)
-        self.manifest = Manifest(str(out / MANIFEST))
+        """Lock the folder, refuse or clear an earlier recording, as the Recorder does."""
+        self.folder.open(self.overwrite)
+        self.manifest = ManifestWriter(str(self.folder.manifest))
 
     def _forget_folder(self) -> None:
         """A run that wrote no episode leaves no recording behind, so a rerun is not refused."""
-        (self.out / MANIFEST).unlink(missing_ok=True)
-        try:
-            (self.out / "videos").rmdir()
-        except OSError:
-            pass
+        self.folder.forget_if_empty()
 
     def _close_folder(self) -> None:
         manifest = getattr(self, "manifest", None)
         if manifest is not None:
             manifest.close()
-        fd, self._lock_fd = getattr(self, "_lock_fd", -1), -1
-        if fd >= 0:
-            os.close(fd)
+        self.folder.release()
 
     # -- the run ----------------------------------------------------------------------
     def run(self) -> ClusterResult:
@@ -287,7 +258,6 @@ class RayEvaluation:
                 what was written.
         """
         t0 = time.perf_counter()
-        self._lock_fd = -1
         self._open_folder()
         try:
             with RayConnection(self.address, self.init_options) as conn:
@@ -400,8 +370,10 @@ class RayEvaluation:
                 "interrupted": self.result.interrupted,
             },
         }
+        from .. import __version__
+
         try:
-            write_run_file(self.out, info)
+            self.folder.write_run_file(info, version=__version__)
         except OSError:
             pass
 
@@ -582,7 +554,7 @@ class RayEvaluation:
             decision = self.keep.decide((0, j), line)
             line["kept"], line["why"] = decision.kept, decision.why
             evicted = decision.evicted
-        _rename_fields(line, names)
+        rename_files(line, names)
         if line.get("kept") is False or not files:
             if line.get("kept") is False:
                 forget_files(line)
@@ -618,7 +590,7 @@ class RayEvaluation:
         if line is None:
             return
         self.manifest.write({"env": 0, "episode": j, "kept": False, "why": why}, update=True)
-        for name in _line_files(line):
+        for name in file_names(line):
             path = self.out / name
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -780,27 +752,14 @@ def _actor_alive(ray: Any, name: str) -> bool:
 
 
 def _read_lines(folder: str) -> list[dict[str, Any]]:
-    try:
-        text = Path(folder, MANIFEST).read_bytes()
-    except OSError:
-        return []
-    out = []
-    for line in text[: text.rfind(b"\n") + 1].splitlines():
-        record = json.loads(line)
-        if not record.get("update"):
-            out.append(record)
-    return out
+    return [r for r in ManifestFollower(RunFolder(folder).manifest).read() if not r.get("update")]
 
 
 def _final_names(record: dict[str, Any], files: list[tuple[str, int]], stem: str) -> dict[str, str]:
     """Each of an episode's files renamed after its seed: ``videos/seed7.mp4``, ``frames/seed7/...``."""
     local = _local_stem(record)
     names: dict[str, str] = {}
-    keys = [rel for rel, _ in files]
-    for field_name in ("video", "images"):
-        if isinstance(record.get(field_name), str):
-            keys.append(record[field_name])
-    keys.extend(k for k in record.get("keyframes") or () if isinstance(k, str))
+    keys = [rel for rel, _ in files] + file_names(record)
     for rel in keys:
         parts = rel.split("/")
         parts = [stem + p[len(local):] if local and p.startswith(local) else p for p in parts]
@@ -816,19 +775,6 @@ def _local_stem(record: dict[str, Any]) -> str:
     for key in record.get("keyframes") or ():
         return Path(key).name.rpartition("-step")[0]
     return ""
-
-
-def _rename_fields(line: dict[str, Any], names: dict[str, str]) -> None:
-    for field_name in ("video", "images"):
-        if isinstance(line.get(field_name), str):
-            line[field_name] = names.get(line[field_name], line[field_name])
-    if line.get("keyframes"):
-        line["keyframes"] = [names.get(k, k) for k in line["keyframes"]]
-
-
-def _line_files(line: dict[str, Any]) -> list[str]:
-    files = [line[f] for f in ("video", "images") if isinstance(line.get(f), str)]
-    return files + [k for k in line.get("keyframes") or () if isinstance(k, str)]
 
 
 def _seeds(seeds: Sequence[int]) -> str:

@@ -19,13 +19,14 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from .._backend.run_folder import STAGING
 from ..errors import ConfigError
 
 __all__ = ["STORAGE_MODES", "STAGING", "check_storage", "write_token", "sees_token", "scratch_root"]
 
 STORAGE_MODES = ("auto", "shared", "stream")
-#: The output folder's hidden staging folder: tasks' folders in shared mode, the token.
-STAGING = ".rlcapture-ray"
+# STAGING (the output folder's hidden staging folder: tasks' folders in shared
+# mode, the token) is named by the run folder, which owns the folder's layout.
 _TOKEN = "token"
 
 

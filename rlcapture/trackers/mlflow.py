@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._backend.run_folder import RunFolder
 from .._backend.uploads import TrackerSpec
 from .base import RunInfo, Tracker, episode_metrics
 
@@ -25,7 +26,7 @@ def tracking_uri(spec: TrackerSpec, out_dir: str) -> str:
     """Where ``spec`` sends its runs."""
     uri = spec.target or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri:
-        return Path(out_dir, "mlruns").resolve().as_uri()
+        return RunFolder(out_dir).tracker_folder("mlflow").resolve().as_uri()
     if "://" not in uri and not uri.startswith("file:"):
         return Path(uri).resolve().as_uri()  # a bare folder
     return uri

@@ -23,6 +23,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from .._backend.run_folder import RunFolder
 from .._backend.uploads import TrackerSpec
 from .base import RunInfo, Tracker, caption, episode_metrics
 
@@ -82,7 +83,7 @@ class TensorBoardTracker(Tracker):
     """Event files in ``spec.target`` (default ``OUT/tensorboard``)."""
 
     def __init__(self, spec: TrackerSpec, run: RunInfo) -> None:
-        self.logdir = spec.target or os.path.join(run.out_dir, "tensorboard")
+        self.logdir = spec.target or str(RunFolder(run.out_dir).tracker_folder("tensorboard"))
         os.makedirs(self.logdir, exist_ok=True)
         self.writer = EventFileWriter(self.logdir)
 

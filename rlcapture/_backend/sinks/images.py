@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..images import EpisodeImages, ImageOptions, ImageWriter
+from ..run_folder import FRAMES, VIDEOS
 from .base import Ending, EpisodeStart, Sink, write_failed
 
 __all__ = ["ImageSink"]
@@ -50,8 +51,8 @@ class ImageSink(Sink):
 
     def begin(self, start: EpisodeStart) -> _Episode:
         opts = self.options
-        base = os.path.join(self.out_dir, "videos", start.name)
-        frames_dir = os.path.join(self.out_dir, "frames", start.name) if opts.every is not None else None
+        base = os.path.join(self.out_dir, VIDEOS, start.name)
+        frames_dir = os.path.join(self.out_dir, FRAMES, start.name) if opts.every is not None else None
         if self.alone and opts.keyframes and os.path.lexists(base + "-step000000.png"):
             raise FileExistsError(base)
         images = EpisodeImages(self.writer, opts, frames_dir, base, start.shape)

@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from ..keep import KeepPolicy, KeepRule
-from ..manifest import Manifest, forget_files
+from ..manifest import MANIFEST, ManifestWriter, forget_files
 from ..outputs import delete_paths
 from .base import Ending, OutputWriteError, Sink, reason
 
@@ -41,14 +41,14 @@ class ManifestSink(Sink):
     def __init__(
         self,
         out_dir: str,
-        name: str = "episodes.jsonl",
+        name: str = MANIFEST,
         keep: tuple[KeepRule, ...] = (KeepRule("all"),),
         seed: int = 0,
     ) -> None:
         self.out_dir = out_dir
         self.name = name
         self.keep = KeepPolicy(keep, seed)
-        self.manifest = Manifest(os.path.join(out_dir, name))
+        self.manifest = ManifestWriter(os.path.join(out_dir, name))
         self.failed = False  # no more lines can go to the manifest
         self.episodes = 0
         self.held: dict[Key, list[str]] = {}  # files of episodes a ranked rule may push out

@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from ..mosaic import Mosaic
+from ..run_folder import MOSAIC
 from ..video import VideoOptions
 from .base import Ending, EpisodeStart, OutputWriteError, Sink, write_failed
 
@@ -41,7 +42,7 @@ class MosaicSink(Sink):
         if not 0 <= start.env < self.tiles:
             return None
         if self.mosaic is None:
-            name = f"{self.prefix}mosaic"
+            name = f"{self.prefix}{MOSAIC}"
             for attempt in range(1000):
                 path = os.path.join(self.out_dir, f"{name}.mp4" if not attempt else f"{name}.{attempt}.mp4")
                 if not os.path.lexists(path):

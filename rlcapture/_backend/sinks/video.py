@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from ..convert import opencv_available
+from ..run_folder import VIDEOS
 from ..video import EpisodeVideo, StreamEncoder, VideoOptions
 from .base import Ending, EpisodeStart, OutputWriteError, Sink, write_failed
 
@@ -52,7 +53,7 @@ class VideoSink(Sink):
     def __init__(self, out_dir: str, options: VideoOptions) -> None:
         self.out_dir = out_dir
         self.options = options
-        self.videos_dir = os.path.join(out_dir, "videos")
+        self.videos_dir = os.path.join(out_dir, VIDEOS)
         self._free: list[StreamEncoder] = []  # no episode is using them; last given back last
         self._busy: set[StreamEncoder] = set()
         self._peak = 0  # most episodes open at once so far: at most that many are kept free

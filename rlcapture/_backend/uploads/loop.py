@@ -27,7 +27,6 @@ package and no module of :mod:`rlcapture.trackers`.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -36,6 +35,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..manifest import ManifestFollower
 from .adapter import RunInfo, Tracker
 from .messages import Finish, Follow, Report, Sent, TrackerReport, UploaderFailed, decode, encode
 from .parts import upload_parts
@@ -60,33 +60,17 @@ class _Item:
 
 
 class _Source:
-    """A manifest being followed: where its next line starts, its running env steps."""
+    """A manifest being followed (complete lines only), and its running env steps."""
 
     def __init__(self, path: str, fields: dict[str, Any]) -> None:
         self.path = path
         self.fields = fields
-        self.offset = 0
-        self.partial = b""
+        self.follower = ManifestFollower(path)
         self.steps = 0
 
     def read(self) -> list[dict[str, Any]]:
         """The complete lines appended since the last read (a line being written waits)."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(data)
-        data = self.partial + data
-        *lines, self.partial = data.split(b"\n")
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return self.follower.read()
 
 
 @dataclass

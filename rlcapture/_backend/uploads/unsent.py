@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..manifest import Manifest, read_manifest
+from ..manifest import ManifestWriter, read_manifest
 from .messages import Report
 from .parts import upload_parts
 
@@ -85,12 +85,12 @@ def _note(missing: dict[str, dict[_Episode, list[str]]]) -> None:
     for spec, episodes in missing.items():
         for key, parts in episodes.items():
             per_episode.setdefault(key, {})[spec] = parts
-    writers: dict[str, Manifest] = {}
+    writers: dict[str, ManifestWriter] = {}
     try:
         for (path, env, episode), parts_of in sorted(per_episode.items()):
             try:
                 if path not in writers:
-                    writers[path] = Manifest(path)
+                    writers[path] = ManifestWriter(path)
                 writers[path].write(
                     {"env": env, "episode": episode, "not_uploaded": parts_of}, update=True
                 )
