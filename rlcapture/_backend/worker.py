@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import write_to_shared_memory
 
-from ..errors import ClosedError, ConfigError, EncoderError, EnvError, FrameError
+from ..errors import ClosedError, EncoderError
 from ..triggers import Schedule
 from .channel import Endpoint
 from .episode import EndReason, EpisodeTracker
@@ -47,6 +47,7 @@ from .messages import (
     encode,
 )
 from .producer import FrameProducer, ShardedProducer, open_producer
+from .remote_error import capture
 from .returns import return_reader
 from .seedplan import SeedPlan
 
@@ -123,13 +124,9 @@ class _Failure(Exception):
 
 
 def _error_reply(env: int, exc: BaseException, tb: str, recoverable: bool = False) -> Error:
-    # Errors about the user's input keep their class across the pipe, so the
-    # caller can catch FrameError or EnvError as if the env ran in-process.
-    kind = type(exc).__name__
-    user_error = isinstance(exc, (EnvError, FrameError, ConfigError))
-    if recoverable and isinstance(exc, (AttributeError, TypeError, ValueError)):
-        user_error = True
-    return Error(env, kind, str(exc), tb, kind if user_error else None, recoverable)
+    # The exception itself crosses, so the caller raises the env's class
+    # (and rlcapture's FrameError or EnvError as if the env ran in-process).
+    return Error(env, capture(exc, tb), recoverable)
 
 
 class _Worker:
