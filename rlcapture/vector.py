@@ -32,7 +32,7 @@ from gymnasium import logger
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import concatenate
 
-from ._backend.messages import Call, IsWrapped, Message, Reset, SetAttr, Step
+from ._backend.messages import Call, IsWrapped, SetAttr, Step
 from ._backend.procs import get_context
 from ._backend.seedplan import SeedPlan
 from ._backend.vector_spaces import VectorSpaces, check_mask, reset_seeds, split_actions
@@ -73,47 +73,20 @@ class CaptureVectorEnv(VectorEnv):
         out: The output folder (a :class:`Recorder` is made and owned), or a
             running :class:`Recorder` to share (it stays open after ``close``).
         record: Which episodes to record: "all", "none", "every:N" or a callable
-            ``(env_index, episode_index) -> bool``. Evaluated in the worker at
-            each reset.
+            ``(env_index, episode_index) -> bool``, evaluated in the worker at each reset.
         envs_per_worker: Envs hosted by one worker process.
-        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or
-            ``DISABLED`` (reset done envs with ``reset(options={"reset_mask": mask})``).
-        shared_memory: Observations go through shared memory (True) or the
-            workers' pipes (False: needed for spaces shared memory cannot hold,
-            such as custom, ``Sequence`` and ``Graph`` spaces), as AsyncVectorEnv's.
-        observation_mode: "same" (every env has env 0's observation space),
-            "different" (same shape and dtype, other bounds), or a pair
-            ``(observation_space, single_observation_space)``, as AsyncVectorEnv's.
-        step_timeout: Seconds a worker may take to answer before
-            :class:`StepTimeoutError`; None waits as long as the worker lives.
+        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or ``DISABLED``.
+        shared_memory: Observations through shared memory (True) or the workers' pipes.
+        observation_mode: "same", "different" or ``(observation_space, single_observation_space)``.
+        step_timeout: Seconds a worker may take to answer (None: as long as it lives).
         context: ``multiprocess`` start method for the workers.
-        copy: Return copies of the observations (else views that the next step
-            overwrites).
-        first_env_index: Index of the first env in the recording, so several
-            vector envs can share one recorder.
-        episodes_per_env: A quota of episodes per env (one number, or one per
-            env): later episodes still step, as a vector env must, but are
-            neither recorded nor written to the manifest.
-        on_error: "raise" (default): an env that fails stops the run with
-            :class:`WorkerError`. "continue": the env is taken out instead: its
-            episode ends (``truncated``, ``info["error"]``, ``end: "error"`` and
-            the message in the manifest), then it steps no more (zero reward,
-            never done) and :attr:`failed` marks it. A worker process that dies
-            takes all of its envs out; the run only stops when no env is left.
-        episode_seeds: An evaluation's seed plan (a list or range of seeds):
-            every reset that is not given a seed (the first, and each
-            autoreset) takes the plan's next seed, whichever env resets, so
-            the j-th episode run has seed ``episode_seeds[j]`` however many
-            envs there are. Episodes after the plan is used up are not
-            counted (neither recorded nor in the manifest); :meth:`seed_indices`
-            tells each env's position in the plan. ``reset(seed=...)`` is then
-            refused. None (default): resets are seeded only as the caller asks.
-        render_after_batch: Workers hold a step's frames until every worker
-            has answered the step, then render (while the caller runs its
-            policy), so a worker that answers first does not take a core from
-            one still stepping. None (default): only when there are more
-            workers than usable cores, where that contention happens; with a
-            core per worker, rendering at once is earlier and free.
+        copy: Return copies of the observations (else views the next step overwrites).
+        first_env_index: Index of the first env in the recording (recorders shared).
+        episodes_per_env: A quota of episodes per env (one number, or one per env).
+        on_error: "raise" (default), or "continue": an env that fails is taken out.
+        episode_seeds: An evaluation's seed plan: every unseeded reset takes its next seed.
+        render_after_batch: Render once every worker has answered the step (None:
+            when there are more workers than usable cores).
         config: What to record and how (:class:`~rlcapture.RecordConfig`) when
             ``out`` is a folder; None takes the defaults.
         overwrite: Replace a recording already in the folder ``out``.
@@ -122,12 +95,15 @@ class CaptureVectorEnv(VectorEnv):
             when ``out`` is a folder. ``mosaic=True`` means a tile for each
             of these envs.
 
+    Each of the options from ``envs_per_worker`` to ``render_after_batch`` is
+    told in full, with its defaults and why, by
+    :class:`~rlcapture.vector_options.VectorOptions`, which checks them.
+
     Raises:
         ConfigError: An option is unknown (the error lists this class's and
             the config's) or out of range, or recording options come with a
             running :class:`Recorder` (it was configured when it was made).
     """
-
 
     def __init__(
         self,
@@ -152,15 +128,12 @@ class CaptureVectorEnv(VectorEnv):
         **options: Any,
     ) -> None:
         self._state = _State.CLOSED
-        self._owns_recorder = False
-        self.recorder: Recorder | None = None
         env_fns = list(env_fns)
-        opts = VectorOptions(
+        self._options = opts = VectorOptions(
             len(env_fns), record, envs_per_worker, autoreset_mode, shared_memory,
             observation_mode, step_timeout, context, copy, first_env_index,
             episodes_per_env, on_error, episode_seeds, render_after_batch,
         )  # fmt: skip
-        self._options = opts
         self.num_envs = opts.num_envs
         self.autoreset_mode = opts.autoreset_mode
         self.observation_mode = opts.observation_mode
@@ -172,11 +145,15 @@ class CaptureVectorEnv(VectorEnv):
         self.render_after_batch = opts.render_after_batch
         self.episode_seeds = opts.episode_seeds
         self.seed_plan: SeedPlan | None = None
-        self.recorder = self._open_recorder(out, config, overwrite, options)
+        self.recorder: Recorder = _recorder(out, config, overwrite, options, opts)
+        self._owns_recorder = self.recorder is not out
         self._group = WorkerGroup(
             self.num_envs, opts.envs_per_worker, self.first_env_index, self.on_error,
-            check=self.recorder.check, hint=opengl_hint,
+            check=self.recorder.check, hint=opengl_hint, on_broken=weakref.WeakMethod(self._broke),
         )  # fmt: skip
+        # on_error="continue": the envs taken out, and (by recording index) why
+        self.failed: np.ndarray = self._group.failed
+        self.errors: dict[int, str] = self._group.errors
         try:
             self._start(env_fns)
         except BaseException:
@@ -188,49 +165,12 @@ class CaptureVectorEnv(VectorEnv):
         self._exit_hook: Callable[[], None] | None = _exit_hook(weakref.ref(self))
         atexit.register(self._exit_hook)
 
-    def _open_recorder(
-        self,
-        out: str | os.PathLike[str] | Recorder,
-        config: RecordConfig | None,
-        overwrite: bool,
-        options: dict[str, Any],
-    ) -> Recorder:
-        """The recorder given, or one made in the folder ``out`` (and owned)."""
-        record_config = build_config(
-            config,
-            options,
-            front="CaptureVectorEnv",
-            front_options=keyword_names(CaptureVectorEnv.__init__),
-        )
-        if isinstance(out, Recorder):
-            given = sorted(options) + (["config"] if config is not None else [])
-            given += ["overwrite"] if overwrite else []
-            if given:
-                raise ConfigError(
-                    f"{', '.join(given)} apply when out is a folder; the Recorder given was "
-                    "configured when it was made (pass them to Recorder(...) instead)"
-                )
-            return out
-        envs = self.first_env_index + self.num_envs
-        if record_config.mosaic is True:  # a tile for each of these envs
-            record_config = record_config.replace(mosaic=envs)
-        recorder = Recorder(
-            out, record_config, overwrite=overwrite, context=self._options.context, envs=envs
-        )
-        self._owns_recorder = True
-        return recorder
-
     # -- startup ------------------------------------------------------------------
     def _start(self, env_fns: list[Callable[[], gym.Env]]) -> None:
-        assert self.recorder is not None
         opts = self._options
         ctx = get_context(opts.context)
         n = self.num_envs
-        probe = _make_first(env_fns[0])
-        try:
-            spaces = VectorSpaces.of(probe, self.observation_mode)
-        finally:
-            probe.close()
+        spaces = _spaces_of(env_fns[0], self.observation_mode)
         self.single_observation_space = spaces.single_observation_space
         self.single_action_space = spaces.single_action_space
         self.metadata, self.render_mode, self.spec = spaces.metadata, spaces.render_mode, spaces.spec
@@ -239,17 +179,14 @@ class CaptureVectorEnv(VectorEnv):
             self.seed_plan = SeedPlan(self.episode_seeds, n, ctx)
         observation_spaces: list[gym.Space] = []
         self._state = _State.DEFAULT
-        try:
-            self._group.start(
-                ctx, env_fns, obs_mem, opts.quotas,
-                check_env=lambda k, info: observation_spaces.append(spaces.check(k, info)),
-                timeout=max(60.0, self.step_timeout or 0.0),
-                endpoint=self.recorder.endpoint, schedule=opts.schedule,
-                autoreset_mode=self.autoreset_mode, gate=self.render_after_batch,
-                seed_plan=self.seed_plan,
-            )  # fmt: skip
-        finally:
-            self._note_broken()
+        self._group.start(
+            ctx, env_fns, obs_mem, opts.quotas,
+            check_env=lambda k, info: observation_spaces.append(spaces.check(k, info)),
+            timeout=max(60.0, self.step_timeout or 0.0),
+            endpoint=self.recorder.endpoint, schedule=opts.schedule,
+            autoreset_mode=self.autoreset_mode, gate=self.render_after_batch,
+            seed_plan=self.seed_plan,
+        )  # fmt: skip
         self.observation_space, self.action_space = spaces.batched(observation_spaces, n)
         self.metadata["autoreset_mode"] = self.autoreset_mode
 
@@ -260,40 +197,17 @@ class CaptureVectorEnv(VectorEnv):
         return self._group.pids()
 
     @property
-    def failed(self) -> np.ndarray:
-        """Per env, whether it was taken out (``on_error="continue"``)."""
-        return self._group.failed
-
-    @property
-    def errors(self) -> dict[int, str]:
-        """Recording index -> the error that took the env out (``on_error="continue"``)."""
-        return self._group.errors
-
-    @property
     def finished_episodes(self) -> dict[int, dict[str, Any]]:
         """Episodes that finished on the last step, by env position: ``{"r", "l", "t"}``.
 
-        ``r`` is the env's own return (its innermost ``RecordEpisodeStatistics``
-        where it has one), as in the manifest.
+        ``r`` is the env's own return (its innermost ``RecordEpisodeStatistics``), as in the manifest.
         """
         return self._group.finished
 
-    # -- talking to workers ---------------------------------------------------------
-    def _send(self, messages: dict[int, Message], steps: bool = False) -> None:
-        try:
-            self._group.send(messages, steps)
-        finally:
-            self._note_broken()
-
-    def _receive(self, workers: Sequence[int], timeout: float | None) -> dict[int, Any]:
-        try:
-            return self._group.receive(workers, timeout)
-        finally:
-            self._note_broken()
-
-    def _note_broken(self) -> None:
-        """A worker failed or was lost (and the group raises): only close() is left."""
-        if self._group.broken and self._state != _State.CLOSED:
+    # -- states -------------------------------------------------------------------------
+    def _broke(self) -> None:
+        """A worker failed or was lost (the group raises it): only close() is left."""
+        if self._state != _State.CLOSED:
             self._state = _State.BROKEN
 
     def _assert_ready(self, call: str) -> None:
@@ -302,8 +216,15 @@ class CaptureVectorEnv(VectorEnv):
             # Gymnasium's words, which code written for AsyncVectorEnv may match.
             raise AlreadyPendingCallError(
                 f"Calling `{call}` while waiting for a pending call to `{self._state.value}` "
-                "to complete.",
-                self._state.value,
+                "to complete.", self._state.value,
+            )  # fmt: skip
+
+    def _assert_pending(self, state: _State, call: str) -> None:
+        """``call`` (``step_wait``) collects what ``state``'s ``*_async`` call started."""
+        if self._state != state:
+            self._assert_open()
+            raise NoAsyncCallError(
+                f"Calling `{call}` without any prior call to `{state.value}_async`.", state.value
             )
 
     def _assert_open(self) -> None:
@@ -313,9 +234,7 @@ class CaptureVectorEnv(VectorEnv):
                 "it is closed"
             )
         if self._state == _State.BROKEN:
-            raise ClosedError(
-                "a worker of this vector env failed earlier; close it and make a new one"
-            )
+            raise ClosedError("a worker of this vector env failed earlier; close it and make a new one")
 
     # -- Gymnasium API ------------------------------------------------------------------
     def reset(
@@ -340,11 +259,7 @@ class CaptureVectorEnv(VectorEnv):
     ) -> None:
         """Send the resets without waiting; :meth:`reset_wait` collects them."""
         self._assert_open()
-        seeds = reset_seeds(seed, self.num_envs)
-        if self.seed_plan is not None and any(s is not None for s in seeds):
-            raise ConfigError(
-                "this vector env takes its seeds from episode_seeds; reset it without a seed"
-            )
+        seeds = reset_seeds(seed, self.num_envs, planned=self.seed_plan is not None)
         self._assert_ready("reset_async")
         mask = None
         if options is not None and "reset_mask" in options:
@@ -354,31 +269,16 @@ class CaptureVectorEnv(VectorEnv):
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(
                 seeds[0] if isinstance(seeds[0], int) else None
             )
-        messages: dict[int, Message] = {}
-        for w, lo, hi in self._group.spans():
-            which = None if mask is None else [bool(m) for m in mask[lo:hi]]
-            if which is None or any(which):
-                messages[w] = Reset(seeds[lo:hi], options, which)
-        self._send(messages, steps=True)
+        self._group.send(self._group.resets(seeds, options, mask), steps=True)
         self._state = _State.WAITING_RESET
 
     def reset_wait(self, timeout: float | None = None) -> tuple[Any, dict[str, Any]]:
-        """Collect what :meth:`reset_async` started.
-
-        Args:
-            timeout: Seconds to wait (None: the ``step_timeout`` given at
-                construction); past it, :class:`StepTimeoutError` (also a
-                ``multiprocessing.TimeoutError``, as AsyncVectorEnv raises).
-        """
-        if self._state != _State.WAITING_RESET:
-            self._assert_open()
-            raise NoAsyncCallError(
-                "Calling `reset_wait` without any prior call to `reset_async`.", "reset"
-            )
-        replies = self._receive(self._group.owed_live(), self._timeout(timeout))
+        """Collect what :meth:`reset_async` started (``timeout`` as in :meth:`step_wait`)."""
+        self._assert_pending(_State.WAITING_RESET, "reset_wait")
+        replies = self._group.receive(self._group.owed_live(), self._timeout(timeout))
         self._group.release_renders()
         self._state = _State.DEFAULT
-        infos = self._gather(replies)
+        infos = self._group.infos(replies, self._add_info)
         return self._observations(), infos
 
     def _timeout(self, timeout: float | None) -> float | None:
@@ -390,13 +290,6 @@ class CaptureVectorEnv(VectorEnv):
                 self.single_observation_space, self._group.observations, self._obs
             )
         return deepcopy(self._obs) if self.copy else self._obs
-
-    def _gather(self, replies: dict[int, Any]) -> dict[str, Any]:
-        """Merge the workers' infos, with ``info["error"]`` for envs that failed just now."""
-        infos: dict[str, Any] = {}
-        for k, info in self._group.infos(replies):
-            infos = self._add_info(infos, info, k)
-        return infos
 
     def seed_indices(self) -> np.ndarray:
         """Each env's position in ``episode_seeds`` for its running episode (-1: none).
@@ -417,33 +310,26 @@ class CaptureVectorEnv(VectorEnv):
     def step_async(self, actions: Any) -> None:
         """Send actions to the workers without waiting."""
         self._assert_ready("step_async")
-        assert self.recorder is not None
         self.recorder.check()
         split = split_actions(self.action_space, actions, self.num_envs)
-        self._send({w: Step(split[lo:hi]) for w, lo, hi in self._group.spans()}, steps=True)
+        self._group.send({w: Step(split[lo:hi]) for w, lo, hi in self._group.spans()}, steps=True)
         self._state = _State.WAITING_STEP
 
     def step_wait(
         self, timeout: float | None = None
     ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Collect what ``step_async`` started.
+        """Collect what :meth:`step_async` started.
 
-        Args:
-            timeout: Seconds to wait (None: the ``step_timeout`` given at
-                construction); past it, :class:`StepTimeoutError` (also a
-                ``multiprocessing.TimeoutError``, as AsyncVectorEnv raises).
+        ``timeout``: seconds to wait (None: ``step_timeout``); past it,
+        :class:`StepTimeoutError` (also ``multiprocessing.TimeoutError``, as AsyncVectorEnv raises).
         """
-        if self._state != _State.WAITING_STEP:
-            self._assert_open()
-            raise NoAsyncCallError(
-                "Calling `step_wait` without any prior call to `step_async`.", "step"
-            )
+        self._assert_pending(_State.WAITING_STEP, "step_wait")
         group = self._group
         group.zero_taken_out()
-        replies = self._receive(group.live(), self._timeout(timeout))
+        replies = group.receive(group.live(), self._timeout(timeout))
         group.release_renders()
         self._state = _State.DEFAULT
-        infos = self._gather(replies)
+        infos = self._group.infos(replies, self._add_info)
         obs = self._observations()
         return obs, group.rewards.copy(), group.terminated.copy(), group.truncated.copy(), infos
 
@@ -461,28 +347,23 @@ class CaptureVectorEnv(VectorEnv):
         ``name`` is looked up through the wrappers (``get_wrapper_attr``).
         """
         self._assert_ready("call")
-        plan = self._group.plan(indices)
-        self._send({w: Call(name, args, kwargs, which) for w, which in plan.items()})
-        replies = self._receive(list(plan), self.step_timeout)
-        return tuple(self._group.collect(plan, replies, indices))
+        return tuple(
+            self._group.ask(indices, lambda w, which: Call(name, args, kwargs, which), self.step_timeout)
+        )
 
     def call_async(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Start :meth:`call` on every env without waiting; :meth:`call_wait` collects it."""
         self._assert_ready("call_async")
         plan = self._group.plan(None)
-        self._send({w: Call(name, args, kwargs, which) for w, which in plan.items()})
+        self._group.send({w: Call(name, args, kwargs, which) for w, which in plan.items()})
         self._state = _State.WAITING_CALL
 
     def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
         """Collect what :meth:`call_async` started (``timeout`` as in :meth:`step_wait`)."""
-        if self._state != _State.WAITING_CALL:
-            self._assert_open()
-            raise NoAsyncCallError(
-                "Calling `call_wait` without any prior call to `call_async`.", "call"
-            )
+        self._assert_pending(_State.WAITING_CALL, "call_wait")
         plan = self._group.plan(None)
         try:
-            replies = self._receive(self._group.owed_live(), self._timeout(timeout))
+            replies = self._group.receive(self._group.owed_live(), self._timeout(timeout))
         finally:
             if self._state == _State.WAITING_CALL:
                 self._state = _State.DEFAULT
@@ -511,10 +392,10 @@ class CaptureVectorEnv(VectorEnv):
         Envs taken out (``on_error="continue"``) answer False.
         """
         self._assert_ready("env_is_wrapped")
-        plan = self._group.plan(indices)
-        self._send({w: IsWrapped(wrapper_class, which) for w, which in plan.items()})
-        replies = self._receive(list(plan), self.step_timeout)
-        return [bool(v) for v in self._group.collect(plan, replies, indices, default=False)]
+        answers = self._group.ask(
+            indices, lambda w, which: IsWrapped(wrapper_class, which), self.step_timeout, False
+        )
+        return [bool(a) for a in answers]
 
     def set_attr(
         self,
@@ -533,15 +414,12 @@ class CaptureVectorEnv(VectorEnv):
         if len(values) != count:
             raise ConfigError(f"got {len(values)} values for {count} envs")
         value_of = dict(zip(range(self.num_envs) if indices is None else indices, values))
-        plan = self._group.plan(indices)
         positions = self._group.positions
-        self._send(
-            {
-                w: SetAttr(name, [value_of[k] for k in positions(w, which)], which)
-                for w, which in plan.items()
-            }
-        )
-        self._receive(list(plan), self.step_timeout)
+
+        def message(w: int, which: list[int] | None) -> SetAttr:
+            return SetAttr(name, [value_of[k] for k in positions(w, which)], which)
+
+        self._group.ask(indices, message, self.step_timeout)
 
     def render(self) -> tuple[Any, ...] | None:
         """Frames of every env, fetched through the pipes (recording does not need this)."""
@@ -566,18 +444,9 @@ class CaptureVectorEnv(VectorEnv):
         if hook is not None:
             atexit.unregister(hook)
             self._exit_hook = None
-        first_error: BaseException | None = None
-        group = self._group
-        if group.owed_live() and self._state != _State.BROKEN:
-            try:  # let a pending step finish so workers read "close" next
-                # Only the replies still owed: an interrupt may have come
-                # after some were read, and waiting for those would hang.
-                self._receive(group.owed_live(), timeout)
-            except BaseException as exc:  # noqa: BLE001
-                first_error = exc
+        first_error = self._group.stop(timeout, drain=self._state != _State.BROKEN)
         self._state = _State.CLOSED
-        group.stop(timeout)
-        if self._owns_recorder and self.recorder is not None:
+        if self._owns_recorder:
             try:
                 self.recorder.close()
             except BaseException as exc:  # noqa: BLE001
@@ -593,7 +462,7 @@ class CaptureVectorEnv(VectorEnv):
             pass
 
     def __repr__(self) -> str:
-        return f"CaptureVectorEnv({self.num_envs} envs, out={str(self.recorder.out) if self.recorder else None!r})"
+        return f"CaptureVectorEnv({self.num_envs} envs, out={str(self.recorder.out)!r})"
 
 
 def _exit_hook(ref: weakref.ref[CaptureVectorEnv]) -> Callable[[], None]:
@@ -608,15 +477,53 @@ def _exit_hook(ref: weakref.ref[CaptureVectorEnv]) -> Callable[[], None]:
     return close_at_exit
 
 
-def _make_first(make: Callable[[], gym.Env]) -> gym.Env:
-    """Env 0, made in this process for its spaces (the workers make their own)."""
+def _recorder(
+    out: str | os.PathLike[str] | Recorder,
+    config: RecordConfig | None,
+    overwrite: bool,
+    options: dict[str, Any],
+    opts: VectorOptions,
+) -> Recorder:
+    """The recorder given as ``out``, or one made in the folder ``out``.
+
+    Raises:
+        ConfigError: An option is unknown, or recording options come with a
+            running recorder (it was configured when it was made).
+    """
+    record_config = build_config(
+        config,
+        options,
+        front="CaptureVectorEnv",
+        front_options=keyword_names(CaptureVectorEnv.__init__),
+    )
+    if isinstance(out, Recorder):
+        given = sorted(options) + (["config"] if config is not None else [])
+        given += ["overwrite"] if overwrite else []
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} apply when out is a folder; the Recorder given was "
+                "configured when it was made (pass them to Recorder(...) instead)"
+            )
+        return out
+    envs = opts.first_env_index + opts.num_envs
+    if record_config.mosaic is True:  # a tile for each of these envs
+        record_config = record_config.replace(mosaic=envs)
+    return Recorder(out, record_config, overwrite=overwrite, context=opts.context, envs=envs)
+
+
+def _spaces_of(make: Callable[[], gym.Env], mode: str | tuple[gym.Space, gym.Space]) -> VectorSpaces:
+    """Env 0's spaces, from env 0 made (and closed) in this process; the workers make their own."""
     try:
-        return make()
+        env = make()
     except RLCaptureError:
         raise
     except Exception as exc:
         hint = opengl_hint(error_text(exc))
         raise EnvError(f"env 0 could not be made: {hint or f'{type(exc).__name__}: {exc}'}") from exc
+    try:
+        return VectorSpaces.of(env, mode)
+    finally:
+        env.close()
 
 
 def make_vec(

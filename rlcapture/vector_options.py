@@ -45,15 +45,63 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
 
 @dataclass(frozen=True)
 class VectorOptions:
-    """How a :class:`~rlcapture.CaptureVectorEnv` runs its envs (see its arguments).
+    """How a :class:`~rlcapture.CaptureVectorEnv` runs its envs: its own arguments.
 
-    Built from the constructor's arguments, as given; ``__post_init__``
-    checks each and stores it in one form (``autoreset_mode`` an
+    Built from the constructor's arguments as given; ``__post_init__`` checks
+    each and stores it in one form (``autoreset_mode`` an
     :class:`AutoresetMode`, ``episodes_per_env`` one quota per env,
-    ``render_after_batch`` decided from the usable cores).
+    ``render_after_batch`` decided from the usable cores, ``schedule`` made
+    from ``record``).
+
+    Attributes:
+        num_envs: Envs of the vector env (one per env function).
+        record: Which episodes to record: "all", "none", "every:N" or a callable
+            ``(env_index, episode_index) -> bool``. Evaluated in the worker at
+            each reset.
+        envs_per_worker: Envs hosted by one worker process.
+        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or
+            ``DISABLED`` (reset done envs with ``reset(options={"reset_mask": mask})``).
+        shared_memory: Observations go through shared memory (True) or the
+            workers' pipes (False: needed for spaces shared memory cannot hold,
+            such as custom, ``Sequence`` and ``Graph`` spaces), as AsyncVectorEnv's.
+        observation_mode: "same" (every env has env 0's observation space),
+            "different" (same shape and dtype, other bounds), or a pair
+            ``(observation_space, single_observation_space)``, as AsyncVectorEnv's.
+        step_timeout: Seconds a worker may take to answer before
+            :class:`StepTimeoutError`; None waits as long as the worker lives.
+        context: ``multiprocess`` start method for the workers.
+        copy: Return copies of the observations (else views that the next step
+            overwrites).
+        first_env_index: Index of the first env in the recording, so several
+            vector envs can share one recorder.
+        episodes_per_env: A quota of episodes per env (one number, or one per
+            env): later episodes still step, as a vector env must, but are
+            neither recorded nor written to the manifest.
+        on_error: "raise" (default): an env that fails stops the run with
+            :class:`WorkerError`. "continue": the env is taken out instead: its
+            episode ends (``truncated``, ``info["error"]``, ``end: "error"`` and
+            the message in the manifest), then it steps no more (zero reward,
+            never done) and ``failed`` marks it. A worker process that dies
+            takes all of its envs out; the run only stops when no env is left.
+        episode_seeds: An evaluation's seed plan (a list or range of seeds):
+            every reset that is not given a seed (the first, and each
+            autoreset) takes the plan's next seed, whichever env resets, so
+            the j-th episode run has seed ``episode_seeds[j]`` however many
+            envs there are. Episodes after the plan is used up are not
+            counted (neither recorded nor in the manifest); ``seed_indices()``
+            tells each env's position in the plan. ``reset(seed=...)`` is then
+            refused. None (default): resets are seeded only as the caller asks.
+        render_after_batch: Workers hold a step's frames until every worker
+            has answered the step, then render (while the caller runs its
+            policy), so a worker that answers first does not take a core from
+            one still stepping. None (default): only when there are more
+            workers than usable cores, where that contention happens; with a
+            core per worker, rendering at once is earlier and free.
+        schedule: ``record`` made into a schedule.
 
     Raises:
-        ConfigError: An option is out of range or malformed.
+        ConfigError: An option is out of range or malformed (``True`` given
+            as a count included).
         TypeError: ``observation_mode`` is a tuple but not of two spaces (as
             AsyncVectorEnv raises).
     """
@@ -72,7 +120,6 @@ class VectorOptions:
     on_error: str = "raise"
     episode_seeds: Sequence[int] | None = None
     render_after_batch: bool | None = None
-    #: Which episodes to record (``record`` made into a schedule).
     schedule: Schedule = field(init=False)
 
     def __post_init__(self) -> None:

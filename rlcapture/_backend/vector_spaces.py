@@ -131,15 +131,28 @@ def check_render_mode(env: gym.Env, index: int) -> None:
         )
 
 
-def reset_seeds(seed: int | Sequence[int | None] | None, n: int) -> list[int | None]:
-    """One seed per env: ``seed + i`` for env i, or one each from a list (None: unseeded)."""
+def reset_seeds(
+    seed: int | Sequence[int | None] | None, n: int, planned: bool = False
+) -> list[int | None]:
+    """One seed per env: ``seed + i`` for env i, or one each from a list (None: unseeded).
+
+    Args:
+        seed: What ``reset(seed=...)`` was given.
+        n: Envs.
+        planned: The envs take their seeds from a seed plan: any seed is refused.
+    """
     if seed is None:
-        return [None] * n
-    if isinstance(seed, (int, np.integer)):
-        return [int(seed) + i for i in range(n)]
-    seeds = list(seed)
-    if len(seeds) != n:
-        raise ConfigError(f"got {len(seeds)} seeds for {n} envs")
+        seeds: list[int | None] = [None] * n
+    elif isinstance(seed, (int, np.integer)):
+        seeds = [int(seed) + i for i in range(n)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != n:
+            raise ConfigError(f"got {len(seeds)} seeds for {n} envs")
+    if planned and any(s is not None for s in seeds):
+        raise ConfigError(
+            "this vector env takes its seeds from episode_seeds; reset it without a seed"
+        )
     return seeds
 
 

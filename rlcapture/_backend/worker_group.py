@@ -9,13 +9,14 @@ reply is raised once every worker has answered, and a lost worker either
 breaks the vector env or (``on_error="continue"``) takes its envs out.
 
 The vector env keeps the Gymnasium API, its spaces and its state; it asks the
-group to start, send, receive and map indices. The group holds no reference to
-the vector env, and the pool holds the group's callbacks weakly, so a vector
-env dropped without ``close()`` is still finalized at once.
+group to start, send, receive and map indices. The group holds the vector
+env's one callback (it broke) weakly, and the pool holds the group's weakly,
+so a vector env dropped without ``close()`` is still finalized at once.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 from gymnasium import logger
 
 from ..errors import ConfigError, EnvError, FrameError, WorkerError
-from .messages import Error, Message, Ok, Ready, decode
+from .messages import Error, Message, Ok, Ready, Reset, decode
 from .pool import WorkerPool
 from .procs import describe_exit
 from .remote_error import RemoteTraceback, also_builtin, rebuild
@@ -64,6 +65,10 @@ class WorkerGroup:
             first (it explains a failed render).
         hint: What to do about an env's error, from its message and
             traceback, or None (MuJoCo without OpenGL).
+        on_broken: Called (if its object lives) when the group breaks, before
+            the error is raised: the vector env's state change. Held weakly,
+            as the pool holds the group's callbacks, so the vector env is
+            finalized as soon as it is dropped.
 
     Attributes:
         broken: A worker failed or was lost: only :meth:`stop` is left.
@@ -82,6 +87,7 @@ class WorkerGroup:
         on_error: str,
         check: Callable[[], None],
         hint: Callable[[str], str | None],
+        on_broken: weakref.WeakMethod,  # type: ignore[type-arg]
     ) -> None:
         self.num_envs = num_envs
         self.first_env_index = first_env_index
@@ -90,6 +96,7 @@ class WorkerGroup:
         self._worker_of = [w for w, (lo, hi) in enumerate(self.slices) for _ in range(lo, hi)]
         self._check = check
         self._hint = hint
+        self._on_broken = on_broken
         self.pool = WorkerPool(self._unpack, self._lost, self._idle)
         self.broken = False
         self.started = False
@@ -152,9 +159,26 @@ class WorkerGroup:
                 check_env(lo + j, info)
         self.started = True
 
-    def stop(self, timeout: float) -> None:
-        """Ask every live worker to close (ending its videos), then make sure each is gone."""
+    def stop(self, timeout: float, drain: bool) -> BaseException | None:
+        """Ask every live worker to close (ending its videos), then make sure each is gone.
+
+        Args:
+            timeout: Seconds the workers have.
+            drain: First read the replies still owed (a pending step), so
+                workers read "close" next.
+
+        Returns:
+            The error that reading the owed replies raised, if any.
+        """
+        error = None
+        if drain and self.pool.owed_live():
+            try:  # only the replies still owed: an interrupt may have come
+                # after some were read, and waiting for those would hang
+                self.receive(self.pool.owed_live(), timeout)
+            except BaseException as exc:  # noqa: BLE001 - the caller decides
+                error = exc
         self.pool.stop(timeout)
+        return error
 
     # -- who hosts which env ----------------------------------------------------------
     def live(self) -> list[int]:
@@ -211,19 +235,62 @@ class WorkerGroup:
         order = range(self.num_envs) if indices is None else indices
         return [found.get(int(i), default) for i in order]
 
-    def infos(self, replies: dict[int, Any]) -> list[tuple[int, dict[str, Any]]]:
-        """``(position, info)`` of each env with an info, and ``{"error"}`` for envs taken out just now."""
-        found: list[tuple[int, dict[str, Any]]] = []
+    def infos(
+        self, replies: dict[int, Any], add_info: Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The replies' infos merged, with ``info["error"]`` for envs taken out just now.
+
+        Args:
+            replies: Worker -> its envs' infos (None: lost).
+            add_info: ``VectorEnv._add_info``, which merges one env's info.
+        """
+        infos: dict[str, Any] = {}
         for w, per_env in replies.items():
             if per_env is not None:
                 lo = self.slices[w][0]
-                found.extend((lo + j, info) for j, info in enumerate(per_env) if info)
+                for j, info in enumerate(per_env):
+                    if info:
+                        infos = add_info(infos, info, lo + j)
         for k in self._new_failures:
-            found.append((k, {"error": self.errors[self.first_env_index + k]}))
+            infos = add_info(infos, {"error": self.errors[self.first_env_index + k]}, k)
         self._new_failures = []
-        return found
+        return infos
+
+    def resets(
+        self, seeds: Sequence[int | None], options: dict[str, Any] | None, mask: np.ndarray | None
+    ) -> dict[int, Message]:
+        """The reset of each live worker with an env that ``mask`` marks (None: all)."""
+        messages: dict[int, Message] = {}
+        for w, lo, hi in self.spans():
+            which = None if mask is None else [bool(m) for m in mask[lo:hi]]
+            if which is None or any(which):
+                messages[w] = Reset(seeds[lo:hi], options, which)
+        return messages
 
     # -- messages -----------------------------------------------------------------------
+    def ask(
+        self,
+        indices: Sequence[int] | None,
+        message: Callable[[int, list[int] | None], Message],
+        timeout: float | None,
+        default: Any = None,
+    ) -> list[Any]:
+        """Send the envs at ``indices`` (None: all) a message and wait for their answers.
+
+        Args:
+            indices: Env positions.
+            message: ``message(w, which)``: worker ``w``'s, for its envs ``which``
+                (None: all of them).
+            timeout: Seconds to wait.
+            default: The answer of an env taken out.
+
+        Returns:
+            One answer per env, in the order of ``indices``.
+        """
+        plan = self.plan(indices)
+        self.send({w: message(w, which) for w, which in plan.items()})
+        return self.collect(plan, self.receive(list(plan), timeout), indices, default)
+
     def send(self, messages: dict[int, Message], steps: bool = False) -> None:
         """Send each worker its message.
 
@@ -293,7 +360,7 @@ class WorkerGroup:
             return _Failed(rebuild(msg.error, where))
         proc = self.pool.procs[w]
         proc.join(2.0)
-        self.broken = True
+        self._break()
         self._check()  # an encoder death explains a failed render
         exc = rebuild(msg.error, where)
         if isinstance(exc, _CALLERS_MISTAKES):
@@ -323,7 +390,7 @@ class WorkerGroup:
     def _lost(self, w: int, err: WorkerError) -> None:
         """A worker died or hung: raise, or (on_error="continue") take its envs out."""
         if self.on_error != "continue" or not self.started:
-            self.broken = True
+            self._break()
             raise err
         self.pool.take_out(w)
         lo, hi = self.slices[w]
@@ -334,8 +401,14 @@ class WorkerGroup:
             self.terminated[k] = False
             self.truncated[k] = True
         if not self.pool.live():
-            self.broken = True
+            self._break()
             raise WorkerError(f"every env has failed; the last: {err}", err.env_index, err.exitcode)
+
+    def _break(self) -> None:
+        self.broken = True
+        on_broken = self._on_broken()
+        if on_broken is not None:
+            on_broken()
 
     def _idle(self) -> None:
         """While waiting on workers: an encoder that died is said at once."""
