@@ -149,7 +149,8 @@ class CaptureVectorEnv(VectorEnv):
         self._owns_recorder = self.recorder is not out
         self._group = WorkerGroup(
             self.num_envs, opts.envs_per_worker, self.first_env_index, self.on_error,
-            check=self.recorder.check, hint=opengl_hint, on_broken=weakref.WeakMethod(self._broke),
+            self.step_timeout, check=self.recorder.check, hint=opengl_hint,
+            on_broken=weakref.WeakMethod(self._broke),
         )  # fmt: skip
         # on_error="continue": the envs taken out, and (by recording index) why
         self.failed: np.ndarray = self._group.failed
@@ -173,7 +174,8 @@ class CaptureVectorEnv(VectorEnv):
         spaces = _spaces_of(env_fns[0], self.observation_mode)
         self.single_observation_space = spaces.single_observation_space
         self.single_action_space = spaces.single_action_space
-        self.metadata, self.render_mode, self.spec = spaces.metadata, spaces.render_mode, spaces.spec
+        self.metadata, self.render_mode = spaces.metadata, spaces.render_mode
+        self.spec = spaces.spec
         obs_mem, self._obs = spaces.buffer(n, self.shared_memory, ctx)
         if self.episode_seeds is not None:
             self.seed_plan = SeedPlan(self.episode_seeds, n, ctx)
@@ -200,7 +202,8 @@ class CaptureVectorEnv(VectorEnv):
     def finished_episodes(self) -> dict[int, dict[str, Any]]:
         """Episodes that finished on the last step, by env position: ``{"r", "l", "t"}``.
 
-        ``r`` is the env's own return (its innermost ``RecordEpisodeStatistics``), as in the manifest.
+        ``r`` is the env's own return (its innermost ``RecordEpisodeStatistics``),
+        as in the manifest.
         """
         return self._group.finished
 
@@ -234,7 +237,9 @@ class CaptureVectorEnv(VectorEnv):
                 "it is closed"
             )
         if self._state == _State.BROKEN:
-            raise ClosedError("a worker of this vector env failed earlier; close it and make a new one")
+            raise ClosedError(
+                "a worker of this vector env failed earlier; close it and make a new one"
+            )
 
     # -- Gymnasium API ------------------------------------------------------------------
     def reset(
@@ -275,14 +280,11 @@ class CaptureVectorEnv(VectorEnv):
     def reset_wait(self, timeout: float | None = None) -> tuple[Any, dict[str, Any]]:
         """Collect what :meth:`reset_async` started (``timeout`` as in :meth:`step_wait`)."""
         self._assert_pending(_State.WAITING_RESET, "reset_wait")
-        replies = self._group.receive(self._group.owed_live(), self._timeout(timeout))
+        replies = self._group.receive(self._group.owed_live(), timeout)
         self._group.release_renders()
         self._state = _State.DEFAULT
         infos = self._group.infos(replies, self._add_info)
         return self._observations(), infos
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.step_timeout if timeout is None else timeout
 
     def _observations(self) -> Any:
         if not self.shared_memory:
@@ -326,7 +328,7 @@ class CaptureVectorEnv(VectorEnv):
         self._assert_pending(_State.WAITING_STEP, "step_wait")
         group = self._group
         group.zero_taken_out()
-        replies = group.receive(group.live(), self._timeout(timeout))
+        replies = group.receive(group.live(), timeout)
         group.release_renders()
         self._state = _State.DEFAULT
         infos = self._group.infos(replies, self._add_info)
@@ -347,9 +349,7 @@ class CaptureVectorEnv(VectorEnv):
         ``name`` is looked up through the wrappers (``get_wrapper_attr``).
         """
         self._assert_ready("call")
-        return tuple(
-            self._group.ask(indices, lambda w, which: Call(name, args, kwargs, which), self.step_timeout)
-        )
+        return tuple(self._group.ask(indices, lambda _, which: Call(name, args, kwargs, which)))
 
     def call_async(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Start :meth:`call` on every env without waiting; :meth:`call_wait` collects it."""
@@ -363,7 +363,7 @@ class CaptureVectorEnv(VectorEnv):
         self._assert_pending(_State.WAITING_CALL, "call_wait")
         plan = self._group.plan(None)
         try:
-            replies = self._group.receive(self._group.owed_live(), self._timeout(timeout))
+            replies = self._group.receive(self._group.owed_live(), timeout)
         finally:
             if self._state == _State.WAITING_CALL:
                 self._state = _State.DEFAULT
@@ -392,9 +392,7 @@ class CaptureVectorEnv(VectorEnv):
         Envs taken out (``on_error="continue"``) answer False.
         """
         self._assert_ready("env_is_wrapped")
-        answers = self._group.ask(
-            indices, lambda w, which: IsWrapped(wrapper_class, which), self.step_timeout, False
-        )
+        answers = self._group.ask(indices, lambda _, which: IsWrapped(wrapper_class, which), False)
         return [bool(a) for a in answers]
 
     def set_attr(
@@ -419,7 +417,7 @@ class CaptureVectorEnv(VectorEnv):
         def message(w: int, which: list[int] | None) -> SetAttr:
             return SetAttr(name, [value_of[k] for k in positions(w, which)], which)
 
-        self._group.ask(indices, message, self.step_timeout)
+        self._group.ask(indices, message)
 
     def render(self) -> tuple[Any, ...] | None:
         """Frames of every env, fetched through the pipes (recording does not need this)."""
@@ -511,7 +509,9 @@ def _recorder(
     return Recorder(out, record_config, overwrite=overwrite, context=opts.context, envs=envs)
 
 
-def _spaces_of(make: Callable[[], gym.Env], mode: str | tuple[gym.Space, gym.Space]) -> VectorSpaces:
+def _spaces_of(
+    make: Callable[[], gym.Env], mode: str | tuple[gym.Space, gym.Space]
+) -> VectorSpaces:
     """Env 0's spaces, from env 0 made (and closed) in this process; the workers make their own."""
     try:
         env = make()
@@ -519,7 +519,8 @@ def _spaces_of(make: Callable[[], gym.Env], mode: str | tuple[gym.Space, gym.Spa
         raise
     except Exception as exc:
         hint = opengl_hint(error_text(exc))
-        raise EnvError(f"env 0 could not be made: {hint or f'{type(exc).__name__}: {exc}'}") from exc
+        what = hint or f"{type(exc).__name__}: {exc}"
+        raise EnvError(f"env 0 could not be made: {what}") from exc
     try:
         return VectorSpaces.of(env, mode)
     finally:

@@ -116,7 +116,7 @@ def also_builtin(ours: type[E], builtin: type[BaseException]) -> type[E]:
         return ours
     try:
         return type(ours.__name__, (ours, builtin), {"__module__": ours.__module__})
-    except TypeError:  # a builtin with its own layout (OSError...)
+    except TypeError:  # a builtin whose instance layout cannot be combined with ours
         return ours
 
 

@@ -89,7 +89,7 @@ class VectorSpaces:
         return space  # type: ignore[no-any-return]
 
     def batched(self, spaces: Sequence[gym.Space], n: int) -> tuple[gym.Space, gym.Space]:
-        """The observation and action spaces of ``n`` envs (``spaces``: each env's observation space)."""
+        """The observation and action spaces of ``n`` envs (``spaces``: their observation spaces)."""
         if isinstance(self.mode, tuple):
             observation_space = self.mode[0]
         elif self.mode == "same":

@@ -60,6 +60,8 @@ class WorkerGroup:
         first_env_index: Index of env 0 in the recording.
         on_error: "raise" (a failed or lost worker breaks the group) or
             "continue" (a lost worker's envs are taken out).
+        step_timeout: Seconds a worker may take to answer (None: as long as
+            it lives), unless a wait says otherwise.
         check: Called while waiting on workers, and before an error is
             raised: the recorder's check, so an encoder that died is said
             first (it explains a failed render).
@@ -85,6 +87,7 @@ class WorkerGroup:
         per_worker: int,
         first_env_index: int,
         on_error: str,
+        step_timeout: float | None,
         check: Callable[[], None],
         hint: Callable[[str], str | None],
         on_broken: weakref.WeakMethod,  # type: ignore[type-arg]
@@ -92,7 +95,9 @@ class WorkerGroup:
         self.num_envs = num_envs
         self.first_env_index = first_env_index
         self.on_error = on_error
-        self.slices = [(lo, min(num_envs, lo + per_worker)) for lo in range(0, num_envs, per_worker)]
+        self.step_timeout = step_timeout
+        per = per_worker
+        self.slices = [(lo, min(num_envs, lo + per)) for lo in range(0, num_envs, per)]
         self._worker_of = [w for w, (lo, hi) in enumerate(self.slices) for _ in range(lo, hi)]
         self._check = check
         self._hint = hint
@@ -222,7 +227,11 @@ class WorkerGroup:
         return list(range(lo, hi)) if which is None else [lo + j for j in which]
 
     def collect(
-        self, plan: Plan, replies: dict[int, Any], indices: Sequence[int] | None, default: Any = None
+        self,
+        plan: Plan,
+        replies: dict[int, Any],
+        indices: Sequence[int] | None,
+        default: Any = None,
     ) -> list[Any]:
         """The per-env answers to a :meth:`plan`'s messages, in the order of ``indices``.
 
@@ -236,7 +245,7 @@ class WorkerGroup:
         return [found.get(int(i), default) for i in order]
 
     def infos(
-        self, replies: dict[int, Any], add_info: Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
+        self, replies: dict[int, Any], add_info: Callable[..., dict[str, Any]]
     ) -> dict[str, Any]:
         """The replies' infos merged, with ``info["error"]`` for envs taken out just now.
 
@@ -272,7 +281,6 @@ class WorkerGroup:
         self,
         indices: Sequence[int] | None,
         message: Callable[[int, list[int] | None], Message],
-        timeout: float | None,
         default: Any = None,
     ) -> list[Any]:
         """Send the envs at ``indices`` (None: all) a message and wait for their answers.
@@ -281,7 +289,6 @@ class WorkerGroup:
             indices: Env positions.
             message: ``message(w, which)``: worker ``w``'s, for its envs ``which``
                 (None: all of them).
-            timeout: Seconds to wait.
             default: The answer of an env taken out.
 
         Returns:
@@ -289,7 +296,7 @@ class WorkerGroup:
         """
         plan = self.plan(indices)
         self.send({w: message(w, which) for w, which in plan.items()})
-        return self.collect(plan, self.receive(list(plan), timeout), indices, default)
+        return self.collect(plan, self.receive(list(plan)), indices, default)
 
     def send(self, messages: dict[int, Message], steps: bool = False) -> None:
         """Send each worker its message.
@@ -304,13 +311,15 @@ class WorkerGroup:
         for w, message in messages.items():
             self.pool.send(w, message)
 
-    def receive(self, workers: Sequence[int], timeout: float | None) -> dict[int, Any]:
+    def receive(self, workers: Sequence[int], timeout: float | None = None) -> dict[int, Any]:
         """One reply from each worker (the pool watches liveness and the deadline).
+
+        ``timeout``: seconds to wait (None: the step timeout).
 
         A worker's error answer is raised once every worker has answered (the
         last, as AsyncVectorEnv raises), so no reply is left unread in a pipe.
         """
-        replies = self.pool.receive_all(workers, timeout)
+        replies = self.pool.receive_all(workers, self.step_timeout if timeout is None else timeout)
         failed = [r for r in replies.values() if isinstance(r, _Failed)]
         if failed:
             fatal = [f for f in failed if f.fatal]

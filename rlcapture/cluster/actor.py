@@ -26,6 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .._backend.remote_error import RemoteError, capture
+
 __all__ = ["EvalActor", "MANIFEST", "episode_files", "run_evaluate"]
 
 MANIFEST = "episodes.jsonl"
@@ -84,7 +86,7 @@ class EvalActor:
         self._task: int | None = None
         self._dir = ""
         self._offset = 0
-        self._error: dict[str, str] | None = None
+        self._error: RemoteError | None = None  # how the task failed, for the driver
         self._done = False
 
     # -- set-up -----------------------------------------------------------------
@@ -149,11 +151,7 @@ class EvalActor:
         try:
             run_evaluate(self.env, self.policy, seeds, self.num_envs, folder, self.config, self.options)
         except BaseException as exc:  # noqa: BLE001 - reported to the driver by poll
-            self._error = {
-                "type": type(exc).__name__,
-                "message": str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                "traceback": traceback.format_exc(),
-            }
+            self._error = capture(exc, traceback.format_exc())
         finally:
             self._done = True
 
