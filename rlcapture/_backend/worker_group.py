@@ -96,8 +96,9 @@ class WorkerGroup:
         self.first_env_index = first_env_index
         self.on_error = on_error
         self.step_timeout = step_timeout
-        per = per_worker
-        self.slices = [(lo, min(num_envs, lo + per)) for lo in range(0, num_envs, per)]
+        self.slices = [
+            (lo, min(num_envs, lo + per_worker)) for lo in range(0, num_envs, per_worker)
+        ]
         self._worker_of = [w for w, (lo, hi) in enumerate(self.slices) for _ in range(lo, hi)]
         self._check = check
         self._hint = hint
