@@ -6,11 +6,14 @@ caller may catch either. Messages say what to do next. Misuse that Gymnasium's
 vector envs name (``step_wait`` without ``step_async``, a second call while
 one is pending, a call after ``close``) raises errors that also subclass
 Gymnasium's, so code written for ``AsyncVectorEnv`` catches them unchanged.
+Each pickles as itself, attributes included, so an error raised in a worker
+or a Ray actor reaches the caller as the same class.
 """
 
 from __future__ import annotations
 
 from multiprocessing import TimeoutError as _MPTimeoutError
+from typing import Any
 
 from gymnasium import error as _gym
 
@@ -112,6 +115,13 @@ class ProcessDiedError(RLCaptureError, RuntimeError):
         self.process = process
         self.exitcode = exitcode
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle would call ``cls(message)``; these take more arguments.
+        return (type(self), (self._message(), self.process, self.exitcode), self.__dict__)
+
+    def _message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
 
 class WorkerError(ProcessDiedError):
     """An env worker raised, died or stopped answering.
@@ -125,6 +135,9 @@ class WorkerError(ProcessDiedError):
     ) -> None:
         super().__init__(message, f"env {env_index}", exitcode)
         self.env_index = env_index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._message(), self.env_index, self.exitcode), self.__dict__)
 
 
 class StepTimeoutError(WorkerError, TimeoutError, _MPTimeoutError):
@@ -145,3 +158,6 @@ class EncoderError(ProcessDiedError):
     def __init__(self, message: str, exitcode: int | None = None, shard: int | None = None) -> None:
         super().__init__(message, "encoder", exitcode)
         self.shard = shard
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._message(), self.exitcode, self.shard), self.__dict__)

@@ -33,3 +33,25 @@ class _Sleepy(gym.Wrapper):
         if self.delay:
             time.sleep(self.delay)
         return self.env.step(action)
+
+
+class Failing:
+    """Makes an env that fails on the actor: "make" (an EnvError from the factory) or "step"."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __call__(self) -> gym.Env:
+        if self.where == "make":
+            from rlcapture import EnvError
+
+            raise EnvError("no display here")
+        return _Boom(gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=STEPS))
+
+    def __repr__(self) -> str:
+        return f"Failing({self.where!r})"
+
+
+class _Boom(gym.Wrapper):
+    def step(self, action: Any):
+        raise RuntimeError("boom on the actor")

@@ -100,6 +100,59 @@ def test_env_raising_at_startup(tmp_path: Path) -> None:
     assert isinstance(info.value.__cause__, RemoteTraceback)
 
 
+class ActionError(ValueError):
+    """An env's own error class, a ValueError."""
+
+
+class RaisesOwnError(Faulty):
+    def step(self, action):
+        if self.steps >= 2:
+            raise ActionError(f"action {action} refused")
+        return super().step(action)
+
+    def refuse(self):
+        raise ActionError("refused by call")
+
+
+def test_an_env_error_is_a_worker_error_and_its_builtin_class(tmp_path: Path) -> None:
+    """An env's own ValueError subclass reaches the caller as a WorkerError that is a ValueError."""
+    env = rlcapture.CaptureVectorEnv([Faulty, RaisesOwnError], tmp_path / "out", record="none")
+    try:
+        env.reset(seed=0)
+        err = step_until_error(env, 10)
+        assert isinstance(err, rlcapture.WorkerError) and isinstance(err, ValueError), repr(err)
+        assert err.env_index == 1 and str(err).startswith("env 1 raised ActionError: action 0 refused")
+        assert isinstance(err.__cause__, RemoteTraceback) and "ActionError" in err.__cause__.tb
+    finally:
+        env.close()
+
+
+def test_a_failed_call_raises_the_envs_class_and_the_worker_serves_on(tmp_path: Path) -> None:
+    env = rlcapture.CaptureVectorEnv([Faulty, RaisesOwnError], tmp_path / "out", record="none")
+    try:
+        env.reset(seed=0)
+        with pytest.raises(AttributeError, match=r"env 0: .*no_such_attribute") as info:
+            env.call_at([0], "no_such_attribute")
+        assert isinstance(info.value.__cause__, RemoteTraceback)
+        with pytest.raises(ActionError, match=r"^env 1: refused by call$"):
+            env.call_at([1], "refuse")
+        assert env.call("steps") == (0, 0)  # both workers still serve
+    finally:
+        env.close()
+
+
+def test_a_failing_env_is_named_by_its_index_in_the_recording(tmp_path: Path) -> None:
+    """With first_env_index=2 the second env is env 3, in the error and its index."""
+    env = faulty_vec(tmp_path / "out", "raise", at=3, first_env_index=2)
+    try:
+        env.reset(seed=0)
+        err = step_until_error(env)
+        assert type(err) is rlcapture.WorkerError
+        assert err.env_index == 3 and str(err).startswith("env 3 raised RuntimeError: boom at step 3")
+    finally:
+        env.close()
+
+
 def test_render_error_is_reported_on_the_next_step(tmp_path: Path) -> None:
     env = faulty_vec(tmp_path / "out", "raise-render", at=4)
     try:

@@ -39,6 +39,7 @@ from rlcapture._backend.messages import (
     encode,
 )
 from rlcapture._backend.procs import get_context
+from rlcapture._backend.remote_error import RemoteTraceback, capture, rebuild
 from rlcapture._backend.worker import Shared, WorkerSpec, _error_reply
 from rlcapture._backend.worker_envs import EnvFailure, WorkerEnvs
 from rlcapture.triggers import as_schedule
@@ -63,7 +64,7 @@ EXAMPLES = [
     Ok(None),
     Ok([{}, {"episode": {"r": 1.0, "l": 3, "t": 0.1}}], [(1, "RuntimeError: boom")], True),
     Ok([{}], (), False, [np.zeros(2), "text"], [(0, {"r": 1.0, "l": 3, "t": 0.1})]),
-    Error(3, "FrameError", "bad frame", "Traceback ...", "FrameError", False),
+    Error(3, capture(rlcapture.FrameError("bad frame"), "Traceback ..."), False),
     EncoderReady("\0rlcapture-1-abc"),
     CloseEncoder(30.0),
     EncoderClosed({"frames": 10, "episodes": 2, "videos": 2}),
@@ -222,8 +223,10 @@ def test_worker_env_logic_without_pipes(tmp_path: Path) -> None:
             with pytest.raises(EnvFailure) as failure:
                 worker.call("no_such_attribute", (), {}, None)
             error = _error_reply(failure.value.env, failure.value.exc, failure.value.tb, recoverable=True)
-            assert error.kind == "AttributeError" and error.user_error == "AttributeError"
-            assert error.recoverable and "no_such_attribute" in error.text
+            assert error.error.kind == "AttributeError" and error.recoverable
+            assert "no_such_attribute" in error.error.text
+            again = rebuild(decode(encode(error)).error, "env 0")
+            assert isinstance(again, AttributeError) and "no_such_attribute" in str(again)
         finally:
             worker.close()
     records = sorted(read_manifest(out), key=lambda r: (r["env"], r["episode"]))
@@ -238,9 +241,12 @@ def test_worker_env_logic_without_pipes(tmp_path: Path) -> None:
 
 def test_worker_error_reply_keeps_user_errors() -> None:
     err = _error_reply(4, rlcapture.FrameError("frame of env 4 is 2-D"), "tb")
-    assert err == Error(4, "FrameError", "frame of env 4 is 2-D", "tb", "FrameError", False)
+    assert err.env == 4 and not err.recoverable
+    again = rebuild(decode(encode(err)).error, "env 4")
+    assert type(again) is rlcapture.FrameError and str(again) == "env 4: frame of env 4 is 2-D"
+    assert isinstance(again.__cause__, RemoteTraceback) and again.__cause__.tb == "tb"
     err = _error_reply(4, RuntimeError("boom"), "tb")
-    assert err.user_error is None and not err.recoverable
+    assert type(rebuild(err.error)) is RuntimeError and not err.recoverable
 
 
 def test_worker_takes_a_failing_env_out(tmp_path: Path) -> None:

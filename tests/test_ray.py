@@ -20,7 +20,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from conftest import REPO, decode, read_manifest  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from ray_envs import STEPS, SlowCartPole  # noqa: E402
+from ray_envs import STEPS, Failing, SlowCartPole  # noqa: E402
 
 import rlcapture  # noqa: E402
 from rlcapture import ConfigError, EnvError  # noqa: E402
@@ -211,6 +211,17 @@ def test_a_node_without_the_envs_package_says_so(cluster, tmp_path):
     assert "No module named 'driver_only_env'" in message and "on node" in message and "every node" in message
     assert not (tmp_path / "out" / ".rlcapture-ray").exists()
     assert not (tmp_path / "out" / "episodes.jsonl").exists()  # nothing blocks the rerun
+
+
+def test_a_task_error_reaches_the_driver_as_its_class(cluster, tmp_path):
+    """rlcapture's own errors from a task are raised as themselves; an env's, with its traceback."""
+    with pytest.raises(EnvError, match=r"task of seeds \d: EnvError: no display here$") as err:
+        evaluate_on_ray(Failing("make"), seeds=range(2), num_envs=1, out=tmp_path / "make")
+    assert "\n" not in str(err.value)
+    with pytest.raises(rlcapture.ProcessDiedError, match=r"task of seeds \d: WorkerError: env 0 raised RuntimeError") as err:
+        evaluate_on_ray(Failing("step"), seeds=range(2), num_envs=1, out=tmp_path / "step")
+    assert not isinstance(err.value, rlcapture.WorkerError)  # the actor's, not this process's
+    assert "Traceback" in str(err.value) and "boom on the actor" in str(err.value)
 
 
 def test_bad_options_fail_before_any_actor(cluster, tmp_path):

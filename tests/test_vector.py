@@ -379,6 +379,11 @@ def test_registered_env_that_cannot_render_to_an_array(tmp_path: Path) -> None:
     "kwargs",
     [
         {"envs_per_worker": 0},
+        {"envs_per_worker": True},  # a bool is not a count
+        {"first_env_index": True},
+        {"step_timeout": True},
+        {"episodes_per_env": True},
+        {"episodes_per_env": [2, False]},
         {"step_timeout": -1.0},
         {"step_timeout": float("inf")},
         {"first_env_index": -1},
@@ -394,6 +399,25 @@ def test_registered_env_that_cannot_render_to_an_array(tmp_path: Path) -> None:
 def test_bad_vector_options(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(rlcapture.ConfigError):
         rlcapture.make_vec("CartPole-v1", 2, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_envs": True}, "num_envs must be a positive integer, got True"),
+        ({"num_envs": 0}, "num_envs must be a positive integer, got 0"),
+        ({"num_envs": 2.0}, "num_envs must be a positive integer, got 2.0"),
+        ({"num_envs": 2, "envs_per_worker": True}, "envs_per_worker must be a positive integer, got True"),
+        ({"num_envs": 2, "first_env_index": False}, "first_env_index must be a non-negative integer, got False"),
+        ({"num_envs": 2, "step_timeout": True}, "step_timeout must be a positive number of seconds, got True"),
+        ({"num_envs": 2, "episodes_per_env": True}, "episodes_per_env must hold non-negative integers"),
+    ],
+)
+def test_true_is_not_a_count(tmp_path: Path, kwargs: dict, match: str) -> None:
+    """``True`` (an int to Python) is refused wherever a count is asked, as 0 or 2.0 are."""
+    with pytest.raises(rlcapture.ConfigError, match=match):
+        rlcapture.make_vec("CartPole-v1", out=tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
 
 

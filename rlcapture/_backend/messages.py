@@ -36,6 +36,8 @@ from __future__ import annotations
 import pickle
 from typing import Any, NamedTuple
 
+from .remote_error import RemoteError
+
 __all__ = [
     "Step",
     "Reset",
@@ -155,19 +157,14 @@ class Error(NamedTuple):
 
     Attributes:
         env: The env's index in the recording.
-        kind: The exception's class name.
-        text: Its message.
-        traceback: The formatted remote traceback.
-        user_error: The class name to raise again on the caller's side (the
-            caller's own mistake: ``EnvError``, ``FrameError``...), else None.
+        error: The exception, as it crosses processes (pickled, with its
+            traceback: :mod:`.remote_error`), so the caller raises the
+            class the env raised.
         recoverable: A failed ``call``/``set_attr``: the worker serves on.
     """
 
     env: int
-    kind: str
-    text: str
-    traceback: str
-    user_error: str | None
+    error: RemoteError
     recoverable: bool
 
 

@@ -9,6 +9,7 @@ import multiprocess
 from multiprocess.connection import wait as _wait
 
 from .messages import decode
+from .remote_error import RemoteTraceback  # the recorder imports it from here
 
 __all__ = ["RemoteTraceback", "get_context", "describe_exit", "wait_ready", "stop_process"]
 
@@ -66,14 +67,3 @@ def stop_process(proc: Any, timeout: float) -> None:
     if proc.exitcode is None:
         proc.kill()
         proc.join(2.0)
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an error raised in another process; set as ``__cause__``."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return "\n\n" + self.tb

@@ -23,7 +23,6 @@ import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
-from ..errors import ConfigError, EnvError, FrameError
 from .episode import EndReason
 from .messages import (
     Call,
@@ -38,6 +37,7 @@ from .messages import (
     decode,
     encode,
 )
+from .remote_error import capture
 from .worker_envs import EnvFailure, WorkerEnvs
 from .worker_spec import Shared, WorkerSpec
 
@@ -45,13 +45,9 @@ __all__ = ["worker_main", "WorkerSpec", "Shared", "quiet_sdl"]
 
 
 def _error_reply(env: int, exc: BaseException, tb: str, recoverable: bool = False) -> Error:
-    # Errors about the user's input keep their class across the pipe, so the
-    # caller can catch FrameError or EnvError as if the env ran in-process.
-    kind = type(exc).__name__
-    user_error = isinstance(exc, (EnvError, FrameError, ConfigError))
-    if recoverable and isinstance(exc, (AttributeError, TypeError, ValueError)):
-        user_error = True
-    return Error(env, kind, str(exc), tb, kind if user_error else None, recoverable)
+    # The exception itself crosses, so the caller raises the env's class
+    # (and rlcapture's FrameError or EnvError as if the env ran in-process).
+    return Error(env, capture(exc, tb), recoverable)
 
 
 def _serve(worker: WorkerEnvs, cmd: Any) -> Ok:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .._backend.manifest import ManifestFollower, file_names
+from .._backend.remote_error import RemoteError, capture
 from .._backend.run_folder import RunFolder
 
 __all__ = ["EvalActor", "episode_files", "run_evaluate"]
@@ -80,7 +81,7 @@ class EvalActor:
         self._task: int | None = None
         self._dir = ""
         self._follower: ManifestFollower | None = None  # the task's manifest, as it grows
-        self._error: dict[str, str] | None = None
+        self._error: RemoteError | None = None  # how the task failed, for the driver
         self._done = False
 
     # -- set-up -----------------------------------------------------------------
@@ -146,11 +147,7 @@ class EvalActor:
         try:
             run_evaluate(self.env, self.policy, seeds, self.num_envs, folder, self.config, self.options)
         except BaseException as exc:  # noqa: BLE001 - reported to the driver by poll
-            self._error = {
-                "type": type(exc).__name__,
-                "message": str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                "traceback": traceback.format_exc(),
-            }
+            self._error = capture(exc, traceback.format_exc())
         finally:
             self._done = True
 

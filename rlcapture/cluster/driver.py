@@ -43,6 +43,7 @@ from .._backend.manifest import (
     forget_files,
     rename_files,
 )
+from .._backend.remote_error import RemoteError, rebuild
 from .._backend.run_folder import RunFolder, describe_seeds
 from ..config import RecordConfig
 from ..errors import (
@@ -50,7 +51,6 @@ from ..errors import (
     EnvError,
     OutputError,
     ProcessDiedError,
-    RLCaptureError,
 )
 from ..evaluate import EpisodeResult, EvaluationResult
 from .actor import EvalActor, episode_files
@@ -63,7 +63,7 @@ __all__ = ["ClusterResult", "RayEvaluation", "evaluate_on_ray"]
 
 _POLL = 1.0  # seconds an actor holds a poll open waiting for an episode to end
 _MAX_ATTEMPTS = 3  # runs of a seed whose task ended without its episode
-_ERRORS: dict[str, type[RLCaptureError]] = {"EnvError": EnvError, "ConfigError": ConfigError, "OutputError": OutputError}
+_OWN_ERRORS = (EnvError, ConfigError, OutputError)  # a task's errors raised on the driver as themselves
 
 
 @dataclass
@@ -495,13 +495,13 @@ class RayEvaluation:
         if not value["done"]:
             self._poll(actor)
             return
-        error = value["error"]
+        error: RemoteError | None = value["error"]
         if error is not None:
-            cls = _ERRORS.get(error["type"])
-            message = f"{actor.name()}, task of seeds {_seeds(task.seeds)}: {error['type']}: {error['message']}"
-            if cls is not None:
-                raise cls(message)
-            raise ProcessDiedError(message + "\n" + error["traceback"], f"actor {actor.index}")
+            exc = rebuild(error)
+            message = f"{actor.name()}, task of seeds {_seeds(task.seeds)}: {error.kind}: {error.first_line}"
+            if isinstance(exc, _OWN_ERRORS):
+                raise type(exc)(message) from exc
+            raise ProcessDiedError(message + "\n" + error.traceback, f"actor {actor.index}") from exc
         left = [s for s in self.plan.finish(task.id) if not self._in_flight(s)]
         if left:
             if task.attempt + 1 >= _MAX_ATTEMPTS:
