@@ -126,8 +126,6 @@ class ClusterResult:
 
 
 @dataclass
-
-@dataclass
 class _Run:
     """What one :meth:`RayEvaluation.run` holds while it runs (built once Ray is joined)."""
 
