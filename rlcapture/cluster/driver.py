@@ -129,7 +129,6 @@ class ClusterResult:
 class _Run:
     """What one :meth:`RayEvaluation.run` holds while it runs (built once Ray is joined)."""
 
-    ray: Any
     staging: Path  # the output folder's staging folder of this run (token, shared task folders)
     token: str
     scratch: str  # node-local folder of this run's tasks in stream mode
@@ -273,7 +272,7 @@ class RayEvaluation:
             self.out, plan, KeepPolicy(self.config.keep, self.config.keep_seed), transfers, manifest,
             self.config.name_prefix, self.result.episodes, self.result.events, self.progress, self._files_in,
         )  # fmt: skip
-        return _Run(ray, staging, token, scratch, blob, plan, transfers, fleet, collector)
+        return _Run(staging, token, scratch, blob, plan, transfers, fleet, collector)
 
     def _loop(self, run: _Run, t0: float) -> None:
         """Until every seed is settled: hand out tasks and chunks, watch the actors, take answers."""
@@ -557,14 +556,16 @@ def evaluate_on_ray(
             called stuck and replaced.
         start_timeout: Seconds an actor may take to be placed and ready.
         init_options: More keywords for ``ray.init``.
-        **kwargs: Other options of :func:`rlcapture.evaluate`.
+        **kwargs: Other options of :func:`rlcapture.evaluate`; one it would
+            refuse is refused here, with its message, before Ray is joined.
 
     Returns:
         A :class:`ClusterResult`.
 
     Raises:
         EnvError: A node cannot load the env or the policy (names the node).
-        ConfigError: A bad option, Ray missing, or no cluster at ``address``.
+        ConfigError: A bad or unknown option (as a local evaluate says it),
+            Ray missing, or no cluster at ``address``.
         ProcessDiedError: Every actor died, or an evaluation task failed.
     """
     return RayEvaluation(env, policy, seeds, **kwargs).run()
