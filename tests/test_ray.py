@@ -25,6 +25,7 @@ from ray_envs import STEPS, Failing, SlowCartPole  # noqa: E402
 import rlcapture  # noqa: E402
 from rlcapture import ConfigError, EnvError  # noqa: E402
 from rlcapture.cluster import RayEvaluation, evaluate_on_ray  # noqa: E402
+from rlcapture.cluster.fleet import ActorState  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def test_an_actor_killed_mid_run_loses_nothing(cluster, tmp_path):
 
     def progress(done: int, steps: int) -> None:
         if done == 2 and not killed:
-            victim = next(a for a in run.actors.values() if a.state == "busy")
+            victim = next(a for a in run.actors.values() if a.state is ActorState.BUSY)
             killed.append(victim.index)
             ray.kill(victim.handle, no_restart=True)
 
@@ -235,6 +236,54 @@ def test_bad_options_fail_before_any_actor(cluster, tmp_path):
         evaluate_on_ray("CartPole-v1", seeds=[1], out=tmp_path / "d", mosaic=True)
 
 
+def _local_error(out, **options: Any) -> str:
+    """The message a local evaluate refuses ``options`` with (into ``out``, left unmade)."""
+    with pytest.raises(ConfigError) as err:
+        rlcapture.evaluate("CartPole-v1", seeds=range(2), num_envs=1, out=out, **options)
+    assert not out.exists()
+    return str(err.value)
+
+
+def _no_actor_started(out) -> None:
+    assert not [a for a in ray.util.list_named_actors() if a.startswith("rlcapture-")]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"bogus_option": 1}, {"codc": "h264"}, {"envs_per_worker": 0}, {"episode_seeds": [1, 2]}],
+    ids=["unknown", "near-miss", "bad-vector-option", "set-by-evaluate"],
+)
+def test_an_option_a_local_run_refuses_is_refused_on_the_driver_alike(cluster, tmp_path, options):
+    """Refused before any actor starts, with the local message (not an actor's task error)."""
+    out = tmp_path / "ray"
+    with pytest.raises(ConfigError) as err:
+        evaluate_on_ray(SlowCartPole(), seeds=range(4), num_envs=1, out=out, **options)
+    local = _local_error(tmp_path / "local", **options)
+    assert str(err.value) == local
+    assert "actor" not in str(err.value) and "task of seeds" not in str(err.value)
+    _no_actor_started(out)
+    with pytest.raises(ConfigError) as err:
+        RayEvaluation("CartPole-v1", seeds=range(4), out=out, **options)  # refused when made, not run
+    assert str(err.value) == local
+
+
+def test_cli_refuses_an_unknown_option_with_ray_as_without(cluster, tmp_path, subprocess_env):
+    """From the command line an unknown option stops at the parser: the same with --ray, no actor."""
+    out = tmp_path / "cli"
+    base = [sys.executable, "-m", "rlcapture.cli", "record", "CartPole-v1", "--episodes", "2", "--out", str(out),
+            "--bogus-option", "1"]
+    runs = [
+        subprocess.run(argv, env=subprocess_env, capture_output=True, text=True, timeout=120)
+        for argv in (base, [*base, "--ray", cluster.address])
+    ]
+    assert [p.returncode for p in runs] == [2, 2]
+    errors = [p.stderr.strip().splitlines()[-1] for p in runs]
+    assert "unrecognized arguments: --bogus-option 1" in errors[0]
+    assert errors[1] == errors[0]
+    _no_actor_started(out)
+
+
 def test_cli_joins_a_cluster_by_address(cluster, tmp_path, subprocess_env):
     out = tmp_path / "cli"
     proc = subprocess.run(
@@ -266,9 +315,9 @@ def test_a_node_removed_mid_run_loses_nothing(cluster, tmp_path):
 
     def progress(done: int, steps: int) -> None:
         if done == 2 and not removed:
-            victim = next(a for a in run.actors.values() if a.state == "busy" and a.info["node"] in workers)
+            victim = next(a for a in run.actors.values() if a.state is ActorState.BUSY and a.info.node in workers)
             removed.append(victim)
-            cluster.remove_node(workers[victim.info["node"]])
+            cluster.remove_node(workers[victim.info.node])
 
     run.progress = progress
     result = run.run()  # last in the module: the cluster keeps two nodes until its teardown
@@ -276,5 +325,5 @@ def test_a_node_removed_mid_run_loses_nothing(cluster, tmp_path):
     assert removed
     assert triples(result.episodes) == local_episodes(seeds, tmp_path)
     check_folder(out, result, seeds)
-    node = removed[0].info["node"][:12]
+    node = removed[0].info.node[:12]
     assert any(node in e and "died" in e for e in result.events), result.events

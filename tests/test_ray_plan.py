@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from rlcapture import ConfigError
+import rlcapture
+from rlcapture import ConfigError, RecordConfig
+from rlcapture.cluster import evaluate_on_ray
+from rlcapture.cluster.options import task_options
 from rlcapture.cluster.plan import TaskPlan, check_cluster_seeds, default_task_size
 from rlcapture.cluster.storage import check_storage, scratch_root, sees_token, write_token
 from rlcapture.cluster.transfer import FileCopy, Transfers
@@ -102,3 +106,26 @@ def test_storage_token(tmp_path):
     with pytest.raises(ConfigError, match="auto, shared, stream"):
         check_storage("nfs")
     assert scratch_root(str(tmp_path), "ab12") == str(tmp_path / "rlcapture-ray-ab12")
+
+
+def test_task_options_pass_evaluates_own_on_and_fold_config_options_in(tmp_path):
+    config, passed = task_options(
+        RecordConfig(fps=15), 2,
+        {"codec": "h264", "env_kwargs": {"g": 9.8}, "max_episode_steps": 40, "record": "every:2",
+         "envs_per_worker": 2, "step_timeout": 5.0, "on_error": "continue", "run_info": {"x": 1}},
+    )  # fmt: skip
+    assert (config.video.fps, config.video.codec) == (15, "h264")
+    assert passed == {"env_kwargs": {"g": 9.8}, "max_episode_steps": 40, "run_info": {"x": 1}, "record": "every:2",
+                      "envs_per_worker": 2, "step_timeout": 5.0, "on_error": "continue"}  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [{"bogus_option": 1}, {"fsp": 30}, {"on_error": "ignore"}, {"config": "h264"}])
+def test_an_option_is_refused_on_the_driver_as_a_local_evaluate_refuses_it(tmp_path, options):
+    """Before Ray is joined (none is here), with the local message."""
+    with pytest.raises(ConfigError) as local:
+        rlcapture.evaluate("CartPole-v1", seeds=range(2), num_envs=1, out=tmp_path / "local", **options)
+    with pytest.raises(ConfigError) as ray:
+        evaluate_on_ray("CartPole-v1", seeds=range(2), num_envs=1, out=tmp_path / "ray", **options)
+    assert str(ray.value) == str(local.value)
+    assert not (tmp_path / "local").exists() and not (tmp_path / "ray").exists()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

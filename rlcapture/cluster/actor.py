@@ -28,6 +28,7 @@ from typing import Any
 from .._backend.manifest import ManifestFollower, file_names
 from .._backend.remote_error import RemoteError, capture
 from .._backend.run_folder import RunFolder
+from .replies import Finished, Hello, Polled, Prepared
 
 __all__ = ["EvalActor", "episode_files", "run_evaluate"]
 
@@ -76,6 +77,7 @@ class EvalActor:
         self.config: Any = None
         self.options: dict[str, Any] = {}
         self.root = ""
+        self.scratch = ""  # this run's node-local folder (stream mode)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._task: int | None = None
@@ -85,24 +87,19 @@ class EvalActor:
         self._done = False
 
     # -- set-up -----------------------------------------------------------------
-    def hello(self) -> dict[str, Any]:
+    def hello(self) -> Hello:
         """Where this actor runs: Ray node id, address, host name, pid."""
         import ray
 
         ctx = ray.get_runtime_context()
-        return {
-            "node": ctx.get_node_id(),
-            "ip": ray.util.get_node_ip_address(),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-        }
+        return Hello(ctx.get_node_id(), ray.util.get_node_ip_address(), socket.gethostname(), os.getpid())
 
-    def prepare(self, blob: bytes, staging: str, token: str, scratch: str) -> dict[str, Any]:
+    def prepare(self, blob: bytes, staging: str, token: str, scratch: str) -> Prepared:
         """Load the env and policy; say whether this node sees the driver's output folder.
 
         Returns:
-            ``{"shared": bool, "error": None | str}``: ``error`` is one line
-            saying what this node lacks.
+            Whether the node sees the folder, and (``error``) one line saying
+            what this node lacks.
         """
         from ray import cloudpickle
 
@@ -112,7 +109,7 @@ class EvalActor:
         try:
             spec = cloudpickle.loads(blob)
         except Exception as exc:  # noqa: BLE001 - any failure to rebuild the env is the user's to fix
-            return {"shared": shared, "error": f"cannot load the env or policy: {type(exc).__name__}: {exc}"}
+            return Prepared(shared, f"cannot load the env or policy: {type(exc).__name__}: {exc}")
         self.env, self.policy = spec["env"], spec["policy"]
         self.num_envs, self.config, self.options = spec["num_envs"], spec["config"], spec["options"]
         if isinstance(self.env, str):
@@ -122,9 +119,9 @@ class EvalActor:
             try:
                 check_env_id(self.env)
             except RLCaptureError as exc:
-                return {"shared": shared, "error": str(exc)}
+                return Prepared(shared, str(exc))
         self.scratch = scratch
-        return {"shared": shared, "error": None}
+        return Prepared(shared)
 
     # -- tasks ------------------------------------------------------------------
     def start(self, task: int, seeds: list[int], root: str) -> str:
@@ -151,37 +148,24 @@ class EvalActor:
         finally:
             self._done = True
 
-    def poll(self, timeout: float = 1.0) -> dict[str, Any]:
-        """Episodes that ended since the last poll, waiting up to ``timeout`` s for one.
-
-        Returns:
-            ``{"task", "dir", "records", "done", "error"}``; each record has
-            ``files``: [(path relative to ``dir``, size)].
-        """
+    def poll(self, timeout: float = 1.0) -> Polled:
+        """Episodes that ended since the last poll, waiting up to ``timeout`` s for one."""
         deadline = time.monotonic() + timeout
         while True:
             done = self._done  # read before the manifest: no line can follow "done"
-            records = self._tail()
-            if records or done or time.monotonic() >= deadline:
-                return {
-                    "task": self._task,
-                    "dir": self._dir,
-                    "records": records,
-                    "done": done,
-                    "error": self._error if done else None,
-                }
+            episodes = self._tail()
+            if episodes or done or time.monotonic() >= deadline:
+                return Polled(self._task, self._dir, episodes, done, self._error if done else None)
             time.sleep(0.05)
 
-    def _tail(self) -> list[dict[str, Any]]:
+    def _tail(self) -> list[Finished]:
         if self._follower is None:
             return []
-        records = []
-        for record in self._follower.read():
-            if record.get("update"):
-                continue
-            record["files"] = episode_files(self._dir, record)
-            records.append(record)
-        return records
+        return [
+            Finished(record, episode_files(self._dir, record))
+            for record in self._follower.read()
+            if not record.get("update")
+        ]
 
     # -- files ------------------------------------------------------------------
     def read(self, path: str, offset: int, length: int) -> bytes:
