@@ -76,7 +76,8 @@ class CaptureVectorEnv(VectorEnv):
             ``(env_index, episode_index) -> bool``, evaluated in the worker at each reset.
         envs_per_worker: Envs hosted by one worker process.
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or ``DISABLED``.
-        shared_memory: Observations through shared memory (True) or the workers' pipes.
+        shared_memory: Observations through shared memory (True) or the workers'
+            pipes (False); None: shared memory where the space allows it.
         observation_mode: "same", "different" or ``(observation_space, single_observation_space)``.
         step_timeout: Seconds a worker may take to answer (None: as long as it lives).
         context: ``multiprocess`` start method for the workers.
@@ -113,7 +114,7 @@ class CaptureVectorEnv(VectorEnv):
         record: ScheduleSpec = "all",
         envs_per_worker: int = 1,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        shared_memory: bool = True,
+        shared_memory: bool | None = None,
         observation_mode: str | tuple[gym.Space, gym.Space] = "same",
         step_timeout: float | None = None,
         context: str | None = None,
@@ -177,6 +178,7 @@ class CaptureVectorEnv(VectorEnv):
         self.metadata, self.render_mode = spaces.metadata, spaces.render_mode
         self.spec = spaces.spec
         obs_mem, self._obs = spaces.buffer(n, self.shared_memory, ctx)
+        self.shared_memory = obs_mem is not None
         if self.episode_seeds is not None:
             self.seed_plan = SeedPlan(self.episode_seeds, n, ctx)
         observation_spaces: list[gym.Space] = []
