@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import weakref
 from collections.abc import Callable, Sequence
 from copy import deepcopy
+from dataclasses import asdict
 from enum import Enum
 from typing import Any
 
@@ -32,13 +34,14 @@ from gymnasium import logger
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import concatenate
 
+from ._backend.gl_platform import GL_VARIABLES, GLPlatform, prepare
 from ._backend.messages import Call, IsWrapped, SetAttr, Step
 from ._backend.procs import get_context
 from ._backend.seedplan import SeedPlan
 from ._backend.vector_spaces import VectorSpaces, check_mask, reset_seeds, split_actions
 from ._backend.worker_group import WorkerGroup
 from .config import RecordConfig, build_config, keyword_names
-from .envs import error_text, make_env_fn, opengl_hint
+from .envs import describe_env_fns, error_text, make_env_fn, opengl_hint
 from .errors import (
     AlreadyPendingCallError,
     ClosedError,
@@ -146,6 +149,10 @@ class CaptureVectorEnv(VectorEnv):
         self.render_after_batch = opts.render_after_batch
         self.episode_seeds = opts.episode_seeds
         self.seed_plan: SeedPlan | None = None
+        #: The OpenGL platform MuJoCo renders with here and in the workers
+        #: (``_backend/gl_platform.py``): EGL or OSMesa, picked where there is no
+        #: display and the user set none; in ``run.json``.
+        self.gl_platform: GLPlatform = prepare()
         self.recorder: Recorder = _recorder(out, config, overwrite, options, opts)
         self._owns_recorder = self.recorder is not out
         self._group = WorkerGroup(
@@ -156,8 +163,26 @@ class CaptureVectorEnv(VectorEnv):
         # on_error="continue": the envs taken out, and (by recording index) why
         self.failed: np.ndarray = self._group.failed
         self.errors: dict[int, str] = self._group.errors
+        #: What ``run.json`` says of this vector env: the env (named where it
+        #: can be: an id, an ``EnvSpec``, ``module:Env``), envs, autoreset mode,
+        #: encoding, OpenGL platform. Written in the folder it owns, so that
+        #: ``rlcapture replay`` can re-create its episodes; :func:`~rlcapture.evaluate`
+        #: and ``RecordCallback`` add what they know (policy, seeds, timestep).
+        self.run_info: dict[str, Any] = {}
         try:
             self._start(env_fns)
+            self.run_info = {
+                **describe_env_fns(env_fns),
+                "num_envs": self.num_envs,
+                "autoreset_mode": self.autoreset_mode.name,
+                "video": asdict(self.recorder.config.video),
+                "gl": self.gl_platform.as_json(),
+            }
+            if self._owns_recorder:
+                # The package's version, read where it is (importing the
+                # package root here would import the tools above this layer).
+                version = getattr(sys.modules[__package__], "__version__", "")
+                self.recorder.folder.write_run_file(self.run_info, version=version)
         except BaseException:
             self._shutdown(timeout=5.0)
             raise
@@ -190,6 +215,7 @@ class CaptureVectorEnv(VectorEnv):
             endpoint=self.recorder.endpoint, schedule=opts.schedule,
             autoreset_mode=self.autoreset_mode, gate=self.render_after_batch,
             seed_plan=self.seed_plan,
+            gl={k: os.environ[k] for k in GL_VARIABLES if k in os.environ},
         )  # fmt: skip
         self.observation_space, self.action_space = spaces.batched(observation_spaces, n)
         self.metadata["autoreset_mode"] = self.autoreset_mode
