@@ -79,8 +79,7 @@ class CaptureVectorEnv(VectorEnv):
             ``(env_index, episode_index) -> bool``, evaluated in the worker at each reset.
         envs_per_worker: Envs hosted by one worker process.
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or ``DISABLED``.
-        shared_memory: Observations through shared memory (True) or the workers'
-            pipes (False); None: shared memory where the space allows it.
+        shared_memory: Shared memory (True), the pipes (False), or None: shared memory if it can.
         observation_mode: "same", "different" or ``(observation_space, single_observation_space)``.
         step_timeout: Seconds a worker may take to answer (None: as long as it lives).
         context: ``multiprocess`` start method for the workers.
@@ -149,10 +148,7 @@ class CaptureVectorEnv(VectorEnv):
         self.render_after_batch = opts.render_after_batch
         self.episode_seeds = opts.episode_seeds
         self.seed_plan: SeedPlan | None = None
-        #: The OpenGL platform MuJoCo renders with here and in the workers
-        #: (``_backend/gl_platform.py``): EGL or OSMesa, picked where there is no
-        #: display and the user set none; in ``run.json``.
-        self.gl_platform: GLPlatform = prepare()
+        self.gl_platform: GLPlatform = prepare()  # MuJoCo's OpenGL, here and in the workers
         self.recorder: Recorder = _recorder(out, config, overwrite, options, opts)
         self._owns_recorder = self.recorder is not out
         self._group = WorkerGroup(
@@ -163,26 +159,9 @@ class CaptureVectorEnv(VectorEnv):
         # on_error="continue": the envs taken out, and (by recording index) why
         self.failed: np.ndarray = self._group.failed
         self.errors: dict[int, str] = self._group.errors
-        #: What ``run.json`` says of this vector env: the env (named where it
-        #: can be: an id, an ``EnvSpec``, ``module:Env``), envs, autoreset mode,
-        #: encoding, OpenGL platform. Written in the folder it owns, so that
-        #: ``rlcapture replay`` can re-create its episodes; :func:`~rlcapture.evaluate`
-        #: and ``RecordCallback`` add what they know (policy, seeds, timestep).
-        self.run_info: dict[str, Any] = {}
         try:
             self._start(env_fns)
-            self.run_info = {
-                **describe_env_fns(env_fns),
-                "num_envs": self.num_envs,
-                "autoreset_mode": self.autoreset_mode.name,
-                "video": asdict(self.recorder.config.video),
-                "gl": self.gl_platform.as_json(),
-            }
-            if self._owns_recorder:
-                # The package's version, read where it is (importing the
-                # package root here would import the tools above this layer).
-                version = getattr(sys.modules[__package__], "__version__", "")
-                self.recorder.folder.write_run_file(self.run_info, version=version)
+            self.run_info: dict[str, Any] = _run_info(self, env_fns)  # what run.json says
         except BaseException:
             self._shutdown(timeout=5.0)
             raise
@@ -535,6 +514,30 @@ def _recorder(
     if record_config.mosaic is True:  # a tile for each of these envs
         record_config = record_config.replace(mosaic=envs)
     return Recorder(out, record_config, overwrite=overwrite, context=opts.context, envs=envs)
+
+
+def _run_info(envs: CaptureVectorEnv, env_fns: Sequence[Callable[[], gym.Env]]) -> dict[str, Any]:
+    """What ``run.json`` says of ``envs``, written in the folder it owns.
+
+    The env (named where it can be: an id, an ``EnvSpec``, ``module:Env``, so
+    that ``rlcapture replay`` can re-create its episodes), the envs, autoreset
+    mode, encoding and OpenGL platform (:attr:`CaptureVectorEnv.gl_platform`,
+    from ``_backend/gl_platform.py``). :func:`~rlcapture.evaluate` and
+    ``RecordCallback`` write it again with what they know (policy, seeds, timestep).
+    """
+    info = {
+        **describe_env_fns(env_fns),
+        "num_envs": envs.num_envs,
+        "autoreset_mode": envs.autoreset_mode.name,
+        "video": asdict(envs.recorder.config.video),
+        "gl": envs.gl_platform.as_json(),
+    }
+    if envs._owns_recorder:
+        # The package's version, read where it is (importing the package
+        # root here would import the tools above this layer).
+        version = getattr(sys.modules[__package__], "__version__", "")
+        envs.recorder.folder.write_run_file(info, version=version)
+    return info
 
 
 def _spaces_of(

@@ -46,11 +46,17 @@ SPACES = {
     "text": spaces.Text(5),
     "sequence": spaces.Sequence(spaces.Discrete(4)),
     "graph": spaces.Graph(spaces.Box(0.0, 1.0, (2,)), spaces.Discrete(3)),
-    "dict-of-sequence": spaces.Dict({"s": spaces.Sequence(spaces.Box(0, 1, (2,))), "d": spaces.Discrete(2)}),
+    "dict-of-sequence": spaces.Dict(
+        {"s": spaces.Sequence(spaces.Box(0, 1, (2,))), "d": spaces.Discrete(2)}
+    ),
     "oneof": spaces.OneOf((spaces.Discrete(3), spaces.Box(-1, 1, (2,)))),
     "custom": Custom(),
 }
-VECTORISERS = {"shared memory": {"shared_memory": True}, "pipes": {"shared_memory": False}, "unasked": {}}
+VECTORISERS = {
+    "shared memory": {"shared_memory": True},
+    "pipes": {"shared_memory": False},
+    "unasked": {},
+}
 
 
 class Echo(gym.Env):
@@ -62,7 +68,9 @@ class Echo(gym.Env):
         self.observation_space = self.action_space = space
         self.render_mode = "rgb_array"
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict]:
         super().reset(seed=seed)
         self.observation_space.seed(seed)
         return self.observation_space.sample(), {}
@@ -99,7 +107,9 @@ def test_vector_obs_action_spaces(tmp_path: Path, name: str, how: str) -> None:
         return
     try:
         assert envs.observation_space == envs.action_space
-        assert envs.shared_memory == (kwargs.get("shared_memory", True) and name in ("box", "dict", "text", "oneof"))
+        assert envs.shared_memory == (
+            kwargs.get("shared_memory", True) and name in ("box", "dict", "text", "oneof")
+        )
         obs, _ = envs.reset(seed=1)
         assert obs in envs.observation_space
         for _ in range(2):

@@ -35,7 +35,15 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GL_VARIABLES", "GLPlatform", "choose", "egl_loads", "osmesa_loads", "prepare", "quiet_glfw"]
+__all__ = [
+    "GL_VARIABLES",
+    "GLPlatform",
+    "choose",
+    "egl_loads",
+    "osmesa_loads",
+    "prepare",
+    "quiet_glfw",
+]
 
 #: The variables that name the platform: MuJoCo's and PyOpenGL's.
 GL_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
@@ -75,9 +83,17 @@ def _headless(environ: MutableMapping[str, str]) -> bool:
     return not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY")
 
 
+#: What :func:`prepare` chose and set in this process's environment, to be told
+#: apart from a user's setting when it is asked again.
+_set_here: list[GLPlatform] = []
+
+
 def choose(environ: MutableMapping[str, str] | None = None) -> GLPlatform:
     """The platform to render MuJoCo with in a process whose environment is ``environ``."""
     environ = os.environ if environ is None else environ
+    for earlier in _set_here:
+        if environ is os.environ and all(environ.get(k) == v for k, v in earlier.variables.items()):
+            return earlier
     mujoco_gl = environ.get("MUJOCO_GL", "").strip().lower()
     pyopengl = environ.get("PYOPENGL_PLATFORM", "").strip().lower()
     if mujoco_gl or pyopengl:
@@ -102,6 +118,8 @@ def prepare(environ: MutableMapping[str, str] | None = None) -> GLPlatform:
     environ = os.environ if environ is None else environ
     platform = choose(environ)
     platform.apply(environ)
+    if platform.source == "chosen" and environ is os.environ:
+        _set_here[:] = [platform]
     return platform
 
 
@@ -118,7 +136,7 @@ def quiet_glfw(environ: MutableMapping[str, str]) -> None:
 
 @functools.cache
 def _probe() -> str | None:
-    """"egl", "osmesa" or None: what loads here (libraries do not come and go in a process)."""
+    """ "egl", "osmesa" or None: what loads here (libraries do not come and go in a process)."""
     if egl_loads():
         return "egl"
     if osmesa_loads():
@@ -153,7 +171,10 @@ def egl_loads() -> bool:
         if not query_address or not display_address:
             return False
         query = ctypes.CFUNCTYPE(
-            ctypes.c_uint, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int)
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_int),
         )(query_address)
         get_display = ctypes.CFUNCTYPE(
             ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)
@@ -162,7 +183,11 @@ def egl_loads() -> bool:
         if not query(16, devices, ctypes.byref(count)):
             return False
         initialize, terminate = egl.eglInitialize, egl.eglTerminate
-        initialize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+        initialize.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(ctypes.c_int),
+        ]
         terminate.argtypes = [ctypes.c_void_p]
         for k in range(count.value):
             display = get_display(_EGL_PLATFORM_DEVICE_EXT, devices[k], None)
