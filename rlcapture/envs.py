@@ -100,6 +100,9 @@ def _import_module(name: str, what: str) -> Any:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
+    # Before an env package is imported: dm_control (through shimmy) picks its
+    # OpenGL platform when it is imported, and forked workers inherit the pick.
+    prepare_gl()
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -22,8 +22,6 @@ import numpy as np
 import pytest
 from conftest import PYTHON, REPO, decode, read_manifest
 
-pytest.importorskip("mujoco")
-
 #: What a terminal on a headless server lacks, and what would pick the platform for us.
 UNSET = (
     "DISPLAY",
