@@ -22,12 +22,14 @@ import gymnasium as gym
 from gymnasium import error as gym_error
 from gymnasium.envs.registration import EnvSpec
 
+from ._backend.gl_platform import prepare as prepare_gl
 from .errors import ConfigError, EnvError
 
 __all__ = [
     "EnvFactory",
     "EnvId",
     "check_env_id",
+    "describe_env_fns",
     "import_env_modules",
     "import_object",
     "error_text",
@@ -53,6 +55,7 @@ def _first_line(text: object) -> str:
 _GL_SIGNS = (
     "No OpenGL backend could be imported",  # gymnasium.envs.mujoco.mujoco_rendering
     "gladLoadGL error",  # mujoco.FatalError: a GLFW context without OpenGL
+    "OpenGL platform library has not been loaded",  # mujoco.FatalError: GLFW without a display
     "Cannot initialize a EGL device display",  # mujoco.egl
     "MUJOCO_GL",  # an invalid MUJOCO_GL value
     "MUJOCO_EGL_DEVICE_ID",
@@ -74,9 +77,10 @@ def opengl_hint(text: str) -> str | None:
     if not found:
         return None
     return (
-        "MuJoCo found no OpenGL backend to render with (no display here); run with "
-        "MUJOCO_GL=egl (GPU rendering; Debian/Ubuntu package libegl1) or MUJOCO_GL=osmesa "
-        "(CPU rendering; package libosmesa6), e.g. MUJOCO_GL=osmesa rlcapture record ..."
+        "MuJoCo found no OpenGL platform to render with (no display here, and neither EGL nor "
+        "OSMesa loads); install EGL (Debian/Ubuntu: apt install libegl1 libegl-mesa0 "
+        "libgl1-mesa-dri) or OSMesa (apt install libosmesa6) and rlcapture picks it, or name "
+        "one: MUJOCO_GL=egl, or MUJOCO_GL=osmesa PYOPENGL_PLATFORM=osmesa"
     )
 
 
@@ -96,6 +100,9 @@ def _import_module(name: str, what: str) -> Any:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.append(cwd)
+    # Before an env package is imported: dm_control (through shimmy) picks its
+    # OpenGL platform when it is imported, and forked workers inherit the pick.
+    prepare_gl()
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -183,6 +190,9 @@ def check_env_id(env_id: EnvId) -> EnvSpec:
     entry = spec.entry_point
     if entry is None:
         raise EnvError(f"env {label!r} has no entry point; it cannot be made")
+    # Before the env's module is imported: dm_control picks its OpenGL
+    # platform then, and forked workers inherit the pick.
+    prepare_gl()
     try:
         creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
     except EnvError:
@@ -242,6 +252,7 @@ class EnvFactory:
         if self.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.max_episode_steps
         target = self.spec if self.spec is not None else self.env_id
+        prepare_gl()  # where this process renders it (a worker, replay): EGL or OSMesa if headless
         try:
             return gym.make(target, render_mode="rgb_array", **kwargs)
         except gym_error.DependencyNotInstalled as exc:
@@ -304,6 +315,61 @@ def make_env_fn(
     import_env_modules(imports)
     spec = check_env_id(env_id)
     return EnvFactory(env_id, kwargs, max_episode_steps, spec=spec, imports=imports)
+
+
+def _named(fn: Any) -> EnvFactory | None:
+    """The :class:`EnvFactory` behind ``fn`` (through ``__wrapped__``, as SB3's Monitor adds), or None."""
+    for _ in range(8):
+        if isinstance(fn, EnvFactory):
+            return fn
+        fn = getattr(fn, "__wrapped__", None)
+        if fn is None:
+            return None
+    return None
+
+
+def describe_env_fns(env_fns: Sequence[Any]) -> dict[str, Any]:
+    """What ``run.json`` says of the env, so that ``rlcapture replay`` can make it again.
+
+    The env is named when every function makes the same registered env (an id,
+    an ``EnvSpec`` or ``module:Env``, as :func:`make_env_fn` takes them); any
+    other function is only described (``env_factory``, its repr), and replay
+    then needs to be told how to make it.
+
+    Returns:
+        ``env`` (the id, or None), ``env_factory``, ``env_kwargs``,
+        ``max_episode_steps`` and ``imports``.
+    """
+    factories = [_named(fn) for fn in env_fns]
+    named = [
+        {
+            "env": _label(f.env_id) if _registered(f.env_id) else None,
+            "env_kwargs": dict(f.env_kwargs),
+            "max_episode_steps": f.max_episode_steps,
+            "imports": list(f.imports),
+        }
+        for f in factories
+        if f is not None
+    ]
+    same = named and len(named) == len(env_fns) and all(n == named[0] for n in named)
+    if same and named[0]["env"] is not None:
+        return {"env_factory": None, **named[0]}
+    distinct = {id(fn): fn for fn in env_fns}
+    return {
+        "env": None,
+        "env_factory": repr(env_fns[0]) if len(distinct) == 1 else f"{len(distinct)} env functions",
+        "env_kwargs": {},
+        "max_episode_steps": None,
+        "imports": [],
+    }
+
+
+def _registered(env_id: EnvId) -> bool:
+    """Whether ``env_id`` names an env that ``gymnasium.make`` finds again by its id."""
+    if isinstance(env_id, str):
+        return True  # resolved when the factory was made (module:Env imports its module again)
+    known = gym.registry.get(env_id.id)
+    return known is not None and known.entry_point == env_id.entry_point
 
 
 def import_object(spec: str, what: str) -> Any:

@@ -29,7 +29,7 @@ from ._backend.manifest import read_manifest
 from ._backend.run_folder import RunFolder, describe_seeds
 from ._backend.seedplan import check_seeds
 from .config import RecordConfig
-from .envs import EnvFactory, make_env_fn
+from .envs import make_env_fn
 from .errors import ConfigError
 from .policies import EpisodeRandomPolicy, SB3Policy, load_policy
 from .stats import Description, describe
@@ -250,17 +250,10 @@ def evaluate(
     interrupted = False
     try:
         info: dict[str, Any] = {
-            "env": env if isinstance(env, str) else getattr(env, "id", None) if not callable(env) else None,
-            "env_factory": None if isinstance(env, str) or not callable(env) else repr(fn),
-            "env_kwargs": dict(env_kwargs or {}) or (fn.env_kwargs if isinstance(fn, EnvFactory) else {}),
-            "max_episode_steps": max_episode_steps,
-            "imports": list(imports),
+            **envs.run_info,  # the env, named where it can be; encoding; OpenGL platform
             "policy": _policy_name(policy),
             "deterministic": deterministic,
             "seeds": describe_seeds(plan),
-            "num_envs": n,
-            "autoreset_mode": envs.autoreset_mode.name,
-            "video": asdict(envs.recorder.config.video),
         }
         info.update(run_info or {})
         from . import __version__

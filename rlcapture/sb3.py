@@ -238,6 +238,7 @@ class _Monitored:
 
     def __init__(self, fn: Callable[[], gym.Env]) -> None:
         self.fn = fn
+        self.__wrapped__ = fn  # run.json names the env behind it (Monitor changes no step)
 
     def __call__(self) -> gym.Env:
         from stable_baselines3.common.env_util import is_wrapped
@@ -388,6 +389,11 @@ class RecordCallback(BaseCallback):  # type: ignore[misc]
         )
         env = SB3VecEnv(venv)
         try:
+            if not isinstance(self.out, Recorder):  # the round's run.json, for replay
+                from . import __version__
+
+                info = {**venv.run_info, "deterministic": self.deterministic, "timestep": steps}
+                venv.recorder.folder.write_run_file(info, version=__version__)
             if self.seed is not None:
                 env.seed(self.seed)
             returns, lengths = evaluate_policy(

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import weakref
 from collections.abc import Callable, Sequence
 from copy import deepcopy
+from dataclasses import asdict
 from enum import Enum
 from typing import Any
 
@@ -32,13 +34,14 @@ from gymnasium import logger
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import concatenate
 
+from ._backend.gl_platform import GL_VARIABLES, GLPlatform, prepare
 from ._backend.messages import Call, IsWrapped, SetAttr, Step
 from ._backend.procs import get_context
 from ._backend.seedplan import SeedPlan
 from ._backend.vector_spaces import VectorSpaces, check_mask, reset_seeds, split_actions
 from ._backend.worker_group import WorkerGroup
 from .config import RecordConfig, build_config, keyword_names
-from .envs import error_text, make_env_fn, opengl_hint
+from .envs import describe_env_fns, error_text, make_env_fn, opengl_hint
 from .errors import (
     AlreadyPendingCallError,
     ClosedError,
@@ -76,7 +79,7 @@ class CaptureVectorEnv(VectorEnv):
             ``(env_index, episode_index) -> bool``, evaluated in the worker at each reset.
         envs_per_worker: Envs hosted by one worker process.
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or ``DISABLED``.
-        shared_memory: Observations through shared memory (True) or the workers' pipes.
+        shared_memory: Shared memory (True), the pipes (False), or None: shared memory if it can.
         observation_mode: "same", "different" or ``(observation_space, single_observation_space)``.
         step_timeout: Seconds a worker may take to answer (None: as long as it lives).
         context: ``multiprocess`` start method for the workers.
@@ -113,7 +116,7 @@ class CaptureVectorEnv(VectorEnv):
         record: ScheduleSpec = "all",
         envs_per_worker: int = 1,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        shared_memory: bool = True,
+        shared_memory: bool | None = None,
         observation_mode: str | tuple[gym.Space, gym.Space] = "same",
         step_timeout: float | None = None,
         context: str | None = None,
@@ -145,6 +148,7 @@ class CaptureVectorEnv(VectorEnv):
         self.render_after_batch = opts.render_after_batch
         self.episode_seeds = opts.episode_seeds
         self.seed_plan: SeedPlan | None = None
+        self.gl_platform: GLPlatform = prepare()  # MuJoCo's OpenGL, here and in the workers
         self.recorder: Recorder = _recorder(out, config, overwrite, options, opts)
         self._owns_recorder = self.recorder is not out
         self._group = WorkerGroup(
@@ -157,6 +161,7 @@ class CaptureVectorEnv(VectorEnv):
         self.errors: dict[int, str] = self._group.errors
         try:
             self._start(env_fns)
+            self.run_info: dict[str, Any] = _run_info(self, env_fns)  # what run.json says
         except BaseException:
             self._shutdown(timeout=5.0)
             raise
@@ -177,6 +182,7 @@ class CaptureVectorEnv(VectorEnv):
         self.metadata, self.render_mode = spaces.metadata, spaces.render_mode
         self.spec = spaces.spec
         obs_mem, self._obs = spaces.buffer(n, self.shared_memory, ctx)
+        self.shared_memory = obs_mem is not None
         if self.episode_seeds is not None:
             self.seed_plan = SeedPlan(self.episode_seeds, n, ctx)
         observation_spaces: list[gym.Space] = []
@@ -188,6 +194,7 @@ class CaptureVectorEnv(VectorEnv):
             endpoint=self.recorder.endpoint, schedule=opts.schedule,
             autoreset_mode=self.autoreset_mode, gate=self.render_after_batch,
             seed_plan=self.seed_plan,
+            gl={k: os.environ[k] for k in GL_VARIABLES if k in os.environ},
         )  # fmt: skip
         self.observation_space, self.action_space = spaces.batched(observation_spaces, n)
         self.metadata["autoreset_mode"] = self.autoreset_mode
@@ -507,6 +514,30 @@ def _recorder(
     if record_config.mosaic is True:  # a tile for each of these envs
         record_config = record_config.replace(mosaic=envs)
     return Recorder(out, record_config, overwrite=overwrite, context=opts.context, envs=envs)
+
+
+def _run_info(envs: CaptureVectorEnv, env_fns: Sequence[Callable[[], gym.Env]]) -> dict[str, Any]:
+    """What ``run.json`` says of ``envs``, written in the folder it owns.
+
+    The env (named where it can be: an id, an ``EnvSpec``, ``module:Env``, so
+    that ``rlcapture replay`` can re-create its episodes), the envs, autoreset
+    mode, encoding and OpenGL platform (:attr:`CaptureVectorEnv.gl_platform`,
+    from ``_backend/gl_platform.py``). :func:`~rlcapture.evaluate` and
+    ``RecordCallback`` write it again with what they know (policy, seeds, timestep).
+    """
+    info = {
+        **describe_env_fns(env_fns),
+        "num_envs": envs.num_envs,
+        "autoreset_mode": envs.autoreset_mode.name,
+        "video": asdict(envs.recorder.config.video),
+        "gl": envs.gl_platform.as_json(),
+    }
+    if envs._owns_recorder:
+        # The package's version, read where it is (importing the package
+        # root here would import the tools above this layer).
+        version = getattr(sys.modules[__package__], "__version__", "")
+        envs.recorder.folder.write_run_file(info, version=version)
+    return info
 
 
 def _spaces_of(

@@ -62,8 +62,12 @@ class VectorOptions:
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default), ``SAME_STEP`` or
             ``DISABLED`` (reset done envs with ``reset(options={"reset_mask": mask})``).
         shared_memory: Observations go through shared memory (True) or the
-            workers' pipes (False: needed for spaces shared memory cannot hold,
-            such as custom, ``Sequence`` and ``Graph`` spaces), as AsyncVectorEnv's.
+            workers' pipes (False), as AsyncVectorEnv's. None (default): shared
+            memory where the space allows it, else the pipes (custom spaces,
+            and those with dynamic shapes: ``Sequence``, ``Graph``), so any
+            space AsyncVectorEnv takes works unasked. True asked for with such
+            a space raises as AsyncVectorEnv does (Gymnasium's ``TypeError``
+            for a dynamic shape; ``ValueError`` for a custom space).
         observation_mode: "same" (every env has env 0's observation space),
             "different" (same shape and dtype, other bounds), or a pair
             ``(observation_space, single_observation_space)``, as AsyncVectorEnv's.
@@ -110,7 +114,7 @@ class VectorOptions:
     record: ScheduleSpec = "all"
     envs_per_worker: int = 1
     autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP
-    shared_memory: bool = True
+    shared_memory: bool | None = None
     observation_mode: str | tuple[gym.Space, gym.Space] = "same"
     step_timeout: float | None = None
     context: str | None = None
@@ -138,7 +142,8 @@ class VectorOptions:
         put(self, "first_env_index", check_count("first_env_index", self.first_env_index, 0))
         put(self, "autoreset_mode", _autoreset_mode(self.autoreset_mode))
         _check_observation_mode(self.observation_mode)
-        put(self, "shared_memory", bool(self.shared_memory))
+        if self.shared_memory is not None:
+            put(self, "shared_memory", bool(self.shared_memory))
         if self.on_error not in _ON_ERROR:
             raise ConfigError(f"on_error must be 'raise' or 'continue', got {self.on_error!r}")
         if self.render_after_batch is None:

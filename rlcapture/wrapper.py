@@ -20,6 +20,7 @@ import gymnasium as gym
 
 from ._backend.channel import Endpoint
 from ._backend.episode import EndReason, EpisodeTracker
+from ._backend.gl_platform import prepare as prepare_gl
 from ._backend.producer import FrameProducer
 from ._backend.returns import return_reader
 from .errors import ConfigError, EnvError
@@ -187,4 +188,5 @@ class _Factory:
         self.kwargs = kwargs
 
     def __call__(self) -> CaptureWrapper:
+        prepare_gl()  # the runner's process renders: headless MuJoCo picks EGL or OSMesa
         return self.cls(self.env_fn(), self.endpoint, self.env_index, **self.kwargs)

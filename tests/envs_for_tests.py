@@ -103,8 +103,8 @@ class Faulty(gym.Wrapper):
         if self.steps >= self.at:
             if self.what == "raise-render":
                 raise ValueError("render broke")
-            if self.what == "float-render":
-                return frame.astype(np.float32) / 255
+            if self.what == "float-render":  # floats, but 0-255: out of [0, 1]
+                return frame.astype(np.float32)
             if self.what == "resize" and self.steps > self.at:
                 return frame[:200]
         return frame

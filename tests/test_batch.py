@@ -75,7 +75,7 @@ def test_batch_misuse_is_explained(tmp_path: Path) -> None:
         with pytest.raises(rlcapture.ConfigError, match="env_ids"):
             cap.reset(frames[:1], env_ids=[5])
         with pytest.raises(rlcapture.FrameError):
-            cap.reset(np.zeros((1, 8, 8, 3), np.float32), env_ids=[0])
+            cap.reset(np.full((1, 8, 8, 3), 2.0, np.float32), env_ids=[0])  # floats outside [0, 1]
         cap.close()
         with pytest.raises(rlcapture.ClosedError):
             cap.reset(frames)

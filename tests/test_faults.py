@@ -169,7 +169,7 @@ def test_render_error_is_reported_on_the_next_step(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("what", "match"),
-    [("float-render", "env 1 .*frames must be uint8"), ("resize", "env 1 .*changed mid-episode")],
+    [("float-render", r"env 1 .*float frames must hold values in \[0, 1\], this one holds \[0, 255\]"), ("resize", "env 1 .*changed mid-episode")],
 )
 def test_bad_frames_from_an_env(tmp_path: Path, what: str, match: str) -> None:
     env = faulty_vec(tmp_path / "out", what, at=2)

@@ -67,7 +67,7 @@ INVALID = [
 def invalid_frame(kind: str, h: int, w: int) -> Any:
     good = np.zeros((h, w, 3), np.uint8)
     return {
-        "float32": good.astype(np.float32),
+        "float32": good.astype(np.float32) + 2,  # floats outside [0, 1] (in it they are scaled)
         "bool": good.astype(bool),
         "int16": good.astype(np.int16),
         "two-channels": np.zeros((h, w, 2), np.uint8),
@@ -236,7 +236,7 @@ def test_failed_batch_step_counts_no_step(tmp_path: Path) -> None:
         cap.reset(frames)
         cap.step(frames, np.ones(2), np.zeros(2, bool), np.zeros(2, bool))
         with pytest.raises(rlcapture.FrameError):
-            cap.step(frames.astype(np.float32), np.ones(2), np.zeros(2, bool), np.zeros(2, bool))
+            cap.step(frames.astype(np.float32) + 2, np.ones(2), np.zeros(2, bool), np.zeros(2, bool))
         cap.step(frames, np.ones(2), np.ones(2, bool), np.zeros(2, bool))
         cap.close()
     for r in read_manifest(tmp_path / "out"):

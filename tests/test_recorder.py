@@ -287,7 +287,7 @@ def test_frame_size_change_needs_a_new_episode(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("frame", "match"),
     [
-        (np.zeros((8, 8, 3), np.float32), "uint8"),
+        (np.full((8, 8, 3), 1.5, np.float32), "uint8"),  # floats outside [0, 1]
         (np.zeros((8, 8, 3), np.int64), "uint8"),
         (np.zeros((8, 8, 5), np.uint8), "shape"),
         (np.zeros((8, 8, 3, 1), np.uint8), "shape"),

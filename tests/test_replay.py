@@ -75,7 +75,7 @@ def test_replay_unseeded_autoreset_episodes(tmp_path: Path, mode: str) -> None:
     assert {r["seed"] for r in lines if r["episode"] == 0} == {1, 2}
     make = EnvFactory("CartPole-v1", max_episode_steps=25)
     for r in lines:
-        # No run.json (make_vec writes none): the encoding is given, as the env is.
+        # The env and the encoding given, as for a run whose run.json names neither.
         got = replay(out, r["env"], r["episode"], make_env=make, policy=lean_policy, config=LOSSLESS_CONFIG)
         assert got.matches, (r, got)
         assert _same_frames(out / r["video"], got.video) == r["length"] + 1

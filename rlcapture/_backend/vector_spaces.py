@@ -98,21 +98,33 @@ class VectorSpaces:
             observation_space = batch_differing_spaces(spaces)
         return observation_space, batch_space(self.single_action_space, n)
 
-    def buffer(self, n: int, shared_memory: bool, ctx: Any) -> tuple[Any, Any]:
+    def buffer(self, n: int, shared_memory: bool | None, ctx: Any) -> tuple[Any, Any]:
         """The observations of ``n`` envs: ``(shared memory or None, the batch over it)``.
 
+        Args:
+            shared_memory: True: shared memory, as asked; False: the pipes;
+                None: shared memory where the space allows it, else the pipes.
+
         Raises:
-            ConfigError: The space cannot go through shared memory.
+            TypeError: Shared memory was asked for and the space has a dynamic
+                shape (Gymnasium's error and message, as AsyncVectorEnv raises).
+            ConfigError: Shared memory was asked for and the space is a
+                custom one (a ``ValueError``, as AsyncVectorEnv raises).
         """
         space = self.single_observation_space
-        if not shared_memory:
+        if shared_memory is False:
             return None, create_empty_array(space, n, fn=np.zeros)
         try:
             mem = create_shared_memory(space, n, ctx=ctx)
         except (CustomSpaceError, TypeError) as exc:  # custom; dynamic shapes
+            if shared_memory is None:  # not asked for: the pipes hold any space
+                return None, create_empty_array(space, n, fn=np.zeros)
+            if isinstance(exc, TypeError):
+                raise  # "... has a dynamic shape so its not possible to make a static shared memory."
             raise ConfigError(
                 f"the observation space {space} cannot go through shared memory; pass "
-                "shared_memory=False (observations then go through the workers' pipes)"
+                "shared_memory=False, or leave it out (observations then go through the "
+                "workers' pipes)"
             ) from exc
         return mem, read_from_shared_memory(space, mem, n)
 

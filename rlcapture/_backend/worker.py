@@ -24,6 +24,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from .episode import EndReason
+from .gl_platform import quiet_glfw
 from .messages import (
     Call,
     Close,
@@ -89,6 +90,9 @@ def worker_main(spec: WorkerSpec, conn: Any, parent_conn: Any = None) -> None:
     # stuck worker ignored terminate() and close() had to wait for SIGKILL.
     os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     quiet_sdl(os.environ)
+    for name, value in spec.gl.items():  # the OpenGL platform, before any env is made
+        os.environ.setdefault(name, value)
+    quiet_glfw(os.environ)
     if parent_conn is not None:
         parent_conn.close()
     worker = WorkerEnvs(spec, conn)

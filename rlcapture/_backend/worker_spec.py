@@ -57,6 +57,7 @@ class WorkerSpec:
         on_error: str = "raise",
         gate: bool = False,
         seed_plan: SeedPlan | None = None,
+        gl: dict[str, str] | None = None,
     ) -> None:
         self.index = index
         self.env_fns = list(env_fns)
@@ -74,3 +75,7 @@ class WorkerSpec:
         self.gate = gate
         # Evaluation seeds: every reset of these envs takes the plan's next seed.
         self.seed_plan = seed_plan
+        # MUJOCO_GL and PYOPENGL_PLATFORM as the vector env's process has them
+        # (:mod:`.gl_platform`), set before the envs are made where unset: a
+        # worker started by forkserver or spawn may not have inherited them.
+        self.gl = dict(gl or {})
