@@ -30,8 +30,8 @@ from .envs import EnvFactory, make_env_fn
 from .errors import ConfigError, RLCaptureError
 from .evaluate import evaluate
 from .policies import allocate_episodes, load_policy
-from .progress import RunProgress
-from .summary import (
+from .results.progress import RunProgress
+from .results.summary import (
     print_run,
     print_seeds,
     save_json,
@@ -624,14 +624,14 @@ def _main(args: argparse.Namespace) -> int:
         if args.command == "replay":
             return replay_command(args, sys.stdout)
         if args.command == "plot":
-            from .plot import plot_manifest
+            from .results.plot import plot_manifest
 
             first = plot_manifest(args.dir, path=args.output, x=args.x, window=args.window, formats=args.format)
             written = [first] + ([first.with_suffix(".svg")] if args.format == "both" else [])
             print(f"wrote {' and '.join(map(str, written))}", file=sys.stdout)
             return 0
         if args.command == "report":
-            from .report import write_report
+            from .results.report import write_report
 
             page = write_report(args.runs, args.out, threshold=args.success_threshold, warn=sys.stderr)
             print(f"wrote {page}", file=sys.stdout)

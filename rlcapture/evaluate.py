@@ -32,7 +32,7 @@ from .config import RecordConfig
 from .envs import EnvFactory, make_env_fn
 from .errors import ConfigError
 from .policies import EpisodeRandomPolicy, SB3Policy, load_policy
-from .stats import Description, describe
+from .results.stats import Description, describe
 from .vector import CaptureVectorEnv
 
 __all__ = ["EpisodeResult", "EvaluationResult", "evaluate", "resolve_policy"]

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._backend.episode import FINISHED
-from ._backend.manifest import read_manifest
-from ._backend.run_folder import SUMMARY, RunFolder
+from .._backend.episode import FINISHED
+from .._backend.manifest import read_manifest
+from .._backend.run_folder import SUMMARY, RunFolder
 from .stats import MIN_CI_EPISODES, Description, describe
 
 __all__ = [
