@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import read_manifest
 
-from rlcapture.cli import main, parse_seeds
+from rlcapture.cli import main
+from rlcapture.cli.record_args import parse_seeds
 from rlcapture.results.stats import bootstrap_ci, describe, iqm, success_rate
 
 
