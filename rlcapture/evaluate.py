@@ -234,14 +234,7 @@ def evaluate(
         ConfigError: A bad argument (no ``out``, empty seeds, an unknown option).
         EnvError: The env cannot be made.
     """
-    if out is None:
-        raise ConfigError("evaluate needs out=, the folder for the videos and the manifest")
-    plan = check_seeds(seeds, "seeds")
-    if not (isinstance(num_envs, int) and not isinstance(num_envs, bool) and num_envs >= 1):
-        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
-    for name in ("episode_seeds", "episodes_per_env"):
-        if name in options:
-            raise ConfigError(f"evaluate sets {name} itself (from seeds)")
+    plan = _check_arguments(out, seeds, num_envs, options)
     fn = _env_fn(env, env_kwargs, max_episode_steps, imports)
     n = min(num_envs, len(plan))  # more envs than seeds would only run unplanned episodes
     envs = CaptureVectorEnv([fn] * n, out, episode_seeds=plan, config=config, overwrite=overwrite, **options)
@@ -249,23 +242,8 @@ def evaluate(
     folder = envs.recorder.out
     interrupted = False
     try:
-        info: dict[str, Any] = {
-            "env": env if isinstance(env, str) else getattr(env, "id", None) if not callable(env) else None,
-            "env_factory": None if isinstance(env, str) or not callable(env) else repr(fn),
-            "env_kwargs": dict(env_kwargs or {}) or (fn.env_kwargs if isinstance(fn, EnvFactory) else {}),
-            "max_episode_steps": max_episode_steps,
-            "imports": list(imports),
-            "policy": _policy_name(policy),
-            "deterministic": deterministic,
-            "seeds": describe_seeds(plan),
-            "num_envs": n,
-            "autoreset_mode": envs.autoreset_mode.name,
-            "video": asdict(envs.recorder.config.video),
-        }
-        info.update(run_info or {})
-        from . import __version__
-
-        envs.recorder.folder.write_run_file(info, version=__version__)
+        asked = _asked(env, fn, env_kwargs, max_episode_steps, imports, policy, deterministic)
+        _write_run_file(envs, plan, asked, run_info)
         act = resolve_policy(policy, envs, deterministic)
         _run(envs, act, len(plan), progress)
     except KeyboardInterrupt:
@@ -274,6 +252,63 @@ def evaluate(
         envs.close()
     result = _result(folder, plan, interrupted, dict(envs.errors))
     return replace(result, recording=dict(envs.recorder.summary))
+
+
+def _check_arguments(
+    out: object, seeds: Iterable[int], num_envs: object, options: dict[str, Any]
+) -> tuple[int, ...] | range:
+    """The seed plan; a :class:`ConfigError` for what ``evaluate`` cannot take."""
+    if out is None:
+        raise ConfigError("evaluate needs out=, the folder for the videos and the manifest")
+    plan = check_seeds(seeds, "seeds")
+    if not (isinstance(num_envs, int) and not isinstance(num_envs, bool) and num_envs >= 1):
+        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+    for name in ("episode_seeds", "episodes_per_env"):
+        if name in options:
+            raise ConfigError(f"evaluate sets {name} itself (from seeds)")
+    return plan
+
+
+def _asked(
+    env: Any,
+    fn: Callable[[], gym.Env],
+    env_kwargs: dict[str, Any] | None,
+    max_episode_steps: int | None,
+    imports: Sequence[str],
+    policy: PolicyLike,
+    deterministic: bool,
+) -> dict[str, Any]:
+    """What an evaluation was asked to run, as ``run.json`` names it (so ``replay`` can again)."""
+    return {
+        "env": env if isinstance(env, str) else getattr(env, "id", None) if not callable(env) else None,
+        "env_factory": None if isinstance(env, str) or not callable(env) else repr(fn),
+        "env_kwargs": dict(env_kwargs or {}) or (fn.env_kwargs if isinstance(fn, EnvFactory) else {}),
+        "max_episode_steps": max_episode_steps,
+        "imports": list(imports),
+        "policy": _policy_name(policy),
+        "deterministic": deterministic,
+    }
+
+
+def _write_run_file(
+    envs: CaptureVectorEnv,
+    plan: tuple[int, ...] | range,
+    info: dict[str, Any],
+    run_info: dict[str, Any] | None,
+) -> None:
+    """``run.json``: ``info`` (what was asked), what the vector env made of it, then ``run_info``."""
+    from . import __version__
+
+    assert envs.recorder is not None
+    ran = {
+        "seeds": describe_seeds(plan),
+        "num_envs": envs.num_envs,
+        "autoreset_mode": envs.autoreset_mode.name,
+        "video": asdict(envs.recorder.config.video),
+    }
+    fields = {**info, **ran}
+    fields.update(run_info or {})
+    envs.recorder.folder.write_run_file(fields, version=__version__)
 
 
 def _run(
