@@ -52,7 +52,8 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-from rlcapture.bench.measure import cores, machine_info, self_cpu, time_per_call  # noqa: E402
+from rlcapture._backend.encoder_count import usable_cores  # noqa: E402
+from rlcapture.bench.measure import machine_info, self_cpu, time_per_call  # noqa: E402
 
 
 class _TreeCPU:
@@ -113,7 +114,7 @@ def cold(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     result = evaluate_on_ray(
         "CartPole-v1", seeds=range(8), num_envs=1, out=tmp / "cold", max_episode_steps=args.steps,
-        init_options={"num_cpus": cores()},
+        init_options={"num_cpus": usable_cores()},
     )
     return {"startup_s": result.startup, "total_s": time.perf_counter() - t0, "episodes": len(result.episodes)}
 
@@ -124,7 +125,7 @@ def steady(args: argparse.Namespace, tmp: Path) -> dict[str, list[dict[str, floa
     import rlcapture
     from rlcapture.cluster import evaluate_on_ray
 
-    n = cores()
+    n = usable_cores()
     seeds = range(args.episodes)
     common = {"max_episode_steps": args.steps}
     variants = {
@@ -174,7 +175,7 @@ def stream(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     size = args.stream_mib << 20
     src = tmp / "big.bin"
     src.write_bytes(os.urandom(size))
-    ray.init(num_cpus=cores(), include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=usable_cores(), include_dashboard=False, logging_level="ERROR")
     try:
         actor = ray.remote(EvalActor).options(num_cpus=0, max_concurrency=4).remote(0)
         ray.get(actor.hello.remote())
@@ -215,7 +216,7 @@ def calls(args: argparse.Namespace) -> dict[str, float]:
 
     from rlcapture.cluster.actor import EvalActor
 
-    ray.init(num_cpus=cores(), include_dashboard=False, logging_level="ERROR",
+    ray.init(num_cpus=usable_cores(), include_dashboard=False, logging_level="ERROR",
              _system_config={"worker_niceness": args.niceness})
     try:
         time.sleep(2.0)
@@ -311,7 +312,7 @@ def _summarize(args: argparse.Namespace, rows: dict[str, list[dict[str, float]]]
             "driver_cpu_ms_per_episode": driver_ms,
             "startup_s": statistics.median(r.get("startup_s", 0.0) for r in runs),
         }
-    n = cores()
+    n = usable_cores()
     one, many = summary[f"ray-1x{n}"], summary[f"ray-1x{n}-tasks"]
     per_task = (many["wall_s"] - one["wall_s"]) / max(1, args.tasks - 1)
     print(f"{'variant':18s} {'wall':>7s} {'vs local':>9s} {'CPU vs local':>13s} {'CPU ms/step':>12s} "

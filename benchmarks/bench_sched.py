@@ -25,6 +25,7 @@ from statistics import median
 from typing import Any
 
 import rlcapture
+from rlcapture._backend.encoder_count import usable_cores
 
 
 def _sched(pid: int) -> tuple[float, float, int, int]:
@@ -79,7 +80,7 @@ def run_once(env_id: str, n: int, steps: int, policy: str) -> dict[str, Any]:
             after = {role: _sched(pid) for role, pid in roles.items()}
         finally:
             env.close()
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     procs = {}
     for role in roles:
         on_cpu, waiting, vol, invol = (b - a for a, b in zip(before[role], after[role]))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._backend.channel import Endpoint
-from ._backend.episode import EndReason, EpisodeTracker
+from ._backend.episode import EndReason, EpisodeBook
 from ._backend.frames import as_frame
 from ._backend.producer import FrameProducer, ShardedProducer, open_producer
 from .errors import ClosedError, ConfigError
@@ -64,7 +64,7 @@ class BatchCapture:
         self.num_envs = num_envs
         self.first_env_index = first_env_index
         envs = range(first_env_index, first_env_index + num_envs)
-        self._trackers = [EpisodeTracker(e, schedule, episodes) for e in envs]
+        self._books = [EpisodeBook(e, schedule, episodes) for e in envs]
         self.recording = np.zeros(num_envs, dtype=bool)
         # One ring, or one per encoder shard (Recorder(encoders=k)): env e goes to shard e % k.
         self._producer: FrameProducer | ShardedProducer | None = open_producer(
@@ -86,7 +86,7 @@ class BatchCapture:
 
     def _frames(self, frames: Any, ids: np.ndarray) -> Any:
         if frames is None:
-            if any(self._trackers[i].recording for i in ids):
+            if any(self._books[i].recording for i in ids):
                 raise ConfigError("frames are needed: some of these envs are being recorded")
             return None
         if not isinstance(frames, np.ndarray):
@@ -117,9 +117,9 @@ class BatchCapture:
         checked = None
         if frames is not None:  # check them all before any env starts its episode
             frames = self._frames(frames, ids)
-            checked = [as_frame(frames[k], f"env {self._trackers[i].env} reset") for k, i in enumerate(ids)]
+            checked = [as_frame(frames[k], f"env {self._books[i].env} reset") for k, i in enumerate(ids)]
         for k, i in enumerate(ids):
-            t = self._trackers[i]
+            t = self._books[i]
             record = t.cut(EndReason.RESET)
             if record is not None:
                 producer.end(record)
@@ -129,7 +129,7 @@ class BatchCapture:
             self._frames(None, ids)  # raises if a recorded env needs a frame
         frames = checked
         for k, i in enumerate(ids):
-            t = self._trackers[i]
+            t = self._books[i]
             if t.recording:
                 t.sent(producer.frame(t.env, t.episode, 0, frames[k]))
 
@@ -165,7 +165,7 @@ class BatchCapture:
         # Check everything before anything is counted: a bad frame or a
         # missing reset leaves every env as it was, so the caller can fix the
         # batch and step again.
-        for i, t in enumerate(self._trackers):
+        for i, t in enumerate(self._books):
             if not t.active:
                 raise ConfigError(
                     f"env {t.env} has no running episode; call reset(frames, env_ids=[{i}]) "
@@ -173,10 +173,10 @@ class BatchCapture:
                 )
         pixels = [
             producer.check(t.env, t.episode, t.step + 1, frames[i]) if t.recording else None
-            for i, t in enumerate(self._trackers)
+            for i, t in enumerate(self._books)
         ]
         out = {"r": np.zeros(n), "l": np.zeros(n, np.int64), "t": np.zeros(n), "_episode": term | trunc}
-        for i, t in enumerate(self._trackers):
+        for i, t in enumerate(self._books):
             t.add(rewards[i])
             if t.recording:
                 t.sent(producer.frame(t.env, t.episode, t.step, pixels[i]))
@@ -195,7 +195,7 @@ class BatchCapture:
         if producer is None:
             return
         try:
-            for t in self._trackers:
+            for t in self._books:
                 record = t.cut(EndReason.CLOSED)
                 if record is not None:
                     producer.end(record)

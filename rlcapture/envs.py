@@ -23,7 +23,7 @@ from gymnasium import error as gym_error
 from gymnasium.envs.registration import EnvSpec
 
 from ._backend.gl_platform import prepare as prepare_gl
-from .errors import ConfigError, EnvError
+from .errors import ConfigError, EnvError, first_line
 
 __all__ = [
     "EnvFactory",
@@ -42,12 +42,6 @@ EnvId = str | EnvSpec
 
 #: Namespaces whose registering package is well known, for the hint of an unknown id.
 _NAMESPACE_PACKAGES = {"ALE": "ale_py", "MiniGrid": "minigrid", "BabyAI": "minigrid"}
-
-
-def _first_line(text: object) -> str:
-    """The first non-empty line of ``text``: the CLI prints errors on one line."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else ""
 
 
 #: What MuJoCo, its Python bindings, PyOpenGL and Gymnasium's MuJoCo renderer say
@@ -118,7 +112,7 @@ def _import_module(name: str, what: str) -> Any:
         ) from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed to import
         raise EnvError(
-            f"importing {what} {name!r} failed: {type(exc).__name__}: {_first_line(exc)}"
+            f"importing {what} {name!r} failed: {type(exc).__name__}: {first_line(exc)}"
         ) from None
 
 
@@ -163,11 +157,11 @@ def _resolve(env_id: EnvId) -> EnvSpec:
         raise EnvError(f"unknown env id {env_id!r}{_namespace_hint(name)}") from None
     except (gym_error.NameNotFound, gym_error.VersionNotFound) as exc:
         raise EnvError(
-            f"unknown env id {env_id!r} ({_first_line(exc)}); list the registered ids with "
+            f"unknown env id {env_id!r} ({first_line(exc)}); list the registered ids with "
             "python -c 'import gymnasium; gymnasium.pprint_registry()'"
         ) from None
     except gym_error.Error as exc:
-        raise EnvError(f"env id {env_id!r}: {_first_line(exc)}") from None
+        raise EnvError(f"env id {env_id!r}: {first_line(exc)}") from None
 
 
 def _label(env_id: EnvId) -> str:
@@ -202,14 +196,14 @@ def check_env_id(env_id: EnvId) -> EnvSpec:
         if hint:
             message = f"env {label!r} cannot be imported: {hint}"
         elif isinstance(exc, gym_error.DependencyNotInstalled):
-            message = f"env {label!r} needs a package that is not installed: {_first_line(exc)}"
+            message = f"env {label!r} needs a package that is not installed: {first_line(exc)}"
         elif isinstance(exc, ImportError):
             message = (
-                f"env {label!r} cannot be imported ({_first_line(exc)}); install the package "
+                f"env {label!r} cannot be imported ({first_line(exc)}); install the package "
                 "that provides it"
             )
         else:
-            message = f"importing env {label!r} ({entry}) failed: {type(exc).__name__}: {_first_line(exc)}"
+            message = f"importing env {label!r} ({entry}) failed: {type(exc).__name__}: {first_line(exc)}"
         raise EnvError(message) from None
     metadata = getattr(creator, "metadata", None)
     modes = metadata.get("render_modes") if isinstance(metadata, dict) else None
@@ -258,13 +252,13 @@ class EnvFactory:
         except gym_error.DependencyNotInstalled as exc:
             raise EnvError(
                 f"env {_label(self.env_id)!r} needs a package that is not installed: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from None
         except TypeError as exc:
             if self.env_kwargs and "argument" in str(exc):
                 raise EnvError(
                     f"env {_label(self.env_id)!r} does not take the env kwargs "
-                    f"{sorted(self.env_kwargs)}: {_first_line(exc)}"
+                    f"{sorted(self.env_kwargs)}: {first_line(exc)}"
                 ) from None
             raise
 

@@ -33,6 +33,7 @@ __all__ = [
     "ClosedError",
     "NoAsyncCallError",
     "AlreadyPendingCallError",
+    "first_line",
 ]
 
 
@@ -161,3 +162,16 @@ class EncoderError(ProcessDiedError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._message(), self.exitcode, self.shard), self.__dict__)
+
+
+def first_line(message: object, default: str = "") -> str:
+    """The first non-blank line of ``str(message)``, stripped; ``default`` if it has none.
+
+    An error told to a user is one line (the CLI prints ``rlcapture: error: ...``),
+    however many lines the exception it wraps holds: a traceback, pip's advice, Ray's
+    actor dump. Pass ``type(exc).__name__`` as ``default`` to name an empty exception.
+    """
+    for line in str(message).splitlines():
+        if line.strip():
+            return line.strip()
+    return default

@@ -32,7 +32,7 @@ from .config import RecordConfig
 from .envs import make_env_fn
 from .errors import ConfigError
 from .policies import EpisodeRandomPolicy, SB3Policy, load_policy
-from .stats import Description, describe
+from .results.stats import Description, describe
 from .vector import CaptureVectorEnv
 
 __all__ = ["EpisodeResult", "EvaluationResult", "evaluate", "resolve_policy"]
@@ -234,14 +234,7 @@ def evaluate(
         ConfigError: A bad argument (no ``out``, empty seeds, an unknown option).
         EnvError: The env cannot be made.
     """
-    if out is None:
-        raise ConfigError("evaluate needs out=, the folder for the videos and the manifest")
-    plan = check_seeds(seeds, "seeds")
-    if not (isinstance(num_envs, int) and not isinstance(num_envs, bool) and num_envs >= 1):
-        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
-    for name in ("episode_seeds", "episodes_per_env"):
-        if name in options:
-            raise ConfigError(f"evaluate sets {name} itself (from seeds)")
+    plan = _check_arguments(out, seeds, num_envs, options)
     fn = _env_fn(env, env_kwargs, max_episode_steps, imports)
     n = min(num_envs, len(plan))  # more envs than seeds would only run unplanned episodes
     envs = CaptureVectorEnv([fn] * n, out, episode_seeds=plan, config=config, overwrite=overwrite, **options)
@@ -249,16 +242,7 @@ def evaluate(
     folder = envs.recorder.out
     interrupted = False
     try:
-        info: dict[str, Any] = {
-            **envs.run_info,  # the env, named where it can be; encoding; OpenGL platform
-            "policy": _policy_name(policy),
-            "deterministic": deterministic,
-            "seeds": describe_seeds(plan),
-        }
-        info.update(run_info or {})
-        from . import __version__
-
-        envs.recorder.folder.write_run_file(info, version=__version__)
+        _write_run_file(envs, plan, {"policy": _policy_name(policy), "deterministic": deterministic}, run_info)
         act = resolve_policy(policy, envs, deterministic)
         _run(envs, act, len(plan), progress)
     except KeyboardInterrupt:
@@ -267,6 +251,36 @@ def evaluate(
         envs.close()
     result = _result(folder, plan, interrupted, dict(envs.errors))
     return replace(result, recording=dict(envs.recorder.summary))
+
+
+def _check_arguments(
+    out: object, seeds: Iterable[int], num_envs: object, options: dict[str, Any]
+) -> tuple[int, ...] | range:
+    """The seed plan; a :class:`ConfigError` for what ``evaluate`` cannot take."""
+    if out is None:
+        raise ConfigError("evaluate needs out=, the folder for the videos and the manifest")
+    plan = check_seeds(seeds, "seeds")
+    if not (isinstance(num_envs, int) and not isinstance(num_envs, bool) and num_envs >= 1):
+        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+    for name in ("episode_seeds", "episodes_per_env"):
+        if name in options:
+            raise ConfigError(f"evaluate sets {name} itself (from seeds)")
+    return plan
+
+
+def _write_run_file(
+    envs: CaptureVectorEnv,
+    plan: tuple[int, ...] | range,
+    asked: dict[str, Any],
+    run_info: dict[str, Any] | None,
+) -> None:
+    """``run.json``: the vector env's own (the env, encoding, OpenGL platform), ``asked``, the seeds, ``run_info``."""
+    from . import __version__
+
+    assert envs.recorder is not None
+    fields: dict[str, Any] = {**envs.run_info, **asked, "seeds": describe_seeds(plan)}
+    fields.update(run_info or {})
+    envs.recorder.folder.write_run_file(fields, version=__version__)
 
 
 def _run(

@@ -209,18 +209,7 @@ def replay(
     record = _find(lines, env, episode, folder)
     run = recording.read_run_file() or {}
     if make_env is None:
-        env_id = run.get("env")
-        if not env_id:
-            raise ConfigError(
-                f"{str(folder)!r} does not say which env ran (no env id in run.json); "
-                "pass make_env= (Python) or the run's folder from rlcapture record"
-            )
-        make_env = make_env_fn(
-            env_id,
-            env_kwargs=run.get("env_kwargs") or None,
-            max_episode_steps=run.get("max_episode_steps"),
-            imports=run.get("imports") or (),
-        )
+        make_env = _env_of_run(run, folder)
     seed, rng = record.get("seed"), record.get("rng")
     if seed is None and rng is None:
         raise ConfigError(
@@ -237,34 +226,10 @@ def replay(
         else:
             restore_generator(e, rng)
             obs, _ = e.reset()
-        recorded_length = record.get("length")
-        # An episode that was cut short (reset, closed) stops where it was cut.
-        limit = recorded_length if record.get("end") not in FINISHED else None
-        # A replay that went another way may never end: stop it well past the record.
-        cap = 10 * int(recorded_length or 0) + 1000
-        video: EpisodeVideo | None = None
-        ret, steps = 0.0, 0
-        try:
-            while True:
-                frame = as_frame(e.render(), f"replay of env {env} episode {episode} step {steps}")
-                if video is None:
-                    fps = options.fps or e.metadata.get("render_fps") or 30
-                    h, w, c = frame.shape
-                    video = EpisodeVideo(str(path), w, h, c, float(fps), options)
-                video.write(np.ascontiguousarray(frame), steps, _nothing)
-                if (limit is not None and steps >= limit) or steps >= cap:
-                    break
-                obs, reward, terminated, truncated, _ = e.step(act(obs))
-                ret += float(reward)
-                steps += 1
-                if terminated or truncated:
-                    video.write(np.ascontiguousarray(as_frame(e.render(), "replay")), steps, _nothing)
-                    break
-        finally:
-            if video is not None:
-                video.close()
+        ret, steps, frames = _play(e, act, obs, record, path, options, f"replay of env {env} episode {episode}")
     finally:
         e.close()
+    recorded_length = record.get("length")
     recorded_return = record.get("return")
     return ReplayResult(
         path,
@@ -272,8 +237,66 @@ def replay(
         steps,
         None if recorded_return is None else float(recorded_return),
         None if recorded_length is None else int(recorded_length),
-        video.frames if video is not None else 0,
+        frames,
     )
+
+
+def _env_of_run(run: dict[str, Any], folder: Path) -> Callable[[], gym.Env]:
+    """Makes the env that ``run.json`` names, as the run made it."""
+    env_id = run.get("env")
+    if not env_id:
+        raise ConfigError(
+            f"{str(folder)!r} does not say which env ran (no env id in run.json); "
+            "pass make_env= (Python) or the run's folder from rlcapture record"
+        )
+    return make_env_fn(
+        env_id,
+        env_kwargs=run.get("env_kwargs") or None,
+        max_episode_steps=run.get("max_episode_steps"),
+        imports=run.get("imports") or (),
+    )
+
+
+def _play(
+    e: gym.Env,
+    act: Callable[[Any], Any],
+    obs: Any,
+    record: dict[str, Any],
+    path: Path,
+    options: VideoOptions,
+    what: str,
+) -> tuple[float, int, int]:
+    """Step ``e`` from its reset, ``act`` choosing, every frame into a new video at ``path``.
+
+    Returns the return, the steps and the frames written.
+    """
+    recorded_length = record.get("length")
+    # An episode that was cut short (reset, closed) stops where it was cut.
+    limit = recorded_length if record.get("end") not in FINISHED else None
+    # A replay that went another way may never end: stop it well past the record.
+    cap = 10 * int(recorded_length or 0) + 1000
+    video: EpisodeVideo | None = None
+    ret, steps = 0.0, 0
+    try:
+        while True:
+            frame = as_frame(e.render(), f"{what} step {steps}")
+            if video is None:
+                fps = options.fps or e.metadata.get("render_fps") or 30
+                h, w, c = frame.shape
+                video = EpisodeVideo(str(path), w, h, c, float(fps), options)
+            video.write(np.ascontiguousarray(frame), steps, _nothing)
+            if (limit is not None and steps >= limit) or steps >= cap:
+                break
+            obs, reward, terminated, truncated, _ = e.step(act(obs))
+            ret += float(reward)
+            steps += 1
+            if terminated or truncated:
+                video.write(np.ascontiguousarray(as_frame(e.render(), "replay")), steps, _nothing)
+                break
+    finally:
+        if video is not None:
+            video.close()
+    return ret, steps, video.frames if video is not None else 0
 
 
 def _nothing() -> None:

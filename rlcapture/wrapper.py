@@ -19,7 +19,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 from ._backend.channel import Endpoint
-from ._backend.episode import EndReason, EpisodeTracker
+from ._backend.episode import EndReason, EpisodeBook
 from ._backend.gl_platform import prepare as prepare_gl
 from ._backend.producer import FrameProducer
 from ._backend.returns import return_reader
@@ -86,7 +86,7 @@ class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.metadata = {**env.metadata, "render_modes": ["rgb_array"]}
         # With several encoder shards, the one that records this env.
         self._endpoint = _endpoint(recorder).for_env(env_index)
-        self._tracker = EpisodeTracker(env_index, as_schedule(record), episodes)
+        self._book = EpisodeBook(env_index, as_schedule(record), episodes)
         self._drop = drop
         self._producer: FrameProducer | None = None
         self._return = return_reader(env)
@@ -109,27 +109,27 @@ class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     @property
     def env_index(self) -> int:
-        return self._tracker.env
+        return self._book.env
 
     def _connect(self) -> FrameProducer:
         if self._producer is None:
             fps = self.env.metadata.get("render_fps")
             self._producer = FrameProducer(
                 self._endpoint,
-                [self._tracker.env],
-                name=f"env {self._tracker.env} (wrapper)",
+                [self._book.env],
+                name=f"env {self._book.env} (wrapper)",
                 fps=float(fps) if fps else None,
                 drop=self._drop,
             )
         return self._producer
 
     def _capture(self) -> None:
-        t = self._tracker
+        t = self._book
         ok = self._connect().frame(t.env, t.episode, t.step, self.env.render())
         t.sent(ok)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
-        t = self._tracker
+        t = self._book
         record = t.cut(EndReason.RESET)
         if record is not None:
             self._connect().end(record)
@@ -141,7 +141,7 @@ class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        t = self._tracker
+        t = self._book
         if not t.active:  # stepped past its end without a reset: in no episode
             return obs, reward, terminated, truncated, info
         t.add(reward)
@@ -157,7 +157,7 @@ class CaptureWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def close(self) -> None:
         try:
-            record = self._tracker.cut(EndReason.CLOSED)
+            record = self._book.cut(EndReason.CLOSED)
             if record is not None and self._producer is not None:
                 self._producer.end(record)
         finally:

@@ -16,7 +16,8 @@ import pytest
 from conftest import REPO, decode, read_manifest, wait_until
 from envs_for_tests import Faulty
 
-from rlcapture.cli import allocate_episodes, main
+from rlcapture.cli import main
+from rlcapture.policies import allocate_episodes
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

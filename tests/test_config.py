@@ -14,7 +14,8 @@ import rlcapture
 from rlcapture import ConfigError, KeepRule, RecordConfig
 from rlcapture._backend.channel import Endpoint
 from rlcapture._backend.producer import FrameProducer
-from rlcapture.cli import _parser, record_config
+from rlcapture.cli import build_parser
+from rlcapture.cli.record_args import record_config
 from rlcapture.config import (
     DEFAULT_SLOTS,
     DEFAULT_TIMEOUT,
@@ -280,7 +281,7 @@ def test_vector_env_takes_a_config_and_resolves_mosaic(tmp_path: Path) -> None:
 
 # -- the CLI builds the same config --------------------------------------------------------------
 def test_cli_builds_the_same_config() -> None:
-    args = _parser().parse_args(
+    args = build_parser().parse_args(
         [
             "record",
             "CartPole-v1",
@@ -310,9 +311,9 @@ def test_cli_builds_the_same_config() -> None:
         encoders=1,
     )
     assert record_config(args, keep_seed=9) == expected
-    plain = _parser().parse_args(["record", "CartPole-v1"])
+    plain = build_parser().parse_args(["record", "CartPole-v1"])
     assert record_config(plain) == RecordConfig()
-    keyframes = _parser().parse_args(["record", "--keyframes", "--encoders", "3"])
+    keyframes = build_parser().parse_args(["record", "--keyframes", "--encoders", "3"])
     assert record_config(keyframes) == RecordConfig(keyframes=True, encoders=3)
 
 

@@ -25,21 +25,17 @@ ABOVE = {
     # fronts
     "recorder",
     "vector",
+    "vector_options",
     "wrapper",
     "batch",
     "envs",
+    # runners
+    "evaluate",
+    "replay",
     # tools
     "cli",
     "bench",
-    "bench_report",
-    "bench_trial",
-    "bench_variants",
-    "report",
-    "plot",
-    "summary",
-    "stats",
-    "measure",
-    "progress",
+    "results",
     "policies",
 }
 

@@ -1,4 +1,4 @@
-"""The one episode lifecycle (EpisodeTracker) and the end reasons the manifest holds."""
+"""The one episode lifecycle (EpisodeBook) and the end reasons the manifest holds."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from conftest import read_manifest
 from envs_for_tests import NoisyEnv
 
 import rlcapture
-from rlcapture._backend.episode import FINISHED, EndReason, EpisodeTracker
+from rlcapture._backend.episode import FINISHED, EndReason, EpisodeBook
 from rlcapture.triggers import as_schedule
 
 
-def _tracker(record: str = "all", limit: int | None = None) -> EpisodeTracker:
-    return EpisodeTracker(3, as_schedule(record), limit)
+def _book(record: str = "all", limit: int | None = None) -> EpisodeBook:
+    return EpisodeBook(3, as_schedule(record), limit)
 
 
 # -- end reasons ------------------------------------------------------------------
@@ -38,7 +38,7 @@ def test_finished_is_terminated_or_truncated() -> None:
 
 # -- the lifecycle ----------------------------------------------------------------
 def test_reset_cuts_a_recorded_episode() -> None:
-    t = _tracker()
+    t = _book()
     assert t.cut(EndReason.RESET) is None  # nothing running yet
     assert t.begin(11) == 11 and t.active and t.recording and t.episode == 0
     t.add(1.5)
@@ -54,7 +54,7 @@ def test_reset_cuts_a_recorded_episode() -> None:
 
 def test_cut_skips_an_episode_never_recorded() -> None:
     """A reset or close of an episode the schedule turned down writes no line..."""
-    t = _tracker("none")
+    t = _book("none")
     t.begin(0)
     assert not t.recording
     assert t.cut(EndReason.RESET) is None and not t.active
@@ -62,7 +62,7 @@ def test_cut_skips_an_episode_never_recorded() -> None:
 
 def test_done_writes_every_episode_within_the_quota() -> None:
     """...but a finished one does, recorded or not, while within the quota."""
-    t = _tracker("none", limit=2)
+    t = _book("none", limit=2)
     lines = []
     for k in range(3):
         t.begin(None)
@@ -78,7 +78,7 @@ def test_done_writes_every_episode_within_the_quota() -> None:
 
 
 def test_end_with_an_error_carries_it() -> None:
-    t = _tracker()
+    t = _book()
     assert t.end(EndReason.ERROR, error="boom") is None  # nothing running
     t.begin(5)
     record = t.end(EndReason.ERROR, error="RuntimeError: boom")
@@ -87,7 +87,7 @@ def test_end_with_an_error_carries_it() -> None:
 
 def test_stats_and_seeds_as_given() -> None:
     """Issue 10: no derived seeds; an unseeded reset keeps its env's generator state instead."""
-    t = _tracker()
+    t = _book()
     t.begin(100)
     for r in (1.0, 2.0, np.float32(0.5)):
         t.add(r)

@@ -283,7 +283,7 @@ def test_mosaic_tiles_show_each_env(tmp_path: Path) -> None:
 def test_training_loop_records_every_nth_episode(tmp_path: Path) -> None:
     import gymnasium as gym
 
-    from rlcapture.plot import plot_manifest
+    from rlcapture.results.plot import plot_manifest
 
     logged = []
     with rlcapture.Recorder(tmp_path, **LOSSLESS) as recorder:

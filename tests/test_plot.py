@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rlcapture.cli import main
-from rlcapture.plot import moving_average, nice_ticks, plot_manifest
+from rlcapture.results.plot import moving_average, nice_ticks, plot_manifest
 
 
 def fake_manifest(out: Path, n: int = 40) -> None:

@@ -14,7 +14,7 @@ from rlcapture._backend.remote_error import (
     capture,
     rebuild,
 )
-from rlcapture.errors import SpaceMismatchError
+from rlcapture.errors import SpaceMismatchError, first_line
 
 
 class EnvOwnError(ValueError):
@@ -112,3 +112,14 @@ def test_also_builtin() -> None:
     # Already one, or not an Exception: the class itself.
     assert also_builtin(rlcapture.WorkerError, RuntimeError) is rlcapture.WorkerError
     assert also_builtin(rlcapture.WorkerError, KeyboardInterrupt) is rlcapture.WorkerError
+
+
+def test_first_line_is_the_first_non_blank_line_or_the_default() -> None:
+    """One helper says an error in one line, wherever it crossed from."""
+    assert first_line(ValueError("\n  \n  bad value  \nsecond line")) == "bad value"
+    assert first_line("only") == "only"
+    assert first_line(ValueError(), "ValueError") == "ValueError"
+    assert first_line(" \n\t\n") == ""
+    # A remote error's line is the same helper's, its class name where it says nothing.
+    empty = capture(_raised(KeyError()))
+    assert empty.first_line == "KeyError"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rlcapture.cli import main
-from rlcapture.report import embed_json, write_report
+from rlcapture.results.report import embed_json, write_report
 
 APT = (
     "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "

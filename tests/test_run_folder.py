@@ -30,7 +30,7 @@ from rlcapture._backend.manifest import (
 )
 from rlcapture._backend.run_folder import KeptFilesWarning, RunFolder
 from rlcapture.cli import main
-from rlcapture.plot import load_series
+from rlcapture.results.plot import load_series
 
 
 def _report_data(page: Path) -> dict:

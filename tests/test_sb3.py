@@ -18,7 +18,7 @@ from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 
 import rlcapture  # noqa: E402
 from rlcapture.cli import main  # noqa: E402
-from rlcapture.plot import load_series  # noqa: E402
+from rlcapture.results.plot import load_series  # noqa: E402
 from rlcapture.sb3 import RecordCallback, SB3VecEnv, make_sb3_vec  # noqa: E402
 
 

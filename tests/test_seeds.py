@@ -1,4 +1,4 @@
-"""Statistics of returns (rlcapture.stats) and ``rlcapture record --seeds``."""
+"""Statistics of returns (rlcapture.results.stats) and ``rlcapture record --seeds``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from conftest import read_manifest
 
-from rlcapture.cli import main, parse_seeds
-from rlcapture.stats import bootstrap_ci, describe, iqm, success_rate
+from rlcapture.cli import main
+from rlcapture.cli.record_args import parse_seeds
+from rlcapture.results.stats import bootstrap_ci, describe, iqm, success_rate
 
 
 def test_iqm_matches_the_trimmed_mean() -> None:

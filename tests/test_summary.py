@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from rlcapture.cli import main
-from rlcapture.progress import RunProgress
-from rlcapture.stats import describe
-from rlcapture.summary import ci_text, stats_dict
+from rlcapture.results.progress import RunProgress
+from rlcapture.results.stats import describe
+from rlcapture.results.summary import ci_text, stats_dict
 
 
 def test_one_labelled_interval_or_a_note() -> None:

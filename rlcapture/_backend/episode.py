@@ -2,7 +2,7 @@
 
 The worker, :class:`~rlcapture.CaptureWrapper` and
 :class:`~rlcapture.BatchCapture` all keep their envs' episodes with
-:class:`EpisodeTracker`, so the rules are written once: a reset or close cuts
+:class:`EpisodeBook`, so the rules are written once: a reset or close cuts
 the running episode short (a manifest line if it was recorded), an episode
 that finishes or fails ends (a line if it is within the env's quota), and an
 episode ends once. :class:`EndReason` names how an episode ended; its values
@@ -25,7 +25,7 @@ from typing import Any
 from ..triggers import Schedule
 from .rngstate import generator_state
 
-__all__ = ["EndReason", "FINISHED", "EpisodeTracker"]
+__all__ = ["EndReason", "FINISHED", "EpisodeBook"]
 
 
 class EndReason(str, Enum):
@@ -55,8 +55,8 @@ class EndReason(str, Enum):
 FINISHED = (EndReason.TERMINATED, EndReason.TRUNCATED)
 
 
-class EpisodeTracker:
-    """Tracks the running episode of one env.
+class EpisodeBook:
+    """The book of one env's episodes: the running one's index, seed, statistics and end.
 
     Args:
         env: The env's index in the recording.

@@ -19,6 +19,8 @@ import pickle
 import traceback
 from typing import NamedTuple, TypeVar
 
+from ..errors import first_line
+
 __all__ = ["RemoteError", "RemoteTraceback", "capture", "rebuild", "builtin_class", "also_builtin"]
 
 E = TypeVar("E", bound=BaseException)
@@ -56,10 +58,7 @@ class RemoteError(NamedTuple):
     @property
     def first_line(self) -> str:
         """The first non-blank line of the message (the class name if it has none)."""
-        for line in self.text.strip().splitlines():
-            if line.strip():
-                return line.strip()
-        return self.kind
+        return first_line(self.text, self.kind)
 
 
 def builtin_class(cls: type[BaseException]) -> type[BaseException]:

@@ -6,7 +6,7 @@
 (``messages.py``); an env's error is raised as :class:`EnvFailure` (its env
 index and traceback), and only the process loop (:mod:`.worker`) turns
 replies and errors into bytes. Each env's episodes are counted by an
-``EpisodeTracker``; a ``step`` is answered first and its frames rendered after
+``EpisodeBook``; a ``step`` is answered first and its frames rendered after
 the reply (``after_reply``), or, with a gate, when the vector env says every
 worker has answered. Everything here runs without a process or a pipe
 (``tests/test_messages.py`` drives it directly).
@@ -24,7 +24,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import write_to_shared_memory
 
 from ..errors import ClosedError, EncoderError
-from .episode import EndReason, EpisodeTracker
+from .episode import EndReason, EpisodeBook
 from .messages import NOTHING, EnvInfo, Ok, Ready
 from .producer import FrameProducer, ShardedProducer, open_producer
 from .returns import return_reader
@@ -54,8 +54,8 @@ class WorkerEnvs:
         self.spec = spec
         self.conn = conn
         self.envs: list[Any] = []
-        self.trackers = [
-            EpisodeTracker(e, spec.schedule, limit)
+        self.books = [
+            EpisodeBook(e, spec.schedule, limit)
             for e, limit in zip(spec.env_indices, spec.limits)
         ]
         self.rewards, self.terminated, self.truncated = spec.shared.views()
@@ -128,11 +128,11 @@ class WorkerEnvs:
     ) -> Ok:
         infos: list[Any] = []
         for j, _env in enumerate(self.envs):
-            tracker = self.trackers[j]
+            book = self.books[j]
             if self.failed[j] or (mask is not None and not mask[j]):
                 infos.append({})
                 continue
-            record = tracker.cut(EndReason.RESET)  # reset mid-episode: close its video
+            record = book.cut(EndReason.RESET)  # reset mid-episode: close its video
             if record is not None:
                 self.ended.append(record)
             try:
@@ -154,12 +154,12 @@ class WorkerEnvs:
         if self.spec.on_error != "continue" or isinstance(exc, (EncoderError, ClosedError)):
             raise failure
         message = f"{type(exc).__name__}: {exc}"
-        tracker = self.trackers[j]
+        book = self.books[j]
         self.failed[j] = True
         self.needs_reset[j] = False
         self.to_render = [i for i in self.to_render if i != j]
         self.to_end = [(i, t) for i, t in self.to_end if i != j]
-        record = tracker.end(EndReason.ERROR, error=message)
+        record = book.end(EndReason.ERROR, error=message)
         if record is not None:
             self.ended.append(record)
         k = self.spec.first + j
@@ -192,19 +192,19 @@ class WorkerEnvs:
             )
 
     def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
-        tracker = self.trackers[j]
+        book = self.books[j]
         try:
             plan = self.spec.seed_plan
             if plan is not None and seed is None:
                 seed, index = plan.take(self.spec.first + j)
-                seed = tracker.begin(seed, self.envs[j], planned=index is not None, seed_index=index)
+                seed = book.begin(seed, self.envs[j], planned=index is not None, seed_index=index)
             else:
-                seed = tracker.begin(seed, self.envs[j])
+                seed = book.begin(seed, self.envs[j])
             obs, info = self.envs[j].reset(seed=seed, options=options)
         except Exception as exc:
-            raise EnvFailure(tracker.env, exc) from exc
+            raise EnvFailure(book.env, exc) from exc
         self._write_obs(j, obs)
-        if tracker.recording:
+        if book.recording:
             self.to_render.append(j)
         return obs, info
 
@@ -231,8 +231,8 @@ class WorkerEnvs:
 
     def _step_one(self, j: int, action: Any) -> Any:
         env = self.envs[j]
-        tracker = self.trackers[j]
-        e = tracker.env
+        book = self.books[j]
+        e = book.env
         k = self.spec.first + j
         if self.needs_reset[j]:
             self.needs_reset[j] = False
@@ -245,10 +245,10 @@ class WorkerEnvs:
                 raise EnvFailure(e, exc) from exc
             # Autoreset disabled, a done env stepped without a reset: what it
             # does is the env's business, but it belongs to no episode.
-            live = tracker.active
+            live = book.active
             if live:
-                tracker.add(reward)
-                if tracker.recording:
+                book.add(reward)
+                if book.recording:
                     self.to_render.append(j)
             if (term or trunc) and live:
                 self._true_return(j)
@@ -282,17 +282,17 @@ class WorkerEnvs:
         episode returned. Also queued for the vector env's
         ``finished_episodes``.
         """
-        tracker = self.trackers[j]
+        book = self.books[j]
         read = self.returns[j]
         if read is not None:
             try:
-                tracker.ret = float(read())
+                book.ret = float(read())
             except Exception:  # noqa: BLE001 - keep the summed rewards
                 pass
-        self.episodes.append((j, tracker.stats()))
+        self.episodes.append((j, book.stats()))
 
     def _end_episode(self, j: int, terminated: bool) -> None:
-        record = self.trackers[j].done(terminated)
+        record = self.books[j].done(terminated)
         if record is not None:
             self.ended.append(record)
 
@@ -302,20 +302,20 @@ class WorkerEnvs:
         assert producer is not None
         try:
             for j in list(self.to_render):
-                tracker = self.trackers[j]
+                book = self.books[j]
                 try:
                     try:
                         frame = self.envs[j].render()
                     except Exception as exc:
-                        raise EnvFailure(tracker.env, exc) from exc
+                        raise EnvFailure(book.env, exc) from exc
                     try:
-                        ok = producer.frame(tracker.env, tracker.episode, tracker.step, frame)
+                        ok = producer.frame(book.env, book.episode, book.step, frame)
                     except Exception as exc:
-                        raise EnvFailure(tracker.env, exc) from exc
+                        raise EnvFailure(book.env, exc) from exc
                 except EnvFailure as f:
                     self._fail(j, f)
                     continue
-                tracker.sent(ok)
+                book.sent(ok)
         finally:
             self.to_render.clear()
             self._finish_ended()
@@ -356,7 +356,7 @@ class WorkerEnvs:
                 attr = env.get_wrapper_attr(name)
                 results.append(attr(*args, **kwargs) if callable(attr) else attr)
             except Exception as exc:
-                raise EnvFailure(self.trackers[j].env, exc) from exc
+                raise EnvFailure(self.books[j].env, exc) from exc
         return Ok(results)
 
     def set_attr(self, name: str, values: Sequence[Any], which: Sequence[int] | None = None) -> Ok:
@@ -368,7 +368,7 @@ class WorkerEnvs:
             try:
                 self.envs[j].set_wrapper_attr(name, values[k])
             except Exception as exc:
-                raise EnvFailure(self.trackers[j].env, exc) from exc
+                raise EnvFailure(self.books[j].env, exc) from exc
         return Ok(None)
 
     def is_wrapped(self, wrapper_class: type, which: Sequence[int] | None = None) -> Ok:
@@ -391,8 +391,8 @@ class WorkerEnvs:
             return
         self.closed = True
         self._finish_ended()  # a step that failed after an episode ended
-        for tracker in self.trackers:
-            record = tracker.cut(end)
+        for book in self.books:
+            record = book.cut(end)
             if record is not None:
                 self.ended.append(record)
         try:

@@ -39,11 +39,13 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._backend.encoder_count import usable_cores
+from ..errors import first_line
+
 __all__ = [
     "MB",
     "TreePSS",
     "TrialFailed",
-    "cores",
     "cpu_model",
     "headless",
     "machine_busy_s",
@@ -313,10 +315,9 @@ def trial_main(
         import traceback
 
         traceback.print_exc()
-        text = str(exc).strip().splitlines()
         err = {
             "type": type(exc).__name__,
-            "message": text[0] if text else type(exc).__name__,
+            "message": first_line(exc, type(exc).__name__),
             "user": isinstance(exc, user_errors),
         }
         print(ERROR + json.dumps(err), flush=True)
@@ -467,14 +468,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def machine_info() -> dict[str, Any]:
     """What a result was measured on: cores, CPU, memory, versions, date."""
     import av
@@ -482,7 +475,7 @@ def machine_info() -> dict[str, Any]:
     import numpy
 
     return {
-        "cores": cores(),
+        "cores": usable_cores(),
         "nproc": os.cpu_count(),
         "cpu_model": cpu_model(),
         "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),

@@ -14,7 +14,7 @@ import logging
 from types import ModuleType
 from typing import Any
 
-from ..errors import ConfigError, RLCaptureError
+from ..errors import ConfigError, RLCaptureError, first_line
 
 __all__ = ["RayConnection", "import_ray", "INSTALL"]
 
@@ -95,7 +95,7 @@ class RayConnection:
                 ray.shutdown()
             where = address or "a local Ray"
             raise ConfigError(
-                f"cannot connect to Ray at {where}: {type(exc).__name__}: {_first_line(exc)}; "
+                f"cannot connect to Ray at {where}: {type(exc).__name__}: {first_line(exc)}; "
                 "start one with `ray start --head` or pass its address"
             ) from None
         self.joined = True
@@ -110,8 +110,3 @@ def _joining(options: dict[str, Any]) -> dict[str, Any]:
     """Options Ray accepts when joining a cluster (resources belong to the cluster)."""
     cluster_only = ("num_cpus", "num_gpus", "resources", "object_store_memory", "include_dashboard", "_system_config")
     return {k: v for k, v in options.items() if k not in cluster_only}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""

@@ -43,7 +43,7 @@ from .._backend.manifest import ManifestWriter
 from .._backend.remote_error import rebuild
 from .._backend.run_folder import RunFolder, describe_seeds
 from ..config import RecordConfig
-from ..errors import ConfigError, EnvError, OutputError, ProcessDiedError
+from ..errors import ConfigError, EnvError, OutputError, ProcessDiedError, first_line
 from ..evaluate import EpisodeResult, EvaluationResult
 from .collector import EpisodeCollector
 from .connect import RayConnection
@@ -327,7 +327,7 @@ class RayEvaluation:
                 self._lost(run, actor, exc)
                 return
             raise ProcessDiedError(
-                f"{actor.name()}: {call.kind.value} failed: {_first_line(exc)}", f"actor {actor.index}"
+                f"{actor.name()}: {call.kind.value} failed: {first_line(exc, type(exc).__name__)}", f"actor {actor.index}"
             ) from exc
         if not actor.alive:
             if call.kind is CallKind.CHUNK:
@@ -421,7 +421,7 @@ class RayEvaluation:
         was = run.fleet.kill(actor)
         if was is None:
             return  # already dead
-        reason = why if isinstance(why, str) else f"{type(why).__name__}: {_first_line(why)}"
+        reason = why if isinstance(why, str) else f"{type(why).__name__}: {first_line(why, type(why).__name__)}"
         kept = rerun = 0
         task = actor.task
         if task is not None:
@@ -508,14 +508,6 @@ def _seeds(seeds: Sequence[int]) -> str:
     seeds = list(seeds)
     text = ", ".join(map(str, seeds[:8]))
     return text + (f" and {len(seeds) - 8} more" if len(seeds) > 8 else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
 
 
 def evaluate_on_ray(

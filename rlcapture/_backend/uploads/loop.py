@@ -35,6 +35,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import first_line
 from ..manifest import ManifestFollower
 from .adapter import RunInfo, Tracker
 from .messages import Finish, Follow, Report, Sent, TrackerReport, UploaderFailed, decode, encode
@@ -176,8 +177,7 @@ class _Sender:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    first = first_line(exc)
     if len(first) > 200:
         first = first[:200] + "..."
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

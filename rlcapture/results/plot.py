@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ._backend.episode import FINISHED
-from ._backend.manifest import MANIFEST, read_manifest
-from ._backend.run_folder import RunFolder
-from .errors import ConfigError
+from .._backend.episode import FINISHED
+from .._backend.manifest import MANIFEST, read_manifest
+from .._backend.run_folder import RunFolder
+from ..errors import ConfigError
 
 __all__ = [
     "AXES",

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from ._backend.episode import FINISHED
-from ._backend.manifest import MANIFEST, read_manifest
-from ._backend.run_folder import REPORT, REPORT_ASSETS, RunFolder
-from .errors import ConfigError
+from .._backend.episode import FINISHED
+from .._backend.manifest import MANIFEST, read_manifest
+from .._backend.run_folder import REPORT, REPORT_ASSETS, RunFolder
+from ..errors import ConfigError
 from .stats import describe
 from .summary import finished, load_summary, stats_dict
 
@@ -219,7 +219,7 @@ def write_report(
         assets.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot write the report into {str(base)!r}: {exc.strerror}") from None
-    package = resources.files("rlcapture") / "report_assets"
+    package = resources.files(__package__) / "report_assets"
     for name in _STATIC:
         with resources.as_file(package / name) as source:
             shutil.copyfile(source, assets / name)

@@ -1,7 +1,7 @@
 """What a recording amounts to: the summary printed at the end of a run and ``summary.json``.
 
 One confidence interval, labelled with how it was made: the percentile
-bootstrap of the mean, stratified per seed (:func:`rlcapture.stats.bootstrap_ci`).
+bootstrap of the mean, stratified per seed (:func:`rlcapture.results.stats.bootstrap_ci`).
 The run used to print a t interval and a bootstrap interval on consecutive
 lines, which disagreed (the t interval of 3 CartPole episodes went below
 zero). Under ``MIN_CI_EPISODES`` episodes no interval is given: a bootstrap
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._backend.episode import FINISHED
-from ._backend.manifest import read_manifest
-from ._backend.run_folder import SUMMARY, RunFolder
+from .._backend.episode import FINISHED
+from .._backend.manifest import read_manifest
+from .._backend.run_folder import SUMMARY, RunFolder
 from .stats import MIN_CI_EPISODES, Description, describe
 
 __all__ = [
