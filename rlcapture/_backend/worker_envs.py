@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,6 +46,10 @@ class EnvFailure(Exception):
         self.env = env
         self.exc = exc
         self.tb = traceback.format_exc()
+
+
+#: Gymnasium's passive env checker, on a first frame that is not uint8.
+FLOAT_FRAMES_WARNING = "RGB-array rendering should return a numpy array with dtype uint8"
 
 
 class WorkerEnvs:
@@ -81,6 +86,8 @@ class WorkerEnvs:
         # on_error="continue": envs that failed are closed and skipped; the
         # failures not yet reported go out with the next reply.
         self.failed = [False] * len(spec.env_indices)
+        # Envs not rendered yet: Gymnasium's env checker looks at the first frame only.
+        self.unrendered = [True] * len(spec.env_indices)
         self.failures: list[tuple[int, str]] = []
         self.closed = False
 
@@ -305,7 +312,7 @@ class WorkerEnvs:
                 book = self.books[j]
                 try:
                     try:
-                        frame = self.envs[j].render()
+                        frame = self._render(j)
                     except Exception as exc:
                         raise EnvFailure(book.env, exc) from exc
                     try:
@@ -319,6 +326,17 @@ class WorkerEnvs:
         finally:
             self.to_render.clear()
             self._finish_ended()
+
+    def _render(self, j: int) -> Any:
+        """Env ``j``'s frame. Float frames in [0, 1] are frames here (``frames.py``), so
+        Gymnasium's checker warning about them (at an env's first render) is not printed:
+        it would be a stray stderr line per worker under the command's one-line errors."""
+        if not self.unrendered[j]:
+            return self.envs[j].render()
+        self.unrendered[j] = False
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=f".*{FLOAT_FRAMES_WARNING}")
+            return self.envs[j].render()
 
     def _finish_ended(self) -> None:
         for j, terminated in self.to_end:
