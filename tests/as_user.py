@@ -88,7 +88,16 @@ class Unprivileged:
                 inside, stashed = shlex.quote(str(folder / entry)), shlex.quote(str(stash / entry))
                 lines.append(f"mkdir {inside} && mount --bind {stashed} {inside}")
             lines.append('exec "$@"')
-            self._wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", "\n".join(lines), "sh"]
+            self._wrap = [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "\n".join(lines),
+                "sh",
+            ]
         probe = subprocess.run(
             self.command([sys.executable, "-c", "import os, rlcapture; print(os.geteuid())"]),
             env=self.env(),

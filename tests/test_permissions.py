@@ -44,7 +44,17 @@ def one_line(stderr: str, returncode: int, *needles: str) -> str:
 
 def record(user: Unprivileged, out: Path, *argv: str) -> list[str]:
     return user.command(
-        [sys.executable, "-m", "rlcapture.cli", "record", "CartPole-v1", "-q", "-o", str(out), *argv]
+        [
+            sys.executable,
+            "-m",
+            "rlcapture.cli",
+            "record",
+            "CartPole-v1",
+            "-q",
+            "-o",
+            str(out),
+            *argv,
+        ]
     )
 
 
@@ -85,7 +95,7 @@ def test_a_folder_made_read_only_mid_run_is_one_line_and_keeps_what_was_written(
         for folder in [out / "videos", out][: 2 if what == "tree" else 1]:
             folder.chmod(0o555)
         before = read_manifest(out)
-        stdout, stderr = proc.communicate(timeout=90)
+        _, stderr = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -60,8 +60,7 @@ class WorkerEnvs:
         self.conn = conn
         self.envs: list[Any] = []
         self.books = [
-            EpisodeBook(e, spec.schedule, limit)
-            for e, limit in zip(spec.env_indices, spec.limits)
+            EpisodeBook(e, spec.schedule, limit) for e, limit in zip(spec.env_indices, spec.limits)
         ]
         self.rewards, self.terminated, self.truncated = spec.shared.views()
         self.obs_space: Any = None
@@ -198,7 +197,9 @@ class WorkerEnvs:
                 self.obs_space, self.spec.first + j, obs, self.spec.shared.obs_mem
             )
 
-    def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
+    def _reset_one(
+        self, j: int, seed: int | None, options: dict[str, Any] | None
+    ) -> tuple[Any, Any]:
         book = self.books[j]
         try:
             plan = self.spec.seed_plan
@@ -358,7 +359,11 @@ class WorkerEnvs:
             self.pending = f
 
     def call(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], which: Sequence[int] | None = None
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        which: Sequence[int] | None = None,
     ) -> Ok:
         """Call ``name`` on this worker's envs (``which``: positions among them; None: all)."""
         results = []
