@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from as_user import Unprivileged
 from conftest import LOSSLESS, decode, read_manifest
 
 import rlcapture
@@ -146,18 +149,34 @@ def test_output_under_a_regular_file(tmp_path: Path) -> None:
         rlcapture.Recorder(tmp_path / "file")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
-def test_unwritable_folder(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+UNWRITABLE = """
+import sys
+from pathlib import Path
+import rlcapture
+
+locked = Path(sys.argv[1])
+for out, needle in ((locked / "out", "write"), (locked, "")):
     try:
-        with pytest.raises(rlcapture.OutputError, match="write"):
-            rlcapture.Recorder(locked / "out")
-        with pytest.raises(rlcapture.OutputError):
-            rlcapture.Recorder(locked)
-    finally:
-        locked.chmod(0o700)
+        rlcapture.Recorder(out)
+    except rlcapture.OutputError as exc:
+        assert needle in str(exc), exc
+    else:
+        raise AssertionError(f"{out} was accepted")
+"""
+
+
+def test_unwritable_folder() -> None:
+    """As a user (root ignores folder permissions): ``as_user.py``."""
+    with Unprivileged() as user:
+        if user.reason:
+            pytest.skip(user.reason)
+        locked = user.folder("locked", stat.S_IRUSR | stat.S_IXUSR)
+        done = subprocess.run(
+            user.command([sys.executable, "-c", UNWRITABLE, str(locked)]),
+            env=user.env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert list(locked.iterdir()) == []
 
 
 def test_one_run_per_folder(tmp_path: Path) -> None:
