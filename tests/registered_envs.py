@@ -11,6 +11,8 @@ Importing it registers, in the ``rlcapture-envtest`` namespace:
   when neither GLFW, EGL nor OSMesa gives it a context.
 - ``Glad-v0``: renders as MuJoCo does when GLFW made a context without OpenGL
   (``mujoco.FatalError: gladLoadGL error``).
+- ``HumanOnly-v0``: renders only to a window (``render_modes: ["human"]``).
+- ``FloatFrames-v0``: float frames in [0, 1] up to step 2, then values up to 255.
 """
 
 from __future__ import annotations
@@ -85,6 +87,21 @@ class Glad(Tiny):
         raise FatalError("gladLoadGL error")
 
 
-for _name, _cls in [("Tiny", Tiny), ("Noise", Noise), ("NoGL", NoGL), ("Glad", Glad)]:
+class HumanOnly(Tiny):
+    metadata = {"render_modes": ["human"], "render_fps": 30}
+
+
+class FloatFrames(Tiny):
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode, length=100)
+
+    def render(self) -> np.ndarray:
+        top = 1.0 if self.t < 3 else 255.0  # a float frame in 0..255: not scaled, refused
+        return np.full((self.side, self.side, 3), top, np.float32)
+
+
+_ENVS = [("Tiny", Tiny), ("Noise", Noise), ("NoGL", NoGL), ("Glad", Glad)]
+_ENVS += [("HumanOnly", HumanOnly), ("FloatFrames", FloatFrames)]
+for _name, _cls in _ENVS:
     if f"{NAMESPACE}/{_name}-v0" not in gym.registry:
         gym.register(f"{NAMESPACE}/{_name}-v0", entry_point=f"{__name__}:{_cls.__name__}")

@@ -43,7 +43,11 @@ def test_tiny_cartpole_run_reports_every_variant(tmp_path: Path, capsys) -> None
     )  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
+    # moviepy and SB3 are in the test extra: the anchors (Gymnasium's RecordVideo, vector
+    # and per worker, and SB3's VecVideoRecorder) run here and must write frames too.
+    assert not _optional_missing(), "install the test extra: the bench's anchors need moviepy"
     expected = [v for v in variant_names(20) if v not in _optional_missing()]
+    assert {"gym-vec", "gym-worker", "sb3"} <= set(expected)
     assert expected[:4] == ["none", "render", "all", "every:20"]
     assert set(result["skipped"]) == set(variant_names(20)) - set(expected)
     got = {(r["n"], r["variant"]) for r in result["results"]}

@@ -447,3 +447,90 @@ def test_vector_record_episode_statistics_wraps_our_env(tmp_path: Path) -> None:
             400,
             mode,
         )
+
+
+# -- SB3's vector envs: DummyVecEnv and SubprocVecEnv, unseeded autoresets ---------------
+def monitored_varied() -> gym.Env:
+    from stable_baselines3.common.monitor import Monitor
+
+    return Monitor(Varied())
+
+
+def sb3_reference(kind: str, fns: list[Callable[[], gym.Env]]) -> Any:
+    from stable_baselines3.common import vec_env
+
+    if kind == "DummyVecEnv":
+        return vec_env.DummyVecEnv(fns)
+    # fork: the default forkserver would outlive the test (a child process left behind).
+    return vec_env.SubprocVecEnv(fns, start_method="fork")
+
+
+def same_info(a: Any, b: Any, where: str) -> None:
+    """:func:`same`, except that a number in an info may come back as a numpy scalar.
+
+    The vector env batches infos into arrays (as AsyncVectorEnv does), so the
+    adapter hands back ``np.int64(16)`` where the env said ``16``: the same
+    value and kind of number. And SubprocVecEnv's ``reset_infos`` is a tuple
+    after ``reset()`` (DummyVecEnv's and ours: a list): a sequence is a sequence.
+    """
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            if not (k == "t" and where.endswith("['episode']")):  # Monitor's wall-clock time
+                same_info(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (tuple, list)):
+        assert isinstance(b, (tuple, list)) and len(a) == len(b), f"{where}: {a!r} != {b!r}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_info(x, y, f"{where}[{i}]")
+    elif isinstance(a, (bool, int, float)) and isinstance(b, np.generic):
+        kinds = {bool: "b", int: "iu", float: "f"}[type(a)]
+        assert b.dtype.kind in kinds and b.item() == a, f"{where}: {a!r} != {b!r}"
+    else:
+        same(a, b, where)
+
+
+@pytest.mark.parametrize("kind", ["DummyVecEnv", "SubprocVecEnv"])
+def test_same_trajectories_as_sb3_with_unseeded_autoresets(tmp_path: Path, kind: str) -> None:
+    """SB3's adapter beside SB3's own vector env, seeded once and then never again.
+
+    Every episode after the first starts from the autoreset SB3 makes,
+    ``env.reset()`` with no seed, so observations after an episode's end (and
+    each varied episode's length and rewards) come from the envs' own
+    generators: they agree only if recording draws nothing from them and
+    resets exactly when SB3 does. Everything the caller sees is compared at
+    every step: observations, rewards, dones, infos (``terminal_observation``,
+    Monitor's ``episode``), and ``reset_infos``.
+    """
+    pytest.importorskip("stable_baselines3")
+    from rlcapture.sb3 import SB3VecEnv
+
+    fns: list[Callable[[], gym.Env]] = [Varied, Varied, monitored_varied]
+    ref = sb3_reference(kind, fns)
+    ours = SB3VecEnv.from_env_fns(fns, tmp_path / "out")
+    steps, ends = 400, 0
+    try:
+        for env in (ref, ours):
+            env.seed(7)
+        same(ref.reset(), ours.reset(), "reset")
+        same_info(ref.reset_infos, ours.reset_infos, "reset_infos")
+        rng = np.random.default_rng(0)
+        for step in range(steps):
+            actions = rng.integers(0, 3, 3)
+            a, b = ref.step(actions), ours.step(actions)
+            same(a[0], b[0], f"step {step} obs")
+            # The adapter answers as SubprocVecEnv (float64 rewards, as the envs gave
+            # them); DummyVecEnv keeps them in a float32 buffer.
+            same(a[1], b[1].astype(a[1].dtype), f"step {step} rewards")
+            same(a[2], b[2], f"step {step} dones")
+            same_info(a[3], b[3], f"step {step} infos")
+            same_info(ref.reset_infos, ours.reset_infos, f"step {step} reset_infos")
+            ends += int(a[2].sum())
+    finally:
+        ref.close()
+        ours.close()
+    assert ends > 50  # many unseeded autoresets
+    assert b[1].dtype == np.float64
+    lines = read_manifest(tmp_path / "out")
+    assert len([r for r in lines if r["end"] in ("terminated", "truncated")]) == ends
+    later = [r for r in lines if r["episode"] > 0]
+    assert later and all(r["seed"] is None and r["rng"] is not None for r in later)

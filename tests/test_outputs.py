@@ -324,10 +324,11 @@ def test_a_png_that_cannot_be_written_is_named(tmp_path: Path) -> None:
         # a full disk for the encoder's files only: a noise PNG is ~200 kB
         psutil.Process(envs.recorder.encoder_pid).rlimit(psutil.RLIMIT_FSIZE, (50_000, 50_000))
         envs.reset(seed=0)
+        # Step until the encoder's failure reaches the step path (a poll with a deadline).
+        deadline = time.monotonic() + 60
         with pytest.raises(rlcapture.EncoderError, match=r"frames/env0-episode0/0000\d\d\.png.*File too large"):
-            for _ in range(50):
+            while time.monotonic() < deadline:
                 envs.step(np.zeros(1, int))
-                time.sleep(0.02)
     finally:
         with contextlib.suppress(rlcapture.RLCaptureError):
             envs.close()

@@ -3,22 +3,26 @@
 Each test records a few short CartPole episodes with ``loggers`` set, then
 reads back what landed with the tracker's own reader (W&B's offline run file,
 TensorBoard's EventAccumulator, MlflowClient) and compares it with the
-manifest. Network traffic goes only to 127.0.0.1, to ports where nothing
-listens.
+manifest. Network traffic goes only to 127.0.0.1: to ports where nothing
+listens, or to local servers that never answer or answer one byte a second
+(``slow_servers.py``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import decode
+from slow_servers import SlowServer, answer_seconds
 
 from rlcapture import CaptureVectorEnv, ConfigError, RecordConfig, Recorder
 from rlcapture._backend.manifest import read_manifest
@@ -289,6 +293,84 @@ def test_unreachable_trackers_never_stop_the_recording(tmp_path: Path, monkeypat
     assert "MlflowException" in text or "Connection" in text
     raw = [r for r in read_manifest(out / "episodes.jsonl", raw=True) if r.get("update")]
     assert len(raw) == 3
+
+
+#: The slow trackers' test: the end of the run waits this long for uploads under way ...
+SLOW_UPLOAD_TIMEOUT = 4.0
+#: ... and the whole run (a fresh Python, start, steps, close) gets this much more: the
+#: recording itself. Far below one answer of the crawling server (minutes), so an upload
+#: on the recording's path, or an end of run that waits for one, cannot end within it.
+RUN_MARGIN = 30.0
+
+SLOW_RUN = """
+import json, sys
+from rlcapture import CaptureVectorEnv
+from rlcapture.envs import make_env_fn
+
+out, timeout, specs = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+fn = make_env_fn("CartPole-v1", max_episode_steps=15)
+envs = CaptureVectorEnv(
+    [fn] * 3, out, loggers=specs, episodes_per_env=[2, 1, 1], upload_attempts=2,
+    upload_timeout=timeout,
+)
+try:
+    envs.reset(seed=0)
+    for _ in range(40):
+        envs.step(envs.action_space.sample())
+finally:
+    envs.close()
+print(json.dumps(envs.recorder.summary))
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("mlflow_server", "wandb_server"), [("hang", "crawl"), ("crawl", "hang")])
+def test_trackers_that_hang_or_crawl_never_hold_up_the_run(
+    tmp_path: Path, subprocess_env: dict[str, str], mlflow_server: str, wandb_server: str
+) -> None:
+    """Servers that accept and never answer, or answer one byte a second, as MLflow and W&B.
+
+    The run (a script, as a user runs it) ends, ``close()`` included, within
+    the upload timeout plus the recording's own time; the tracker that works
+    beside them gets everything; what the slow ones did not take is named in
+    NOT SENT and in the manifest. Steps/s beside such trackers:
+    ``benchmarks/bench_hanging_tracker.py``.
+    """
+    assert answer_seconds() > SLOW_UPLOAD_TIMEOUT + RUN_MARGIN  # a crawl outlasts the bound
+    out = tmp_path / "out"
+    with SlowServer(mlflow_server) as mlflow_at, SlowServer(wandb_server) as wandb_at:
+        env = {
+            **subprocess_env,
+            "WANDB_MODE": "online",
+            "WANDB_BASE_URL": wandb_at.url,
+            "WANDB_API_KEY": "x" * 40,
+            "WANDB_DIR": str(tmp_path),
+        }
+        specs = [f"mlflow:{mlflow_at.url}", "wandb:slow", f"tensorboard:{tmp_path / 'tb'}"]
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", SLOW_RUN, str(out), str(SLOW_UPLOAD_TIMEOUT), *specs],
+                env=env, capture_output=True, text=True, timeout=SLOW_UPLOAD_TIMEOUT + RUN_MARGIN,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"the run did not end within the upload timeout ({SLOW_UPLOAD_TIMEOUT:g} s) + "
+                f"{RUN_MARGIN:g} s beside a {mlflow_server}ing MLflow and a {wandb_server}ing W&B"
+            )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert mlflow_at.connections > 0 and wandb_at.connections > 0  # both were tried
+    lines = read_manifest(out / "episodes.jsonl")
+    assert len(lines) == 4
+    slow = {specs[0]: ["stats", "video"], specs[1]: ["stats", "video"]}
+    for r in lines:  # every episode recorded in full, and named as not sent to the slow ones
+        assert decode(out / r["video"]).count == r["frames"]
+        assert r["not_uploaded"] == slow
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["uploads"][specs[2]] == {"sent": 8, "not_sent": 0, "error": None}
+    text = "\n".join(summary["not_uploaded"])
+    assert len(summary["not_uploaded"]) == 2, text
+    assert f"{specs[0]}: 4 episodes' statistics, 4 videos not sent (" in text
+    assert "wandb:slow: 4 episodes' statistics, 4 videos not sent (" in text
 
 
 def test_a_dead_uploader_is_named_with_its_exit_status(tmp_path: Path) -> None:

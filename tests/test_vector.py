@@ -432,10 +432,11 @@ def test_malformed_actions_are_refused_not_hung(tmp_path: Path) -> None:
     try:
         env.reset(seed=0)
         for bad in (0, np.int64(1), np.array(1), None, [0], np.zeros(3, int)):
-            t0 = time.monotonic()
+            # Refused before any worker is asked: a step sent to the workers would
+            # answer or time out (StepTimeoutError), never raise ConfigError.
+            # (How fast: benchmarks/bench_promptness.py.)
             with pytest.raises(rlcapture.ConfigError, match="actions"):
                 env.step(bad)
-            assert time.monotonic() - t0 < 1
         env.step([0, 1])  # the env is still usable
         env.step(np.array([1, 0]))
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,10 @@ class EnvFailure(Exception):
         self.tb = traceback.format_exc()
 
 
+#: Gymnasium's passive env checker, on a first frame that is not uint8.
+FLOAT_FRAMES_WARNING = "RGB-array rendering should return a numpy array with dtype uint8"
+
+
 class WorkerEnvs:
     """The envs of one worker, their episodes, and the frames they render into its ring."""
 
@@ -55,8 +60,7 @@ class WorkerEnvs:
         self.conn = conn
         self.envs: list[Any] = []
         self.books = [
-            EpisodeBook(e, spec.schedule, limit)
-            for e, limit in zip(spec.env_indices, spec.limits)
+            EpisodeBook(e, spec.schedule, limit) for e, limit in zip(spec.env_indices, spec.limits)
         ]
         self.rewards, self.terminated, self.truncated = spec.shared.views()
         self.obs_space: Any = None
@@ -81,6 +85,8 @@ class WorkerEnvs:
         # on_error="continue": envs that failed are closed and skipped; the
         # failures not yet reported go out with the next reply.
         self.failed = [False] * len(spec.env_indices)
+        # Envs not rendered yet: Gymnasium's env checker looks at the first frame only.
+        self.unrendered = [True] * len(spec.env_indices)
         self.failures: list[tuple[int, str]] = []
         self.closed = False
 
@@ -191,7 +197,9 @@ class WorkerEnvs:
                 self.obs_space, self.spec.first + j, obs, self.spec.shared.obs_mem
             )
 
-    def _reset_one(self, j: int, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, Any]:
+    def _reset_one(
+        self, j: int, seed: int | None, options: dict[str, Any] | None
+    ) -> tuple[Any, Any]:
         book = self.books[j]
         try:
             plan = self.spec.seed_plan
@@ -305,7 +313,7 @@ class WorkerEnvs:
                 book = self.books[j]
                 try:
                     try:
-                        frame = self.envs[j].render()
+                        frame = self._render(j)
                     except Exception as exc:
                         raise EnvFailure(book.env, exc) from exc
                     try:
@@ -319,6 +327,17 @@ class WorkerEnvs:
         finally:
             self.to_render.clear()
             self._finish_ended()
+
+    def _render(self, j: int) -> Any:
+        """Env ``j``'s frame. Float frames in [0, 1] are frames here (``frames.py``), so
+        Gymnasium's checker warning about them (at an env's first render) is not printed:
+        it would be a stray stderr line per worker under the command's one-line errors."""
+        if not self.unrendered[j]:
+            return self.envs[j].render()
+        self.unrendered[j] = False
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=f".*{FLOAT_FRAMES_WARNING}")
+            return self.envs[j].render()
 
     def _finish_ended(self) -> None:
         for j, terminated in self.to_end:
@@ -340,7 +359,11 @@ class WorkerEnvs:
             self.pending = f
 
     def call(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], which: Sequence[int] | None = None
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        which: Sequence[int] | None = None,
     ) -> Ok:
         """Call ``name`` on this worker's envs (``which``: positions among them; None: all)."""
         results = []
