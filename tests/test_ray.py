@@ -306,6 +306,38 @@ def test_cli_joins_a_cluster_by_address(cluster, tmp_path, subprocess_env):
     assert replay.returncode == 0, replay.stderr[-2000:]
 
 
+def _record_on(cluster, out, subprocess_env, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "rlcapture.cli", "record", "CartPole-v1", "--episodes", "6",
+            "--max-episode-steps", str(STEPS), "--out", str(out), "--ray", cluster.address, *extra]  # fmt: skip
+    return subprocess.run(argv, env=subprocess_env, capture_output=True, text=True, timeout=240)
+
+
+def test_cli_without_num_envs_fits_the_nodes_and_refuses_an_actor_no_node_holds(cluster, tmp_path, subprocess_env):
+    # Three 1-CPU nodes: each actor gets one env (not the driver's default of 2, which no node holds).
+    proc = _record_on(cluster, tmp_path / "ones", subprocess_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recorded 6 episodes over 1 envs" in proc.stdout and "3 nodes, 3 actors" in proc.stdout
+    assert len(read_manifest(tmp_path / "ones")) == 6
+    node = cluster.add_node(num_cpus=2)
+    try:
+        cluster.wait_for_nodes()
+        proc = _record_on(cluster, tmp_path / "mixed", subprocess_env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "4 nodes, 5 actors" in proc.stdout  # 1 + 1 + 1 + 2 one-env actors
+        proc = _record_on(cluster, tmp_path / "twos", subprocess_env, "--num-envs", "2")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "over 2 envs" in proc.stdout and " 1 nodes, 1 actors" in proc.stdout  # the 2-CPU node
+        # Larger than every node: one line naming the largest, at once (no wait for a node).
+        proc = _record_on(cluster, tmp_path / "threes", subprocess_env, "--num-envs", "3")
+        assert proc.returncode == 2
+        (line,) = proc.stderr.strip().splitlines()
+        assert "--num-envs 3 needs 3 CPUs per actor" in line and "has 2" in line
+        assert not (tmp_path / "threes" / "episodes.jsonl").exists()
+    finally:
+        cluster.remove_node(node)
+        cluster.wait_for_nodes()
+
+
 def test_a_node_removed_mid_run_loses_nothing(cluster, tmp_path):
     seeds = range(300, 312)
     out = tmp_path / "ray"

@@ -12,7 +12,13 @@ import rlcapture
 from rlcapture import ConfigError, RecordConfig
 from rlcapture.cluster import evaluate_on_ray
 from rlcapture.cluster.options import task_options
-from rlcapture.cluster.plan import TaskPlan, check_cluster_seeds, default_task_size
+from rlcapture.cluster.plan import (
+    ActorSizes,
+    TaskPlan,
+    check_cluster_seeds,
+    default_task_size,
+    size_actors,
+)
 from rlcapture.cluster.storage import check_storage, scratch_root, sees_token, write_token
 from rlcapture.cluster.transfer import FileCopy, Transfers
 
@@ -129,3 +135,33 @@ def test_an_option_is_refused_on_the_driver_as_a_local_evaluate_refuses_it(tmp_p
     assert str(ray.value) == str(local.value)
     assert not (tmp_path / "local").exists() and not (tmp_path / "ray").exists()
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_actors_are_sized_to_the_nodes_not_the_driver():
+    one_cpu = [("10.0.0.1", 1.0), ("10.0.0.1", 1.0), ("10.0.0.3", 1.0)]  # two nodes may share an address
+    # Without num_envs: as many envs as the smallest node has CPUs; as many actors as the nodes hold.
+    assert size_actors(one_cpu, None, None, None, 12) == ActorSizes(1, 1.0, 3)
+    mixed = [*one_cpu, ("10.0.0.4", 2.0)]
+    assert size_actors(mixed, None, None, None, 12) == ActorSizes(1, 1.0, 5)
+    eight = [(f"10.0.1.{i}", 8.0) for i in range(4)]
+    assert size_actors(eight, None, None, None, 1000) == ActorSizes(8, 8.0, 4)
+    # Never more envs than episodes, nor more actors than the episodes need.
+    assert size_actors(eight, None, None, None, 3) == ActorSizes(3, 3.0, 1)
+    assert size_actors(mixed, 2, None, None, 12) == ActorSizes(2, 2.0, 1)  # only the 2-CPU node fits one
+    assert size_actors(mixed, 1, None, 2, 12).actors == 2  # asked for
+    assert size_actors([*mixed, ("dead", 0.0)], 1, 0.5, None, 100).actors == 10
+
+
+@pytest.mark.parametrize(
+    ("num_envs", "num_cpus", "says"),
+    [(3, None, "--num-envs 3 needs 3 CPUs"), (1, 4.0, "num_cpus 4 needs 4 CPUs")],
+)
+def test_an_actor_larger_than_every_node_is_refused_naming_the_largest(num_envs, num_cpus, says):
+    nodes = [("10.0.0.1", 1.0), ("10.0.0.4", 2.0)]
+    with pytest.raises(ConfigError) as err:
+        size_actors(nodes, num_envs, num_cpus, None, 12)
+    message = str(err.value)
+    assert says in message and "largest node of the cluster (10.0.0.4) has 2" in message
+    assert "\n" not in message
+    with pytest.raises(ConfigError, match="no alive node with a CPU"):
+        size_actors([("10.0.0.9", 0.0)], None, None, None, 12)

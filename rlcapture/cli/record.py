@@ -66,8 +66,19 @@ def _env_arguments(rec: argparse.ArgumentParser) -> None:
     rec.add_argument("--max-episode-steps", type=bounded(int, 1, 10**9, "--max-episode-steps"))
 
 
+#: Envs of a local ``rlcapture record`` without ``--num-envs``.
+DEFAULT_NUM_ENVS = 2
+
+
 def _evaluation_arguments(rec: argparse.ArgumentParser) -> None:
-    rec.add_argument("--num-envs", "-n", type=bounded(int, 1, 1024, "--num-envs"), default=2)
+    rec.add_argument(
+        "--num-envs",
+        "-n",
+        type=bounded(int, 1, 1024, "--num-envs"),
+        default=None,
+        help="envs run at once (default 2; with --ray: per actor, as many as the cluster's "
+        "smallest node has CPUs)",
+    )
     rec.add_argument("--episodes", "-k", type=bounded(int, 1, 10**7, "--episodes"), default=10)
     rec.add_argument("--seed", type=bounded(int, 0, 2**63 - 1, "--seed"), default=0)
     rec.add_argument(
@@ -190,6 +201,8 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     recorder and manifest), a summary per seed, then one across seeds.
     """
     out = args.out or default_out(args.env_id)
+    if args.num_envs is None and getattr(args, "ray", None) is None:
+        args.num_envs = DEFAULT_NUM_ENVS
     if not args.seeds:
         code, _ = record_one(args, Path(out), args.seed, stdout, stderr)
         return code

@@ -31,7 +31,7 @@ def record_one(
 
     Returns the exit status and the finished episodes' returns.
     """
-    schedule = as_schedule(args.record, envs=args.num_envs)
+    schedule = as_schedule(args.record, envs=args.num_envs or 1)
     if getattr(args, "ray", None) is not None:
         return _record_on_ray(args, out, seed, schedule, stdout, stderr)
     start = time.perf_counter()
@@ -68,9 +68,10 @@ def record_one(
 
 
 def _progress(args: argparse.Namespace, seed: int, stderr: TextIO) -> RunProgress:
-    longest = max(allocate_episodes(args.episodes, min(args.num_envs, args.episodes)))
+    envs = args.num_envs or 1  # --ray without --num-envs: sized on the cluster, unknown here
+    longest = max(allocate_episodes(args.episodes, min(envs, args.episodes)))
     label = f"seed {seed}" if args.seeds else ""
-    return RunProgress(args.episodes, args.num_envs, longest, stderr, enabled=not args.quiet, label=label)
+    return RunProgress(args.episodes, envs, longest, stderr, enabled=not args.quiet, label=label)
 
 
 def _label(args: argparse.Namespace, seed: int) -> str:
@@ -124,12 +125,16 @@ def _record_on_ray(
     """``--ray``: the same evaluation, its seeds run by actors over a Ray cluster, one manifest."""
     from ..cluster import RayEvaluation
 
-    bar = _progress(args, seed, stderr)
+    # The bar starts with the first progress, once the cluster took the run: a
+    # refusal on joining (an actor no node can hold) is then the only line.
+    bars: list[RunProgress] = []
     seen = [0, 0]  # env steps, episodes settled
 
     def tick(done: int, steps: int) -> None:
         seen[:] = [steps, done]
-        bar.update(steps, done)
+        if not bars:
+            bars.append(_progress(args, seed, stderr))
+        bars[0].update(steps, done)
 
     run = RayEvaluation(
         args.env_id,
@@ -145,11 +150,13 @@ def _record_on_ray(
     except KeyboardInterrupt:
         result = run.result
     except BaseException:
-        bar.__exit__(None, None, None)
+        for bar in bars:
+            bar.__exit__(None, None, None)
         raise
-    bar.close(*seen)
+    for bar in bars:
+        bar.close(*seen)
     summary = summarize_run(out, args.success_threshold)
-    print_run(summary, _label(args, seed), args.num_envs, result.elapsed, result.interrupted, stdout)
+    print_run(summary, _label(args, seed), run.num_envs, result.elapsed, result.interrupted, stdout)
     print(
         f"  ray      {len(result.nodes)} nodes, {result.actors} actors, {result.tasks} tasks, "
         f"first task after {result.startup:.1f} s",

@@ -27,7 +27,6 @@ files are whole, removes the staging folders, and raises ``KeyboardInterrupt``.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import shutil
@@ -49,7 +48,7 @@ from .collector import EpisodeCollector
 from .connect import RayConnection
 from .fleet import POLL, Actor, ActorFleet, ActorState, CallKind
 from .options import check_numbers, task_options
-from .plan import TaskPlan, check_cluster_seeds, default_task_size
+from .plan import TaskPlan, check_cluster_seeds, default_task_size, size_actors
 from .replies import Polled, Prepared
 from .storage import STAGING, check_storage, scratch_root, write_token
 from .transfer import DEFAULT_CHUNK, DEFAULT_WINDOW, Transfers
@@ -156,7 +155,7 @@ class RayEvaluation:
         *,
         episodes: int | None = None,
         seed: int = 0,
-        num_envs: int = 1,
+        num_envs: int | None = None,
         out: str | os.PathLike[str],
         config: RecordConfig | None = None,
         address: str | None = None,
@@ -181,15 +180,17 @@ class RayEvaluation:
             seeds = range(int(seed), int(seed) + episodes)
         self.seeds = check_cluster_seeds(seeds)
         self.seed_plan = seeds if isinstance(seeds, range) else self.seeds
-        num_cpus = check_numbers(num_envs, actors, num_cpus, task_size, chunk_mib, timeout, start_timeout)
+        checked = check_numbers(num_envs or 1, actors, num_cpus, task_size, chunk_mib, timeout, start_timeout)
         # Checked here as a local evaluate checks them, so a bad option never reaches an actor.
-        self.config, self.options = task_options(config, num_envs, options)
+        self.config, self.options = task_options(config, num_envs or 1, options)
         self.task_config = self.config.replace(keep="all", name_prefix="")
         self.env, self.policy, self.num_envs = env, policy, num_envs
         self.out = Path(out)
         self.folder = RunFolder(self.out)  # its lock, layout and run.json
         self.address, self.init_options = address, init_options
-        self.want_actors, self.num_cpus, self.task_size = actors, num_cpus, task_size
+        # None until run(): sized to the cluster's nodes when num_envs is not given (size_actors).
+        self.want_actors, self.task_size = actors, task_size
+        self.num_cpus = checked if num_cpus is not None else None  # None: num_envs
         self.storage = check_storage(storage)
         self.scratch = scratch
         self.chunk = int(chunk_mib * 2**20)
@@ -250,20 +251,16 @@ class RayEvaluation:
         run_id = staging.name
         token = write_token(staging)
         scratch = scratch_root(self.scratch, run_id)
+        nodes = [(f"{n.get('NodeManagerAddress', '?')}, node {str(n.get('NodeID', '?'))[:8]}",
+                  float(n.get("Resources", {}).get("CPU", 0))) for n in ray.nodes() if n.get("Alive")]  # fmt: skip
+        sized = size_actors(nodes, self.num_envs, self.num_cpus, self.want_actors, len(self.seeds))
+        self.num_envs, self.num_cpus, n_actors = sized.num_envs, sized.num_cpus, sized.actors
         spec = {"env": self.env, "policy": self.policy, "num_envs": self.num_envs,
                 "config": self.task_config, "options": self.options}  # fmt: skip
         try:
             blob = cloudpickle.dumps(spec)
         except Exception as exc:  # noqa: BLE001 - whatever cannot be pickled
             raise ConfigError(f"the env or policy cannot be sent to the cluster: {type(exc).__name__}: {exc}") from None
-        cpus = float(ray.cluster_resources().get("CPU", 0))
-        if cpus < self.num_cpus:
-            raise ConfigError(
-                f"each actor reserves {self.num_cpus:g} CPUs (num_cpus) but the cluster has {cpus:g}; "
-                "lower num_cpus/num_envs or add nodes"
-            )
-        most = math.ceil(len(self.seeds) / self.num_envs)
-        n_actors = min(self.want_actors or int(cpus // self.num_cpus), most)
         size = self.task_size or default_task_size(len(self.seeds), n_actors, self.num_envs)
         plan = TaskPlan(self.seeds, size)
         transfers = Transfers(self.chunk, DEFAULT_WINDOW)
@@ -529,7 +526,7 @@ def evaluate_on_ray(
             takes; picklable.
         seeds: The episodes' seeds (distinct); or ``episodes=K, seed=S`` for
             ``S .. S+K-1``.
-        num_envs: Envs per actor (its vector env).
+        num_envs: Envs per actor (its vector env); None: as many as the smallest node has CPUs.
         out: The output folder, on the driver's machine.
         config: A :class:`~rlcapture.RecordConfig`; keep rules apply over the
             whole cluster. Other RecordConfig keywords may be given flat.

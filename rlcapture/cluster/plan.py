@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
-__all__ = ["Task", "TaskPlan", "check_cluster_seeds", "default_task_size"]
+__all__ = ["Task", "TaskPlan", "ActorSizes", "check_cluster_seeds", "default_task_size", "size_actors"]
 
 _MAX_SEED = 2**63 - 1
 
@@ -61,6 +61,57 @@ def default_task_size(episodes: int, actors: int, num_envs: int) -> int:
     as they end.
     """
     return max(num_envs, math.ceil(episodes / max(1, 2 * actors)))
+
+
+@dataclass(frozen=True)
+class ActorSizes:
+    """How a run is laid over the cluster: envs and CPUs per actor, and how many actors."""
+
+    num_envs: int
+    num_cpus: float
+    actors: int
+
+
+def size_actors(
+    node_cpus: Sequence[tuple[str, float]],
+    num_envs: int | None,
+    num_cpus: float | None,
+    actors: int | None,
+    episodes: int,
+) -> ActorSizes:
+    """Envs per actor and actors from the cluster's alive nodes, not the driver's machine.
+
+    An actor's CPUs must fit on ONE node, so a cluster's total is not enough: a
+    run of 2-CPU actors on 1-CPU nodes would wait for a node that never comes.
+    Without ``num_envs`` an actor gets as many envs as the smallest node has
+    CPUs (every node can host one); without ``actors`` the fleet is what the
+    nodes hold, never more than the episodes need.
+
+    Args:
+        node_cpus: Each alive node's name and CPUs (``ray.nodes()``; several may share an address).
+        num_envs: Envs per actor, or None to fit the nodes.
+        num_cpus: CPUs an actor reserves, or None for ``num_envs``.
+        actors: How many actors, or None for as many as the nodes hold.
+        episodes: Seeds to run.
+
+    Raises:
+        ConfigError: No node has CPUs, or one actor needs more than the largest node has.
+    """
+    sizes = [(node, cpus) for node, cpus in node_cpus if cpus >= 1]
+    if not sizes:
+        raise ConfigError("the Ray cluster has no alive node with a CPU; start one with `ray start`")
+    largest_node, largest = max(sizes, key=lambda item: (item[1], item[0]))
+    if num_envs is None:
+        num_envs = max(1, min(1024, int(min(cpus for _, cpus in sizes)), episodes))
+    each = float(num_envs) if num_cpus is None else float(num_cpus)
+    if each > largest:
+        what = f"--num-envs {num_envs}" if num_cpus is None else f"num_cpus {each:g}"
+        raise ConfigError(
+            f"{what} needs {each:g} CPUs per actor but the largest node of the cluster "
+            f"({largest_node}) has {largest:g}; ask for {int(largest)} or fewer, or add a larger node"
+        )
+    hold = sum(int(cpus // each) for _, cpus in sizes)
+    return ActorSizes(num_envs, each, max(1, min(actors or hold, math.ceil(episodes / num_envs))))
 
 
 @dataclass
