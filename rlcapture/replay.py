@@ -178,6 +178,7 @@ def replay(
     config: RecordConfig | None = None,
     deterministic: bool | None = None,
     overwrite: bool = False,
+    env_id: str | None = None,
 ) -> ReplayResult:
     """Re-create episode ``episode`` of env ``env`` of a recording, into a new video.
 
@@ -194,6 +195,8 @@ def replay(
         config: Encoding of the new video (default: as the run recorded).
         deterministic: SB3 policies (default: as the run did).
         overwrite: Replace ``out`` if it exists.
+        env_id: The env to make (an id or ``module:Env``) for a run whose
+            ``run.json`` names none, or that has no ``run.json``.
 
     Raises:
         ConfigError: No such episode, nothing to re-create its start from, no
@@ -208,6 +211,8 @@ def replay(
         raise ConfigError(f"{str(folder)!r} holds no recording (no {MANIFEST})") from None
     record = _find(lines, env, episode, folder)
     run = recording.read_run_file() or {}
+    if env_id is not None:
+        run = {**run, "env": env_id}
     if make_env is None:
         make_env = _env_of_run(run, folder)
     seed, rng = record.get("seed"), record.get("rng")
@@ -247,7 +252,7 @@ def _env_of_run(run: dict[str, Any], folder: Path) -> Callable[[], gym.Env]:
     if not env_id:
         raise ConfigError(
             f"{str(folder)!r} does not say which env ran (no env id in run.json); "
-            "pass make_env= (Python) or the run's folder from rlcapture record"
+            "name it with --env-id ID (rlcapture replay) or make_env= (Python)"
         )
     return make_env_fn(
         env_id,

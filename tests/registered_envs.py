@@ -13,6 +13,8 @@ Importing it registers, in the ``rlcapture-envtest`` namespace:
   (``mujoco.FatalError: gladLoadGL error``).
 - ``HumanOnly-v0``: renders only to a window (``render_modes: ["human"]``).
 - ``FloatFrames-v0``: float frames in [0, 1] up to step 2, then values up to 255.
+- ``StepFails-v0``: two whole episodes, then ``step`` raises ``ValueError`` in the third.
+- ``ShortCartPole-v0``: Gymnasium's CartPole, truncated after 15 steps.
 """
 
 from __future__ import annotations
@@ -100,8 +102,30 @@ class FloatFrames(Tiny):
         return np.full((self.side, self.side, 3), top, np.float32)
 
 
-_ENVS = [("Tiny", Tiny), ("Noise", Noise), ("NoGL", NoGL), ("Glad", Glad)]
+class StepFails(Tiny):
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(render_mode, length=3)
+        self.episodes = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.episodes += 1
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any):
+        if self.episodes == 3 and self.t == 1:
+            raise ValueError("the simulator diverged at step 2 of episode 2")
+        return super().step(action)
+
+
+_ENVS = [("Tiny", Tiny), ("StepFails", StepFails), ("Noise", Noise), ("NoGL", NoGL), ("Glad", Glad)]
 _ENVS += [("HumanOnly", HumanOnly), ("FloatFrames", FloatFrames)]
 for _name, _cls in _ENVS:
     if f"{NAMESPACE}/{_name}-v0" not in gym.registry:
         gym.register(f"{NAMESPACE}/{_name}-v0", entry_point=f"{__name__}:{_cls.__name__}")
+
+if f"{NAMESPACE}/ShortCartPole-v0" not in gym.registry:
+    gym.register(
+        f"{NAMESPACE}/ShortCartPole-v0",
+        entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
+        max_episode_steps=15,
+    )

@@ -218,3 +218,21 @@ def test_cli_errors_are_single_lines_even_when_the_message_is_not(tmp_path: Path
         sys.modules.pop("multiline_envs", None)
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_env_error_is_one_line_naming_the_log_and_keeps_what_finished(tmp_path):
+    """The worker's traceback and Gymnasium's warnings go to OUT/rlcapture.log, not the terminal."""
+    out = tmp_path / "o"
+    proc = record(tmp_path, "rlcapture-envtest/StepFails-v0", "--import", "registered_envs", "-n", "1",
+                  "--episodes", "5", "--out", str(out), "-q")  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "ValueError" in line and "diverged at step 2 of episode 2" in line
+    assert line.endswith(f"; traceback in {out / 'rlcapture.log'}")
+    log = (out / "rlcapture.log").read_text()
+    assert "Traceback (most recent call last)" in log and "raise ValueError" in log
+    assert "Received the following error from Worker-0" in log  # the Python API's warning, logged
+    finished = [r for r in read_manifest(out) if r["end"] == "terminated"]
+    assert [r["episode"] for r in finished] == [0, 1]
+    for r in finished:
+        assert decode(out / r["video"]).count == r["frames"]

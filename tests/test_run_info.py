@@ -25,13 +25,13 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _replay_cli(
-    out: Path, env: int, episode: int, target: Path
+    out: Path, env: int, episode: int, target: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     environ = dict(os.environ)
     environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO), str(TESTS), environ.get("PYTHONPATH", "")])
     )
-    argv = ["replay", str(out), "--env", str(env), "--episode", str(episode), "--out", str(target)]
+    argv = ["replay", str(out), "--env", str(env), "--episode", str(episode), "--out", str(target), *extra]
     return subprocess.run(
         [PYTHON, "-m", "rlcapture.cli", *argv, "--policy", "envs_for_tests:lean_policy"],
         env=environ, capture_output=True, text=True, timeout=120,
@@ -126,3 +126,32 @@ def test_record_callback_rounds_write_run_json(tmp_path: Path) -> None:
         and run["autoreset_mode"] == "SAME_STEP"
     )
     assert len(read_manifest(tmp_path / "step-0")) == 2
+
+
+def _cartpole() -> gym.Env:
+    return gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=15)
+
+
+def test_a_run_whose_env_has_no_name_replays_with_env_id(tmp_path: Path) -> None:
+    from envs_for_tests import lean_policy
+
+    out = tmp_path / "run"
+    envs = rlcapture.CaptureVectorEnv([_cartpole] * 2, out, **LOSSLESS)  # plain functions: no name
+    try:
+        obs, _ = envs.reset(seed=4)
+        for _ in range(20):
+            obs, *_ = envs.step(lean_policy(obs))
+    finally:
+        envs.close()
+    assert json.loads((out / "run.json").read_text())["env"] is None
+    record = next(r for r in read_manifest(out) if r["end"] == "truncated")
+    target = tmp_path / "again.mp4"
+    proc = _replay_cli(out, record["env"], record["episode"], target)
+    assert proc.returncode == 2 and not target.exists()
+    (line,) = proc.stderr.strip().splitlines()
+    assert "does not say which env ran" in line and "--env-id ID" in line
+    short = "registered_envs:rlcapture-envtest/ShortCartPole-v0"  # CartPole cut at 15 steps, as recorded
+    proc = _replay_cli(out, record["env"], record["episode"], target, "--env-id", short)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "(as recorded)" in proc.stdout
+    assert decode(target).count == decode(out / record["video"]).count == record["length"] + 1

@@ -52,6 +52,7 @@ __all__ = [
     "FOLDERS",
     "FRAMES",
     "LOCK",
+    "LOG",
     "MANIFEST",
     "MOSAIC",
     "REPORT",
@@ -74,6 +75,8 @@ SUMMARY = "summary.json"
 RUN_FILE = "run.json"
 #: Written by ``record --seeds`` at the top: the seeds of the last recording.
 SEEDS_INDEX = "seeds.json"
+#: The command line's log: the full tracebacks and warnings its one-line errors leave out.
+LOG = "rlcapture.log"
 REPORT = "report.html"
 REPORT_ASSETS = "report_files"
 #: ``rlcapture plot``'s default file, without its suffix (.png, .svg).
@@ -89,7 +92,7 @@ SEED_PREFIX = "seed-"
 ROUND_PREFIX = "step-"
 
 #: Files of a run folder, by name.
-FILES = (MANIFEST, SUMMARY, RUN_FILE, SEEDS_INDEX, REPORT, *(CURVE + s for s in CURVE_SUFFIXES))
+FILES = (MANIFEST, SUMMARY, RUN_FILE, SEEDS_INDEX, LOG, REPORT, *(CURVE + s for s in CURVE_SUFFIXES))
 #: Folders of a run folder, by name.
 FOLDERS = (VIDEOS, FRAMES, REPORT_ASSETS, REPLAYS, *TRACKER_FOLDERS.values(), STAGING)
 # Temporary files written beside them (renamed over the real one): ``.run.json.PID``,
@@ -167,6 +170,10 @@ class RunFolder:
     @property
     def report(self) -> Path:
         return self.path / REPORT
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG
 
     @property
     def report_assets(self) -> Path:

@@ -20,6 +20,7 @@ from ..results.progress import RunProgress
 from ..results.summary import print_run, save_json, stats_dict, summarize_run
 from ..triggers import as_schedule
 from .record_args import evaluation_options
+from .run_log import logged_to_folder
 
 __all__ = ["record_one"]
 
@@ -47,7 +48,8 @@ def record_one(
         bars[0].update(steps, done)
 
     try:
-        result = _evaluate(args, out, seed, schedule, tick)
+        with logged_to_folder(out):
+            result = _evaluate(args, out, seed, schedule, tick)
     except BaseException:
         if bars:
             bars[0].__exit__(None, None, None)

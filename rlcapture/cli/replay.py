@@ -25,6 +25,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     rep.add_argument(
         "--episode", type=bounded(int, 0, 10**9, "--episode"), default=0, help="that env's episode (default 0)"
     )
+    rep.add_argument(
+        "--env-id", help="the env to make (an id or module:Env) when the run's run.json names none"
+    )
     rep.add_argument("--policy", help="default: the run's (random, sb3:ALGO:path.zip or module:callable)")
     rep.add_argument("--stochastic", action="store_true", help="SB3 policies: sample actions")
     rep.add_argument("--out", "-o", help="the new video (default DIR/replays/envE-episodeK.mp4)")
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         out=args.out,
         deterministic=False if args.stochastic else None,
         overwrite=args.overwrite,
+        env_id=args.env_id,
     )
     head = f"replayed env {args.env} episode {args.episode}: return {result.ret:g}, length {result.length}"
     if result.matches:
