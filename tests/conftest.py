@@ -246,3 +246,24 @@ def subprocess_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+#: What a terminal on a headless server lacks, and what would pick the platform for us.
+UNSET = (
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "MUJOCO_GL",
+    "PYOPENGL_PLATFORM",
+    "SDL_VIDEODRIVER",
+    "XDG_RUNTIME_DIR",
+)
+
+
+def headless(cwd: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment of a subprocess run as on a headless server, importing this checkout (and ``cwd``)."""
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO), *([str(cwd)] if cwd else []), env.get("PYTHONPATH", "")])
+    )
+    env.update(extra)
+    return env

@@ -11,13 +11,12 @@ install line of each is in the README's "Environments" section.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PYTHON, REPO, decode, read_manifest
+from conftest import PYTHON, decode, headless, read_manifest
 
 #: (env id, modules to import); every package is in the test extra, so none is skipped.
 MATRIX = {
@@ -36,21 +35,12 @@ OWN_WORDS = (
     "[Powered by Stella]",
     "WARNING: compiler attribute 'settotalmass'",
 )
-UNSET = (
-    "DISPLAY",
-    "WAYLAND_DISPLAY",
-    "MUJOCO_GL",
-    "PYOPENGL_PLATFORM",
-    "SDL_VIDEODRIVER",
-    "XDG_RUNTIME_DIR",
-)
 
 
 @pytest.mark.parametrize("family", list(MATRIX))
 def test_each_family_records_from_the_cli(tmp_path: Path, family: str) -> None:
     env_id, imports = MATRIX[family]
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env = headless()
     out = tmp_path / "out"
     argv = [
         env_id,

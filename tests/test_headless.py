@@ -20,17 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PYTHON, REPO, decode, read_manifest
-
-#: What a terminal on a headless server lacks, and what would pick the platform for us.
-UNSET = (
-    "DISPLAY",
-    "WAYLAND_DISPLAY",
-    "MUJOCO_GL",
-    "PYOPENGL_PLATFORM",
-    "SDL_VIDEODRIVER",
-    "XDG_RUNTIME_DIR",
-)
+from conftest import PYTHON, decode, headless, read_manifest
 
 #: Deterministic policies (a function of the observation), so the reference can act again.
 POLICY = """
@@ -64,15 +54,6 @@ for r in json.loads(records):
     frames[f"{r['env']}-{r['episode']}"] = np.stack(shown)
 np.savez(out, **frames)
 """
-
-
-def headless(cwd: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO), str(cwd), env.get("PYTHONPATH", "")])
-    )
-    env.update(extra)
-    return env
 
 
 def record(cwd: Path, *argv: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
