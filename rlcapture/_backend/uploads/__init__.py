@@ -20,12 +20,13 @@ from __future__ import annotations
 from .adapter import RunInfo, Tracker
 from .parts import upload_parts
 from .process import Uploader
-from .registry import KINDS, TrackerKind, adapter_class, open_tracker
+from .registry import KINDS, TrackerKind, adapter_class
 from .spec import (
     DEFAULT_ATTEMPTS,
     DEFAULT_UPLOAD_TIMEOUT,
     TrackerSpec,
     missing_package,
+    open_tracker,
     parse_tracker,
     parse_trackers,
 )

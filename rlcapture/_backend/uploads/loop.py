@@ -40,8 +40,7 @@ from ..manifest import ManifestFollower
 from .adapter import RunInfo, Tracker
 from .messages import Finish, Follow, Report, Sent, TrackerReport, UploaderFailed, decode, encode
 from .parts import upload_parts
-from .registry import open_tracker
-from .spec import TrackerSpec, missing_package, parse_tracker
+from .spec import TrackerSpec, missing_package, open_tracker, parse_tracker
 
 __all__ = ["uploader_main", "run_uploader", "BACKOFF", "QUEUE_ITEMS"]
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .adapter import RunInfo, Tracker
-    from .spec import TrackerSpec
+    from .adapter import Tracker
 
-__all__ = ["TrackerKind", "KINDS", "closest_kind", "adapter_class", "open_tracker"]
+__all__ = ["TrackerKind", "KINDS", "closest_kind", "adapter_class"]
 
 
 @dataclass(frozen=True)
@@ -82,14 +81,3 @@ def adapter_class(kind: str) -> type[Tracker]:
     module, _, name = KINDS[kind].adapter.partition(":")
     cls: type[Tracker] = getattr(importlib.import_module(module), name)
     return cls
-
-
-def open_tracker(spec: TrackerSpec, run: RunInfo) -> Tracker:
-    """Import ``spec``'s adapter and open its run.
-
-    Raises:
-        ImportError: The tracker's package is missing (the caller names the extra).
-        Exception: Whatever the tracker raises when its run cannot be opened
-            (an address where nothing listens...).
-    """
-    return adapter_class(spec.kind)(spec, run)

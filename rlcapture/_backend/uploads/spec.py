@@ -13,15 +13,19 @@ import importlib.util
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .registry import KINDS, closest_kind
+from .registry import KINDS, adapter_class, closest_kind
+
+if TYPE_CHECKING:
+    from .adapter import RunInfo, Tracker
 
 __all__ = [
     "TrackerSpec",
     "parse_tracker",
     "parse_trackers",
     "missing_package",
+    "open_tracker",
     "DEFAULT_ATTEMPTS",
     "DEFAULT_UPLOAD_TIMEOUT",
 ]
@@ -139,3 +143,14 @@ def missing_package(spec: TrackerSpec) -> str | None:
     if found:
         return None
     return f"--log {spec.kind} needs the {name} package: {spec.extra}"
+
+
+def open_tracker(spec: TrackerSpec, run: RunInfo) -> Tracker:
+    """Import ``spec``'s adapter and open its run.
+
+    Raises:
+        ImportError: The tracker's package is missing (the caller names the extra).
+        Exception: Whatever the tracker raises when its run cannot be opened
+            (an address where nothing listens...).
+    """
+    return adapter_class(spec.kind)(spec, run)
